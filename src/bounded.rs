@@ -1,0 +1,233 @@
+//! A bounded, concurrent map with TTL and S3-FIFO eviction: the engine under [`LocalCache`] and
+//! [`MemoryStore`].
+//!
+//! Reads take only the `DashMap` shard's read lock and bump a 2-bit frequency. Writes also take
+//! the lock of the policy shard that owns the key (always before the map's lock), so every
+//! mutation of one key is serialised with the bookkeeping that counts its weight.
+//!
+//! [`LocalCache`]: crate::LocalCache
+//! [`MemoryStore`]: crate::MemoryStore
+
+mod s3fifo;
+
+use crate::clock::Clock;
+use crate::envelope::NEVER;
+use crate::stats::{Counters, Event};
+use crate::sync::{AtomicU8, Mutex, Ordering, lock};
+use dashmap::DashMap;
+use s3fifo::{S3Fifo, Visit};
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+
+/// Computes an entry's weight against the capacity.
+pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;
+
+/// The smallest policy shard worth splitting off, in capacity units.
+const MIN_SHARD_CAPACITY: u64 = 64;
+
+struct Slot<V> {
+    value: V,
+    expires_ms: u64,
+    id: u64,
+    weight: u64,
+    /// Reads since queued, saturating at 3.
+    freq: AtomicU8,
+}
+
+/// The result of a read.
+pub(crate) enum Lookup<R> {
+    Hit(R),
+    Miss,
+}
+
+pub(crate) struct BoundedMap<K, V, S> {
+    map: DashMap<K, Slot<V>, S>,
+    policy: Box<[Mutex<S3Fifo<K>>]>,
+    weigher: Option<Weigher<K, V>>,
+    clock: Clock,
+    counters: Counters,
+}
+
+impl<K, V, S> BoundedMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    S: BuildHasher + Clone,
+{
+    /// A map holding at most `capacity` units of weight (entries, without a weigher).
+    pub(crate) fn new(
+        capacity: u64,
+        weigher: Option<Weigher<K, V>>,
+        clock: Clock,
+        hasher: S,
+    ) -> Self {
+        let max_shards = std::thread::available_parallelism()
+            .map_or(4, |n| n.get() * 4)
+            .next_power_of_two() as u64;
+        let mut shards = 1;
+        while shards * 2 <= max_shards && capacity / (shards * 2) >= MIN_SHARD_CAPACITY {
+            shards *= 2;
+        }
+        let policy = (0..shards)
+            .map(|i| {
+                Mutex::new(S3Fifo::new(
+                    capacity / shards + u64::from(i < capacity % shards),
+                ))
+            })
+            .collect();
+        Self {
+            map: DashMap::with_hasher(hasher),
+            policy,
+            weigher,
+            clock,
+            counters: Counters::default(),
+        }
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The total capacity, in weight units.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.policy.iter().map(|shard| lock(shard).capacity()).sum()
+    }
+
+    /// Reads the entry for `key` through `read`, unless it is absent or expired.
+    /// Counts neither hits nor misses: the caller knows whether `read` accepted the entry.
+    pub(crate) fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Lookup<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let expired_id = {
+            let Some(slot) = self.map.get(key) else {
+                return Lookup::Miss;
+            };
+            if slot.expires_ms == NEVER || self.clock.now_ms() < slot.expires_ms {
+                let freq = slot.freq.load(Ordering::Relaxed);
+                if freq < 3 {
+                    slot.freq.store(freq + 1, Ordering::Relaxed);
+                }
+                return Lookup::Hit(read(&slot.value));
+            }
+            slot.id
+        };
+        if self.remove_where(key, |slot| slot.id == expired_id) {
+            self.counters.record(Event::Expiration);
+        }
+        Lookup::Miss
+    }
+
+    /// Inserts or replaces the entry for `key`, then evicts to fit. Returns `false` (and stores
+    /// nothing) when the entry alone outweighs its shard.
+    pub(crate) fn insert(&self, key: K, value: V, expires_ms: u64) -> bool {
+        let weight = self
+            .weigher
+            .as_ref()
+            .map_or(1, |weigh| weigh(&key, &value))
+            .max(1);
+        let hash = self.map.hasher().hash_one(&key);
+        let mut policy = lock(&self.policy[self.shard_of(hash)]);
+        if weight > policy.capacity() {
+            drop(policy);
+            self.remove(&key);
+            return false;
+        }
+        let id = policy.admit(key.clone(), hash, weight);
+        let slot = Slot {
+            value,
+            expires_ms,
+            id,
+            weight,
+            freq: AtomicU8::new(0),
+        };
+        if let Some(old) = self.map.insert(key, slot) {
+            policy.forget(old.weight);
+        }
+        self.counters.record(Event::Insert);
+        let now_ms = self.clock.now_ms();
+        let counts = policy.make_room(|record, force| self.visit(record, force, now_ms));
+        self.counters.add(Event::Eviction, counts.evicted);
+        self.counters.add(Event::Expiration, counts.expired);
+        if policy.needs_compaction() {
+            policy.compact(|record| {
+                self.map
+                    .get(&record.key)
+                    .is_some_and(|slot| slot.id == record.id)
+            });
+        }
+        true
+    }
+
+    /// Removes the entry for `key`; returns whether there was one.
+    pub(crate) fn remove<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.remove_where(key, |_| true)
+    }
+
+    /// Removes every entry.
+    pub(crate) fn clear(&self) {
+        let mut guards: Vec<_> = self.policy.iter().map(lock).collect();
+        self.map.clear();
+        guards.iter_mut().for_each(|policy| policy.clear());
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn remove_where<Q>(&self, key: &Q, condition: impl FnOnce(&Slot<V>) -> bool) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.map.hasher().hash_one(key);
+        let mut policy = lock(&self.policy[self.shard_of(hash)]);
+        match self.map.remove_if(key, |_, slot| condition(slot)) {
+            Some((_, slot)) => {
+                policy.forget(slot.weight);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Decides the fate of a popped record; called with its policy shard locked.
+    fn visit(&self, record: &s3fifo::Record<K>, force: bool, now_ms: u64) -> Visit {
+        let expired = {
+            let Some(slot) = self.map.get(&record.key) else {
+                return Visit::Stale;
+            };
+            if slot.id != record.id {
+                return Visit::Stale;
+            }
+            let expired = slot.expires_ms != NEVER && now_ms >= slot.expires_ms;
+            let freq = slot.freq.load(Ordering::Relaxed);
+            if !expired && !force && freq > 0 {
+                slot.freq.store(freq - 1, Ordering::Relaxed);
+                return Visit::Referenced;
+            }
+            expired
+        };
+        match self
+            .map
+            .remove_if(&record.key, |_, slot| slot.id == record.id)
+        {
+            Some(_) => Visit::Evicted { expired },
+            None => Visit::Stale,
+        }
+    }
+
+    fn shard_of(&self, hash: u64) -> usize {
+        // The shard count is a power of two; use high bits, which DashMap does not use for its own shards.
+        (hash >> 40) as usize & (self.policy.len() - 1)
+    }
+}

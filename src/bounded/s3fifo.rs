@@ -1,0 +1,193 @@
+//! S3-FIFO queue bookkeeping for one shard (Yang et al., "FIFO queues are all you need for cache
+//! eviction", SOSP 2023).
+//!
+//! New entries enter a small FIFO (10% of the shard); an entry read while there moves to the main
+//! FIFO when it reaches the head, otherwise it is evicted and its hash remembered in a ghost FIFO.
+//! A key re-inserted while its hash is a ghost goes straight to main. Main is a FIFO with
+//! reinsertion (CLOCK-like, 2-bit frequency). One-hit wonders of a scan pass through small and
+//! never displace the main working set: that is the scan resistance.
+//!
+//! The queues hold records `(key, id)`; an entry that was overwritten or removed leaves a stale
+//! record behind, recognised by its id and skipped.
+
+use std::collections::{HashMap, VecDeque};
+
+/// One queued entry.
+pub(super) struct Record<K> {
+    pub(super) key: K,
+    pub(super) hash: u64,
+    pub(super) id: u64,
+    pub(super) weight: u64,
+}
+
+/// What the map says about a popped record.
+pub(super) enum Visit {
+    /// The record's entry is gone or was replaced.
+    Stale,
+    /// The entry was read since it was queued: keep it (its frequency has been lowered).
+    Referenced,
+    /// The entry was evicted from the map, with this weight.
+    Evicted {
+        /// It was past its TTL (an expiration rather than an eviction).
+        expired: bool,
+    },
+}
+
+/// Counts from one `make_room` call.
+#[derive(Default)]
+pub(super) struct Evictions {
+    pub(super) evicted: u64,
+    pub(super) expired: u64,
+}
+
+pub(super) struct S3Fifo<K> {
+    small: VecDeque<Record<K>>,
+    main: VecDeque<Record<K>>,
+    /// Weight of every record in `small`, stale ones included (they leave when popped).
+    small_weight: u64,
+    /// Weight of live entries.
+    live_weight: u64,
+    live_entries: usize,
+    capacity: u64,
+    ghost: Ghost,
+    next_id: u64,
+}
+
+impl<K> S3Fifo<K> {
+    pub(super) fn new(capacity: u64) -> Self {
+        Self {
+            small: VecDeque::new(),
+            main: VecDeque::new(),
+            small_weight: 0,
+            live_weight: 0,
+            live_entries: 0,
+            capacity,
+            ghost: Ghost::default(),
+            next_id: 0,
+        }
+    }
+
+    pub(super) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Queues a new live entry and returns its id.
+    pub(super) fn admit(&mut self, key: K, hash: u64, weight: u64) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let record = Record {
+            key,
+            hash,
+            id,
+            weight,
+        };
+        if self.ghost.take(hash) {
+            self.main.push_back(record);
+        } else {
+            self.small_weight += weight;
+            self.small.push_back(record);
+        }
+        self.live_weight += weight;
+        self.live_entries += 1;
+        id
+    }
+
+    /// An entry left the map other than through `make_room` (removed or overwritten).
+    pub(super) fn forget(&mut self, weight: u64) {
+        self.live_weight -= weight;
+        self.live_entries -= 1;
+    }
+
+    /// Pops records until the live weight fits the capacity, asking `visit` about each one.
+    ///
+    /// `visit(record, force)` must evict when `force` is set; it is set once a full pass over
+    /// both queues has not made room (readers keep re-referencing entries).
+    pub(super) fn make_room(
+        &mut self,
+        mut visit: impl FnMut(&Record<K>, bool) -> Visit,
+    ) -> Evictions {
+        let mut counts = Evictions::default();
+        let mut budget = 2 * (self.small.len() + self.main.len()) + 8;
+        while self.live_weight > self.capacity {
+            let force = budget == 0;
+            budget = budget.saturating_sub(1);
+            let from_small = self.small_weight > self.capacity / 10 || self.main.is_empty();
+            let popped = if from_small {
+                self.small.pop_front()
+            } else {
+                self.main.pop_front()
+            };
+            let Some(record) = popped else { break };
+            if from_small {
+                self.small_weight -= record.weight;
+            }
+            match visit(&record, force) {
+                Visit::Stale => {}
+                Visit::Referenced => self.main.push_back(record),
+                Visit::Evicted { expired } => {
+                    self.live_weight -= record.weight;
+                    self.live_entries -= 1;
+                    if expired {
+                        counts.expired += 1;
+                    } else {
+                        counts.evicted += 1;
+                        if from_small {
+                            self.ghost.remember(record.hash, self.main.len().max(16));
+                        }
+                    }
+                }
+            }
+        }
+        counts
+    }
+
+    /// Whether stale records outnumber live ones enough to be worth a sweep.
+    pub(super) fn needs_compaction(&self) -> bool {
+        self.small.len() + self.main.len() > 2 * self.live_entries + 64
+    }
+
+    /// Drops records for which `is_live(record)` is false.
+    pub(super) fn compact(&mut self, mut is_live: impl FnMut(&Record<K>) -> bool) {
+        self.small.retain(|record| is_live(record));
+        self.main.retain(|record| is_live(record));
+        self.small_weight = self.small.iter().map(|record| record.weight).sum();
+    }
+
+    pub(super) fn clear(&mut self) {
+        *self = Self::new(self.capacity);
+    }
+}
+
+/// Hashes of keys recently evicted from the small queue, bounded FIFO.
+#[derive(Default)]
+struct Ghost {
+    order: VecDeque<u64>,
+    counts: HashMap<u64, u32, ahash::RandomState>,
+}
+
+impl Ghost {
+    fn remember(&mut self, hash: u64, limit: usize) {
+        while self.order.len() >= limit {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            self.release(old);
+        }
+        self.order.push_back(hash);
+        *self.counts.entry(hash).or_insert(0) += 1;
+    }
+
+    /// Whether `hash` is a ghost; consumes it (the record in `order` ages out harmlessly).
+    fn take(&mut self, hash: u64) -> bool {
+        self.counts.remove(&hash).is_some()
+    }
+
+    fn release(&mut self, hash: u64) {
+        if let Some(count) = self.counts.get_mut(&hash) {
+            *count -= 1;
+            if *count == 0 {
+                self.counts.remove(&hash);
+            }
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! `Cache<N>`: the async front over the in-process and remote tiers.
+
+use crate::client::Shared;
+use crate::clock::deadline;
+use crate::codec::Codec;
+use crate::error::{BuildError, Error};
+use crate::key::Key;
+use crate::local::LocalCache;
+use crate::namespace::Namespace;
+use crate::stats::{Counters, Event, Stats};
+use crate::violation::{Tier, Violation, ViolationReport};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Whether a namespace uses the cache at all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Policy {
+    /// Read and write both tiers (the default).
+    #[default]
+    Cache,
+    /// Never read or write the cache: for data that must always come from the source of truth,
+    /// such as authorisation relations.
+    Bypass,
+}
+
+/// The cache of one namespace: in-process tier, then remote tier, then a miss. Cheap to clone.
+///
+/// Every value read from the remote tier is opened as an [`Envelope`](crate::Envelope) for the
+/// requested key before it is decoded; every in-process hit is compared with the requested key.
+/// A value that fails either check is counted, reported to the client's violation sink, deleted
+/// from the tier it came from, and read as a miss.
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use bytes::Bytes;
+/// use scoped_cache::{Client, DeviceId, Key, KeyId, KeyRing, MemoryStore, Namespace, RawBytes, TenantId};
+/// use std::time::Duration;
+///
+/// struct Thumbnails;
+/// impl Namespace for Thumbnails {
+///     const NAME: &'static str = "thumb";
+///     const SCHEMA: u16 = 1;
+///     type Item = u64;
+///     type Value = Bytes;
+///     type Codec = RawBytes;
+/// }
+///
+/// let client = Client::builder()
+///     .key_ring(KeyRing::new(KeyId(1), &[42; 32])?)
+///     .remote(MemoryStore::default())
+///     .build()?;
+/// let thumbs = client.cache::<Thumbnails>().local_capacity(100_000).ttl(Duration::from_secs(600)).build()?;
+///
+/// let key = Key::new(TenantId::new("user-42")?, DeviceId::new("cam-7")?, 9);
+/// thumbs.insert(&key, Bytes::from_static(b"jpeg")).await?;
+/// assert_eq!(thumbs.get(&key).await, Some(Bytes::from_static(b"jpeg")));
+/// thumbs.invalidate(&key).await?;
+/// assert_eq!(thumbs.get(&key).await, None);
+/// assert_eq!(thumbs.stats().hits_local, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+/// ```
+pub struct Cache<N: Namespace> {
+    inner: Arc<Inner<N>>,
+}
+
+struct Inner<N: Namespace> {
+    shared: Arc<Shared>,
+    local: Option<LocalCache<N>>,
+    ttl: Option<Duration>,
+    policy: Policy,
+    counters: Counters,
+}
+
+impl<N: Namespace> Clone for Cache<N> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<N: Namespace> Cache<N> {
+    /// The verified value for `key`, or `None` on a miss.
+    ///
+    /// A remote failure or a refused value is a miss too (counted in [`Stats`]); a remote hit is
+    /// promoted to the in-process tier.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future leaves no state behind, and a value is either returned
+    /// whole and verified or not at all.
+    pub async fn get(&self, key: &Key<N>) -> Option<N::Value> {
+        let inner = &*self.inner;
+        if inner.policy == Policy::Bypass {
+            return None;
+        }
+        if let Some(value) = inner.local.as_ref().and_then(|local| local.get(key)) {
+            return Some(value);
+        }
+        let value = self.get_remote(key).await;
+        inner.counters.record(if value.is_some() {
+            Event::HitRemote
+        } else {
+            Event::Miss
+        });
+        value
+    }
+
+    async fn get_remote(&self, key: &Key<N>) -> Option<N::Value> {
+        let inner = &*self.inner;
+        let remote = inner.shared.remote.as_ref()?;
+        let encoded = key.encode();
+        let sealed = match remote.store.get(&encoded).await {
+            Ok(found) => found?,
+            Err(_) => {
+                inner.counters.record(Event::RemoteError);
+                return None;
+            }
+        };
+        let now_ms = inner.shared.clock.now_ms();
+        let opened = remote
+            .envelope
+            .open_encoded(&sealed, key, &encoded, now_ms, &remote.ring);
+        let decoded = opened.and_then(|opened| {
+            let value = N::Codec::decode(opened.payload).map_err(|_| Violation::Undecodable)?;
+            Ok((value, opened.expires_ms))
+        });
+        match decoded {
+            Ok((value, expires_ms)) => {
+                if let Some(local) = &inner.local {
+                    local.insert_until(
+                        key,
+                        value.clone(),
+                        expires_ms.min(deadline(now_ms, inner.ttl)),
+                    );
+                }
+                Some(value)
+            }
+            Err(violation) => {
+                self.refuse_remote(key, &encoded, violation).await;
+                None
+            }
+        }
+    }
+
+    async fn refuse_remote(&self, key: &Key<N>, encoded: &[u8], violation: Violation) {
+        let inner = &*self.inner;
+        inner.counters.record(Event::Violation(violation.kind()));
+        if let Some(sink) = &inner.shared.sink {
+            sink(&ViolationReport {
+                namespace: N::NAME,
+                tier: Tier::Remote,
+                expected: key.owner().clone(),
+                violation,
+            });
+        }
+        if let Some(remote) = &inner.shared.remote
+            && remote.store.delete(encoded).await.is_err()
+        {
+            inner.counters.record(Event::RemoteError);
+        }
+    }
+
+    /// Stores `value` for `key` in both tiers, with the cache's TTL.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] or [`Error::Seal`] when the value cannot be encoded or is too large
+    /// (nothing is stored); [`Error::Remote`] when the remote write failed (the in-process tier
+    /// holds the value).
+    ///
+    /// # Cancel safety
+    ///
+    /// If cancelled, the value may be in the in-process tier only, or in both.
+    pub async fn insert(&self, key: &Key<N>, value: N::Value) -> Result<(), Error> {
+        let inner = &*self.inner;
+        if inner.policy == Policy::Bypass {
+            return Ok(());
+        }
+        let now_ms = inner.shared.clock.now_ms();
+        let expires_ms = deadline(now_ms, inner.ttl);
+        let sealed = match &inner.shared.remote {
+            Some(remote) => {
+                let payload = N::Codec::encode(&value)?;
+                let encoded = key.encode();
+                let sealed = remote.envelope.seal_encoded(
+                    N::SCHEMA,
+                    &encoded,
+                    &payload,
+                    now_ms,
+                    expires_ms,
+                    &remote.ring,
+                )?;
+                Some((remote, encoded, sealed))
+            }
+            None => None,
+        };
+        inner.counters.record(Event::Insert);
+        if let Some(local) = &inner.local {
+            local.insert_until(key, value, expires_ms);
+        }
+        if let Some((remote, encoded, sealed)) = sealed {
+            remote
+                .store
+                .set(&encoded, sealed, inner.ttl)
+                .await
+                .inspect_err(|_| inner.counters.record(Event::RemoteError))?;
+        }
+        Ok(())
+    }
+
+    /// Removes `key` from both tiers.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Remote`] when the remote delete failed (the in-process entry is gone).
+    pub async fn invalidate(&self, key: &Key<N>) -> Result<(), Error> {
+        let inner = &*self.inner;
+        if let Some(local) = &inner.local {
+            local.remove(key);
+        }
+        if let Some(remote) = &inner.shared.remote {
+            remote
+                .store
+                .delete(&key.encode())
+                .await
+                .inspect_err(|_| inner.counters.record(Event::RemoteError))?;
+        }
+        Ok(())
+    }
+
+    /// Counters of both tiers: hits per tier, misses, inserts, evictions and expirations of the
+    /// in-process tier, remote errors, violations by kind (both tiers).
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.inner.counters.snapshot();
+        if let Some(local) = &self.inner.local {
+            let local = local.stats();
+            // The in-process tier's own misses and inserts (promotions) are not the cache's.
+            stats = stats
+                + Stats {
+                    misses: 0,
+                    inserts: 0,
+                    ..local
+                };
+        }
+        stats
+    }
+
+    /// The in-process tier, if enabled (for inspection; writes should go through the cache).
+    pub fn local(&self) -> Option<&LocalCache<N>> {
+        self.inner.local.as_ref()
+    }
+}
+
+impl<N: Namespace> fmt::Debug for Cache<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("namespace", &N::NAME)
+            .field("policy", &self.inner.policy)
+            .field("ttl", &self.inner.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures the [`Cache`] of one namespace; from [`Client::cache`](crate::Client::cache).
+#[must_use]
+pub struct CacheBuilder<N: Namespace> {
+    shared: Arc<Shared>,
+    local_capacity: u64,
+    ttl: Option<Duration>,
+    policy: Policy,
+    namespace: std::marker::PhantomData<fn() -> N>,
+}
+
+impl<N: Namespace> CacheBuilder<N> {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            local_capacity: 10_000,
+            ttl: Some(Duration::from_secs(600)),
+            policy: Policy::Cache,
+            namespace: std::marker::PhantomData,
+        }
+    }
+
+    /// Entries in the in-process tier (default 10,000); 0 disables it.
+    pub fn local_capacity(mut self, entries: u64) -> Self {
+        self.local_capacity = entries;
+        self
+    }
+
+    /// How long values live in both tiers (default 10 minutes).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Values live until evicted (and, remotely, until deleted). Use with care.
+    pub fn no_ttl(mut self) -> Self {
+        self.ttl = None;
+        self
+    }
+
+    /// The namespace's [`Policy`] (default [`Policy::Cache`]).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Builds the cache.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::ZeroTtl`] for a zero TTL.
+    pub fn build(self) -> Result<Cache<N>, BuildError> {
+        if self.ttl == Some(Duration::ZERO) {
+            return Err(BuildError::ZeroTtl);
+        }
+        let local = match self.local_capacity {
+            0 => None,
+            capacity => Some(
+                LocalCache::builder()
+                    .max_entries(capacity)
+                    .clock(self.shared.clock.clone())
+                    .sink(self.shared.sink.clone())
+                    .build()?,
+            ),
+        };
+        Ok(Cache {
+            inner: Arc::new(Inner {
+                shared: self.shared,
+                local,
+                ttl: self.ttl,
+                policy: self.policy,
+                counters: Counters::default(),
+            }),
+        })
+    }
+}

@@ -1,0 +1,145 @@
+//! `Client`: what every cache of a service shares: key ring, remote store, violation sink, clock.
+
+use crate::cache::CacheBuilder;
+use crate::clock::Clock;
+use crate::envelope::{DEFAULT_MAX_PAYLOAD, Envelope};
+use crate::error::BuildError;
+use crate::keyring::KeyRing;
+use crate::namespace::Namespace;
+use crate::store::RemoteStore;
+use crate::violation::{ViolationReport, ViolationSink};
+use std::fmt;
+use std::sync::Arc;
+
+/// The shared configuration of a service's caches. Cheap to clone.
+///
+/// # Examples
+///
+/// ```
+/// use scoped_cache::{Client, KeyId, KeyRing, MemoryStore};
+/// let client = Client::builder()
+///     .key_ring(KeyRing::new(KeyId(1), &[42; 32])?)
+///     .remote(MemoryStore::default())
+///     .on_violation(|report| eprintln!("cache violation: {report:?}"))
+///     .build()?;
+/// # let _ = client;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) remote: Option<Remote>,
+    pub(crate) sink: Option<ViolationSink>,
+    pub(crate) clock: Clock,
+}
+
+/// A remote store and the key ring that seals what goes into it.
+pub(crate) struct Remote {
+    pub(crate) store: Arc<dyn RemoteStore>,
+    pub(crate) ring: KeyRing,
+    pub(crate) envelope: Envelope,
+}
+
+impl Client {
+    /// A builder: no remote tier, no sink, the system clock, 8 MiB payloads.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder {
+            ring: None,
+            store: None,
+            sink: None,
+            clock: Clock::system(),
+            max_payload: DEFAULT_MAX_PAYLOAD,
+        }
+    }
+
+    /// Starts configuring the cache of namespace `N`.
+    pub fn cache<N: Namespace>(&self) -> CacheBuilder<N> {
+        CacheBuilder::new(Arc::clone(&self.shared))
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field(
+                "remote",
+                &self.shared.remote.as_ref().map(|remote| &remote.ring),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`Client`].
+#[must_use]
+pub struct ClientBuilder {
+    ring: Option<KeyRing>,
+    store: Option<Arc<dyn RemoteStore>>,
+    sink: Option<ViolationSink>,
+    clock: Clock,
+    max_payload: usize,
+}
+
+impl ClientBuilder {
+    /// The MAC keys that seal and verify remote values. Required with a remote store.
+    pub fn key_ring(mut self, ring: KeyRing) -> Self {
+        self.ring = Some(ring);
+        self
+    }
+
+    /// A shared tier below the in-process one.
+    pub fn remote(self, store: impl RemoteStore) -> Self {
+        self.remote_shared(Arc::new(store))
+    }
+
+    /// A shared tier that the caller also keeps a handle to.
+    pub fn remote_shared(mut self, store: Arc<dyn RemoteStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Called with every violation of every cache of this client, e.g. to alert an operator.
+    pub fn on_violation(mut self, sink: impl Fn(&ViolationReport) + Send + Sync + 'static) -> Self {
+        self.sink = Some(Arc::new(sink));
+        self
+    }
+
+    /// Reads time from `clock` (e.g. a [`ManualClock`](crate::ManualClock) in tests).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The largest value payload stored remotely (default 8 MiB); larger inserts fail and larger
+    /// stored values are refused before they are parsed.
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// Builds the client.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::MissingKeyRing`] when a remote store is set without a key ring.
+    pub fn build(self) -> Result<Client, BuildError> {
+        let remote = match (self.store, self.ring) {
+            (Some(store), Some(ring)) => Some(Remote {
+                store,
+                ring,
+                envelope: Envelope::with_max_payload(self.max_payload),
+            }),
+            (Some(_), None) => return Err(BuildError::MissingKeyRing),
+            (None, _) => None,
+        };
+        Ok(Client {
+            shared: Arc::new(Shared {
+                remote,
+                sink: self.sink,
+                clock: self.clock,
+            }),
+        })
+    }
+}

@@ -1,0 +1,371 @@
+//! Sealed envelopes: the only form in which a value leaves the process. Sans-IO.
+//!
+//! An envelope binds a payload to its full key (namespace, tenant, device, item), its schema, its
+//! lifetime and the id of the MAC key that sealed it, under a 256-bit HMAC-SHA256 tag. Opening it
+//! *for a requested key* checks all of them; any mismatch is a [`Violation`], never a value.
+//! The byte layout is specified in `docs/ENVELOPE.md`:
+//!
+//! ```text
+//! magic(4) version(1) flags(1) schema(2) key_id(4) created_ms(8) expires_ms(8) key_len(4)
+//! key(key_len) payload_len(4) payload(payload_len) tag(32)          all integers big-endian
+//! ```
+
+use crate::key::{Key, RawKey};
+use crate::keyring::{KeyId, KeyRing};
+use crate::mac::TAG_LEN;
+use crate::namespace::Namespace;
+use crate::violation::{Malformed, Violation};
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// The first four bytes of every envelope. The high first byte keeps text from passing for one.
+pub const MAGIC: [u8; 4] = [0x89, b'S', b'C', b'E'];
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+/// `expires_ms` of a value that never expires.
+pub const NEVER: u64 = u64::MAX;
+/// Longest encoded key an envelope carries, in bytes.
+pub const MAX_KEY_LEN: usize = 4096;
+/// Default largest payload: 8 MiB.
+pub const DEFAULT_MAX_PAYLOAD: usize = 8 << 20;
+
+/// Bytes before the key: magic, version, flags, schema, key id, created, expires, key length.
+const HEADER_LEN: usize = 4 + 1 + 1 + 2 + 4 + 8 + 8 + 4;
+/// The smallest envelope: header, empty key, payload length, empty payload, tag.
+const MIN_LEN: usize = HEADER_LEN + 4 + TAG_LEN;
+
+/// A value could not be sealed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// The payload exceeds the configured maximum.
+    #[error("payload of {len} bytes exceeds the limit of {limit}; raise max_payload or store less")]
+    PayloadTooLarge {
+        /// Payload length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The encoded key exceeds [`MAX_KEY_LEN`] (an item of several KiB).
+    #[error("encoded key of {len} bytes exceeds the limit of {MAX_KEY_LEN}; use a shorter item")]
+    KeyTooLong {
+        /// Encoded key length.
+        len: usize,
+    },
+}
+
+/// An envelope that opened for the requested key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Opened {
+    /// The verified payload (a zero-copy slice of the envelope).
+    pub payload: Bytes,
+    /// When it was sealed, in ms since the Unix epoch.
+    pub created_ms: u64,
+    /// When it expires, in ms since the Unix epoch ([`NEVER`] if it does not).
+    pub expires_ms: u64,
+}
+
+/// Seals and opens envelopes under size limits.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::Bytes;
+/// use scoped_cache::{DeviceId, Envelope, Key, KeyId, KeyRing, Namespace, RawBytes, TenantId, Violation};
+///
+/// struct Thumbnails;
+/// impl Namespace for Thumbnails {
+///     const NAME: &'static str = "thumb";
+///     const SCHEMA: u16 = 1;
+///     type Item = u64;
+///     type Value = Bytes;
+///     type Codec = RawBytes;
+/// }
+///
+/// let ring = KeyRing::new(KeyId(1), &[42; 32])?;
+/// let mine = Key::<Thumbnails>::new(TenantId::from_u64(1), DeviceId::from_u64(2), 9);
+/// let theirs = Key::<Thumbnails>::new(TenantId::from_u64(2), DeviceId::from_u64(1), 9);
+/// let sealed = Envelope::default().seal(&mine, b"jpeg", 1_000, 61_000, &ring)?;
+///
+/// assert_eq!(Envelope::default().open(&sealed, &mine, 2_000, &ring)?, Bytes::from_static(b"jpeg"));
+/// assert!(matches!(
+///     Envelope::default().open(&sealed, &theirs, 2_000, &ring),
+///     Err(Violation::OwnerMismatch { .. })
+/// ));
+/// assert!(matches!(Envelope::default().open(&sealed, &mine, 61_000, &ring), Err(Violation::Expired { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Envelope {
+    max_payload: usize,
+}
+
+impl Default for Envelope {
+    fn default() -> Self {
+        Self {
+            max_payload: DEFAULT_MAX_PAYLOAD,
+        }
+    }
+}
+
+impl Envelope {
+    /// Limits payloads to `max_payload` bytes (at most `u32::MAX`; larger values are clamped).
+    pub fn with_max_payload(max_payload: usize) -> Self {
+        Self {
+            max_payload: max_payload.min(u32::MAX as usize),
+        }
+    }
+
+    /// The largest payload sealed or opened.
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    /// The largest envelope opened; anything longer is refused before it is parsed.
+    pub fn max_envelope_len(&self) -> usize {
+        HEADER_LEN + MAX_KEY_LEN + 4 + self.max_payload + TAG_LEN
+    }
+
+    /// Seals `payload` for `key`, valid from `created_ms` until `expires_ms` (ms since the Unix
+    /// epoch; [`NEVER`] for no expiry), with the ring's signing key.
+    ///
+    /// # Errors
+    ///
+    /// [`SealError`] when the payload or the encoded key exceeds its limit.
+    pub fn seal<N: Namespace>(
+        &self,
+        key: &Key<N>,
+        payload: &[u8],
+        created_ms: u64,
+        expires_ms: u64,
+        ring: &KeyRing,
+    ) -> Result<Bytes, SealError> {
+        self.seal_encoded(
+            N::SCHEMA,
+            &key.encode(),
+            payload,
+            created_ms,
+            expires_ms,
+            ring,
+        )
+    }
+
+    /// Opens `sealed` for `key` at time `now_ms` and returns the payload.
+    ///
+    /// # Errors
+    ///
+    /// A [`Violation`] unless the envelope is well formed, sealed by a key in `ring`, untampered,
+    /// and written for exactly this namespace, schema, owner and item, and not expired.
+    pub fn open<N: Namespace>(
+        &self,
+        sealed: &Bytes,
+        key: &Key<N>,
+        now_ms: u64,
+        ring: &KeyRing,
+    ) -> Result<Bytes, Violation> {
+        self.open_details(sealed, key, now_ms, ring)
+            .map(|opened| opened.payload)
+    }
+
+    /// Like [`Envelope::open`], also returning the envelope's timestamps.
+    ///
+    /// # Errors
+    ///
+    /// As [`Envelope::open`].
+    pub fn open_details<N: Namespace>(
+        &self,
+        sealed: &Bytes,
+        key: &Key<N>,
+        now_ms: u64,
+        ring: &KeyRing,
+    ) -> Result<Opened, Violation> {
+        self.open_encoded(sealed, key, &key.encode(), now_ms, ring)
+    }
+
+    pub(crate) fn seal_encoded(
+        &self,
+        schema: u16,
+        encoded_key: &[u8],
+        payload: &[u8],
+        created_ms: u64,
+        expires_ms: u64,
+        ring: &KeyRing,
+    ) -> Result<Bytes, SealError> {
+        if encoded_key.len() > MAX_KEY_LEN {
+            return Err(SealError::KeyTooLong {
+                len: encoded_key.len(),
+            });
+        }
+        if payload.len() > self.max_payload {
+            return Err(SealError::PayloadTooLarge {
+                len: payload.len(),
+                limit: self.max_payload,
+            });
+        }
+        let mut out = BytesMut::with_capacity(MIN_LEN + encoded_key.len() + payload.len());
+        out.put_slice(&MAGIC);
+        out.put_u8(FORMAT_VERSION);
+        out.put_u8(0); // flags, reserved
+        out.put_u16(schema);
+        out.put_u32(ring.signing_id().0);
+        out.put_u64(created_ms);
+        out.put_u64(expires_ms);
+        // Both lengths were checked against limits that fit a u32 above.
+        out.put_u32(encoded_key.len() as u32);
+        out.put_slice(encoded_key);
+        out.put_u32(payload.len() as u32);
+        out.put_slice(payload);
+        let tag = ring.signing_key().tag(&out);
+        out.put_slice(&tag);
+        Ok(out.freeze())
+    }
+
+    /// Opens `sealed` for `key`, whose encoding the caller already has in `encoded_key`.
+    pub(crate) fn open_encoded<N: Namespace>(
+        &self,
+        sealed: &Bytes,
+        key: &Key<N>,
+        encoded_key: &[u8],
+        now_ms: u64,
+        ring: &KeyRing,
+    ) -> Result<Opened, Violation> {
+        let fields = self.parse(sealed)?;
+        let mac_key = ring
+            .verifying_key(fields.key_id)
+            .ok_or(Violation::UnknownKey {
+                key_id: fields.key_id,
+            })?;
+        let (signed, tag) = sealed.split_at(sealed.len() - TAG_LEN);
+        if !mac_key.verify(signed, tag) {
+            return Err(Violation::BadTag);
+        }
+        // Authenticated from here on: the fields may be reported.
+        let embedded_key = &sealed[HEADER_LEN..HEADER_LEN + fields.key_len];
+        if embedded_key != encoded_key {
+            return Err(key_mismatch::<N>(embedded_key, key));
+        }
+        if fields.schema != N::SCHEMA {
+            return Err(Violation::SchemaMismatch {
+                expected: N::SCHEMA,
+                found: fields.schema,
+            });
+        }
+        if now_ms >= fields.expires_ms {
+            return Err(Violation::Expired {
+                expires_ms: fields.expires_ms,
+                now_ms,
+            });
+        }
+        Ok(Opened {
+            payload: sealed.slice(fields.payload_start..sealed.len() - TAG_LEN),
+            created_ms: fields.created_ms,
+            expires_ms: fields.expires_ms,
+        })
+    }
+
+    /// Checks the structure and reads the fixed fields. Nothing here is authenticated yet.
+    fn parse(&self, sealed: &[u8]) -> Result<Fields, Violation> {
+        let malformed = |reason| Violation::Malformed { reason };
+        let limit = self.max_envelope_len();
+        if sealed.len() > limit {
+            return Err(malformed(Malformed::TooLarge {
+                len: sealed.len(),
+                limit,
+            }));
+        }
+        if sealed.len() < MIN_LEN {
+            return Err(malformed(Malformed::Truncated));
+        }
+        if sealed[..4] != MAGIC {
+            return Err(malformed(Malformed::BadMagic));
+        }
+        if sealed[4] != FORMAT_VERSION {
+            return Err(malformed(Malformed::UnsupportedVersion(sealed[4])));
+        }
+        if sealed[5] != 0 {
+            return Err(malformed(Malformed::ReservedFlags));
+        }
+        let key_len = be_u32(sealed, 28) as usize;
+        if key_len > MAX_KEY_LEN {
+            return Err(malformed(Malformed::TooLarge {
+                len: key_len,
+                limit: MAX_KEY_LEN,
+            }));
+        }
+        // MIN_LEN covers an empty key, so this offset plus 4 is within `sealed` when it is short
+        // enough to hold the key; otherwise the envelope is truncated.
+        let payload_len_at = HEADER_LEN + key_len;
+        if payload_len_at + 4 + TAG_LEN > sealed.len() {
+            return Err(malformed(Malformed::Truncated));
+        }
+        let payload_len = be_u32(sealed, payload_len_at) as usize;
+        if payload_len > self.max_payload {
+            return Err(malformed(Malformed::TooLarge {
+                len: payload_len,
+                limit: self.max_payload,
+            }));
+        }
+        let payload_start = payload_len_at + 4;
+        let expected_len = payload_start + payload_len + TAG_LEN;
+        if expected_len > sealed.len() {
+            return Err(malformed(Malformed::Truncated));
+        }
+        if expected_len < sealed.len() {
+            return Err(malformed(Malformed::TrailingBytes));
+        }
+        Ok(Fields {
+            schema: u16::from_be_bytes([sealed[6], sealed[7]]),
+            key_id: KeyId(be_u32(sealed, 8)),
+            created_ms: be_u64(sealed, 12),
+            expires_ms: be_u64(sealed, 20),
+            key_len,
+            payload_start,
+        })
+    }
+}
+
+/// The fixed fields of a structurally valid envelope.
+struct Fields {
+    schema: u16,
+    key_id: KeyId,
+    created_ms: u64,
+    expires_ms: u64,
+    key_len: usize,
+    payload_start: usize,
+}
+
+/// Classifies an authentic envelope written for another key.
+fn key_mismatch<N: Namespace>(embedded_key: &[u8], expected: &Key<N>) -> Violation {
+    let Ok(found) = RawKey::decode(embedded_key) else {
+        return Violation::Malformed {
+            reason: Malformed::BadKey,
+        };
+    };
+    if found.namespace != N::NAME {
+        Violation::NamespaceMismatch {
+            expected: N::NAME,
+            found: found.namespace,
+        }
+    } else if &found.owner != expected.owner() {
+        Violation::OwnerMismatch {
+            expected: expected.owner().clone(),
+            found: found.owner,
+        }
+    } else {
+        Violation::ItemMismatch
+    }
+}
+
+/// Reads a big-endian u32 at `at`; callers have checked `at + 4 <= bytes.len()`.
+fn be_u32(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_be_bytes(word)
+}
+
+/// Reads a big-endian u64 at `at`; callers have checked `at + 8 <= bytes.len()`.
+fn be_u64(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_be_bytes(word)
+}

@@ -1,0 +1,165 @@
+//! Keys: who owns a value (`Owner`) and which value it is (`Key<N>`).
+
+mod encoding;
+
+pub use encoding::{KEY_PREFIX, KeyDecodeError, RawKey};
+
+use crate::id::{DeviceId, TenantId};
+use crate::item::ItemKey;
+use crate::namespace::{Namespace, assert_valid_name};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
+
+/// The owner of a cached value: a tenant and one of its devices.
+///
+/// # Examples
+///
+/// ```
+/// use scoped_cache::{DeviceId, Owner, TenantId};
+/// let owner = Owner::new(TenantId::from_u64(42), DeviceId::from_u64(7));
+/// assert_eq!(owner.to_string(), "tenant 42, device 7");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub struct Owner {
+    /// The tenant (user, account) that owns the value.
+    pub tenant: TenantId,
+    /// The tenant's device the value belongs to.
+    pub device: DeviceId,
+}
+
+impl Owner {
+    /// An owner from its two ids, in this order.
+    pub fn new(tenant: TenantId, device: DeviceId) -> Self {
+        Self { tenant, device }
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tenant {}, device {}", self.tenant, self.device)
+    }
+}
+
+/// The full key of a cached value: namespace `N` (in the type), owner, and item.
+///
+/// A `Key<A>` cannot be used with a `Cache<B>` or `LocalCache<B>`. Its byte encoding
+/// ([`Key::encode`]) is injective, so two different keys never share a store entry.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::Bytes;
+/// use scoped_cache::{DeviceId, Key, Namespace, RawBytes, TenantId};
+///
+/// struct Thumbnails;
+/// impl Namespace for Thumbnails {
+///     const NAME: &'static str = "thumb";
+///     const SCHEMA: u16 = 1;
+///     type Item = u64;
+///     type Value = Bytes;
+///     type Codec = RawBytes;
+/// }
+///
+/// let key = Key::<Thumbnails>::new(TenantId::new("user-42")?, DeviceId::new("cam-7")?, 9);
+/// let bytes = key.encode();
+/// assert!(bytes.starts_with(b"sc1:thumb:"));
+/// assert_eq!(Key::<Thumbnails>::decode(&bytes)?, key);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Key<N: Namespace> {
+    owner: Owner,
+    item: N::Item,
+    namespace: PhantomData<fn() -> N>,
+}
+
+impl<N: Namespace> Key<N> {
+    /// A key for `item` owned by `device` of `tenant`.
+    pub fn new(tenant: TenantId, device: DeviceId, item: N::Item) -> Self {
+        Self::for_owner(Owner::new(tenant, device), item)
+    }
+
+    /// A key for `item` of `owner`.
+    pub fn for_owner(owner: Owner, item: N::Item) -> Self {
+        const { assert_valid_name(N::NAME) };
+        Self {
+            owner,
+            item,
+            namespace: PhantomData,
+        }
+    }
+
+    /// Who owns the value.
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
+    /// The item within the owner.
+    pub fn item(&self) -> &N::Item {
+        &self.item
+    }
+
+    /// The key's bytes, as used in remote stores and envelopes (see `docs/ENVELOPE.md`).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        encoding::encode_key(
+            N::NAME,
+            &self.owner,
+            |out| self.item.encode_item(out),
+            &mut out,
+        );
+        out
+    }
+
+    /// Reads a key back from [`Key::encode`]'s bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyDecodeError`] for any input that is not exactly the encoding of a key of this
+    /// namespace; never panics.
+    pub fn decode(bytes: &[u8]) -> Result<Self, KeyDecodeError> {
+        let raw = RawKey::decode(bytes)?;
+        if raw.namespace != N::NAME {
+            return Err(KeyDecodeError::OtherNamespace);
+        }
+        let item = N::Item::decode_item(&raw.item).map_err(KeyDecodeError::Item)?;
+        Ok(Self::for_owner(raw.owner, item))
+    }
+}
+
+impl<N: Namespace> Clone for Key<N> {
+    fn clone(&self) -> Self {
+        Self {
+            owner: self.owner.clone(),
+            item: self.item.clone(),
+            namespace: PhantomData,
+        }
+    }
+}
+
+impl<N: Namespace> PartialEq for Key<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.owner == other.owner && self.item == other.item
+    }
+}
+
+impl<N: Namespace> Eq for Key<N> {}
+
+impl<N: Namespace> Hash for Key<N> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.owner.hash(state);
+        self.item.hash(state);
+    }
+}
+
+impl<N: Namespace> fmt::Debug for Key<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("namespace", &N::NAME)
+            .field("tenant", &self.owner.tenant)
+            .field("device", &self.owner.device)
+            .field("item", &self.item)
+            .finish()
+    }
+}

@@ -1,0 +1,281 @@
+//! `LocalCache`: the verified, bounded, in-process tier with typed values.
+
+use crate::bounded::{BoundedMap, Lookup, Weigher};
+use crate::clock::{Clock, deadline};
+use crate::error::BuildError;
+use crate::key::{Key, Owner};
+use crate::namespace::Namespace;
+use crate::stats::{Event, Stats};
+use crate::violation::{Tier, Violation, ViolationReport, ViolationSink};
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An entry remembers the owner and item it was inserted for, independently of the map's key.
+struct Entry<N: Namespace> {
+    owner: Owner,
+    item: N::Item,
+    value: N::Value,
+}
+
+/// A bounded, concurrent, in-process cache whose every hit is checked against the requested key.
+///
+/// Each entry carries the owner and item it was inserted for; a read compares them with the key
+/// it asked for, separately from the map's own hashing and equality. A mismatch (a bug in a
+/// hasher, in the map, or in code that should never run) is reported as a [`Violation`], the
+/// entry is removed, and the read is a miss. No MAC is computed in-process.
+///
+/// Capacity is in entries, or in weight units with a weigher. Eviction is S3-FIFO, which keeps
+/// the frequently read working set when a scan of one-off keys passes through. Expired entries
+/// are never returned; they are dropped when read or when eviction reaches them.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::Bytes;
+/// use scoped_cache::{DeviceId, Key, LocalCache, Namespace, RawBytes, TenantId};
+///
+/// struct Thumbnails;
+/// impl Namespace for Thumbnails {
+///     const NAME: &'static str = "thumb";
+///     const SCHEMA: u16 = 1;
+///     type Item = u64;
+///     type Value = Bytes;
+///     type Codec = RawBytes;
+/// }
+///
+/// let cache = LocalCache::<Thumbnails>::new(10_000)?;
+/// let key = Key::new(TenantId::new("user-42")?, DeviceId::new("cam-7")?, 9);
+/// cache.insert(&key, Bytes::from_static(b"jpeg"));
+/// assert_eq!(cache.get(&key), Some(Bytes::from_static(b"jpeg")));
+///
+/// let other_user = Key::new(TenantId::new("user-43")?, DeviceId::new("cam-7")?, 9);
+/// assert_eq!(cache.get(&other_user), None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct LocalCache<N: Namespace, S = ahash::RandomState> {
+    map: BoundedMap<Key<N>, Entry<N>, S>,
+    ttl: Option<Duration>,
+    sink: Option<ViolationSink>,
+}
+
+impl<N: Namespace> LocalCache<N> {
+    /// A cache of at most `max_entries` entries, no TTL, default hasher.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::ZeroCapacity`] when `max_entries` is 0.
+    pub fn new(max_entries: u64) -> Result<Self, BuildError> {
+        Self::builder().max_entries(max_entries).build()
+    }
+
+    /// A builder with the default hasher, 10,000 entries and no TTL.
+    pub fn builder() -> LocalCacheBuilder<N> {
+        LocalCacheBuilder {
+            capacity: 10_000,
+            weigher: None,
+            ttl: None,
+            clock: Clock::system(),
+            sink: None,
+            hasher: ahash::RandomState::new(),
+        }
+    }
+}
+
+impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
+    /// The value for `key`, if present, unexpired, and stored for exactly this key.
+    pub fn get(&self, key: &Key<N>) -> Option<N::Value> {
+        let lookup = self.map.get_with(key, |entry| {
+            if entry.owner != *key.owner() {
+                Err(Violation::OwnerMismatch {
+                    expected: key.owner().clone(),
+                    found: entry.owner.clone(),
+                })
+            } else if entry.item != *key.item() {
+                Err(Violation::ItemMismatch)
+            } else {
+                Ok(entry.value.clone())
+            }
+        });
+        let counters = self.map.counters();
+        match lookup {
+            Lookup::Hit(Ok(value)) => {
+                counters.record(Event::HitLocal);
+                Some(value)
+            }
+            Lookup::Hit(Err(violation)) => {
+                self.refuse(key, violation);
+                None
+            }
+            Lookup::Miss => {
+                counters.record(Event::Miss);
+                None
+            }
+        }
+    }
+
+    /// Stores `value` for `key`, replacing any previous value, with the cache's TTL.
+    /// Evicts other entries if the cache is full. Returns `false` when the entry alone exceeds
+    /// the capacity (and is not stored).
+    pub fn insert(&self, key: &Key<N>, value: N::Value) -> bool {
+        self.insert_until(key, value, deadline(self.map.clock().now_ms(), self.ttl))
+    }
+
+    /// Like [`LocalCache::insert`], with this entry's own TTL.
+    pub fn insert_with_ttl(&self, key: &Key<N>, value: N::Value, ttl: Duration) -> bool {
+        self.insert_until(key, value, deadline(self.map.clock().now_ms(), Some(ttl)))
+    }
+
+    /// Stores `value` until `expires_ms` (ms since the Unix epoch).
+    pub(crate) fn insert_until(&self, key: &Key<N>, value: N::Value, expires_ms: u64) -> bool {
+        let entry = Entry {
+            owner: key.owner().clone(),
+            item: key.item().clone(),
+            value,
+        };
+        self.map.insert(key.clone(), entry, expires_ms)
+    }
+
+    /// Removes the entry for `key`; returns whether there was one.
+    pub fn remove(&self, key: &Key<N>) -> bool {
+        self.map.remove(key)
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) {
+        self.map.clear();
+    }
+
+    /// The number of entries (expired ones not yet dropped included).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the cache holds no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The capacity, in entries or weight units.
+    pub fn capacity(&self) -> u64 {
+        self.map.capacity()
+    }
+
+    /// The cache's counters: `hits_local`, `misses`, `inserts`, `evictions`, `expirations`,
+    /// `violations`.
+    pub fn stats(&self) -> Stats {
+        self.map.counters().snapshot()
+    }
+
+    fn refuse(&self, key: &Key<N>, violation: Violation) {
+        let counters = self.map.counters();
+        counters.record(Event::Violation(violation.kind()));
+        counters.record(Event::Miss);
+        self.map.remove(key);
+        if let Some(sink) = &self.sink {
+            sink(&ViolationReport {
+                namespace: N::NAME,
+                tier: Tier::Local,
+                expected: key.owner().clone(),
+                violation,
+            });
+        }
+    }
+}
+
+impl<N: Namespace, S> fmt::Debug for LocalCache<N, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalCache")
+            .field("namespace", &N::NAME)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`LocalCache`].
+#[must_use]
+pub struct LocalCacheBuilder<N: Namespace, S = ahash::RandomState> {
+    capacity: u64,
+    weigher: Option<Weigher<Key<N>, N::Value>>,
+    ttl: Option<Duration>,
+    clock: Clock,
+    sink: Option<ViolationSink>,
+    hasher: S,
+}
+
+impl<N: Namespace, S: BuildHasher + Clone> LocalCacheBuilder<N, S> {
+    /// At most this many entries (or weight units, with [`weigher`](Self::weigher)).
+    pub fn max_entries(mut self, capacity: u64) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Weighs entries (e.g. by bytes); the capacity is then a total weight. Weights below 1
+    /// count as 1.
+    pub fn weigher(
+        mut self,
+        weigh: impl Fn(&Key<N>, &N::Value) -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        self.weigher = Some(Arc::new(weigh));
+        self
+    }
+
+    /// Entries expire this long after they are inserted (unless inserted with their own TTL).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Reads time from `clock` (e.g. a [`ManualClock`](crate::ManualClock) in tests).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Calls `sink` with every violation found.
+    pub fn on_violation(mut self, sink: impl Fn(&ViolationReport) + Send + Sync + 'static) -> Self {
+        self.sink = Some(Arc::new(sink));
+        self
+    }
+
+    pub(crate) fn sink(mut self, sink: Option<ViolationSink>) -> Self {
+        self.sink = sink;
+        self
+    }
+
+    /// Hashes keys with `hasher` instead of aHash.
+    pub fn hasher<S2: BuildHasher + Clone>(self, hasher: S2) -> LocalCacheBuilder<N, S2> {
+        LocalCacheBuilder {
+            capacity: self.capacity,
+            weigher: self.weigher,
+            ttl: self.ttl,
+            clock: self.clock,
+            sink: self.sink,
+            hasher,
+        }
+    }
+
+    /// Builds the cache.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::ZeroCapacity`] or [`BuildError::ZeroTtl`].
+    pub fn build(self) -> Result<LocalCache<N, S>, BuildError> {
+        if self.capacity == 0 {
+            return Err(BuildError::ZeroCapacity);
+        }
+        if self.ttl == Some(Duration::ZERO) {
+            return Err(BuildError::ZeroTtl);
+        }
+        let weigher: Option<Weigher<Key<N>, Entry<N>>> =
+            self.weigher.map(|weigh| -> Weigher<Key<N>, Entry<N>> {
+                Arc::new(move |key, entry| weigh(key, &entry.value))
+            });
+        Ok(LocalCache {
+            map: BoundedMap::new(self.capacity, weigher, self.clock, self.hasher),
+            ttl: self.ttl,
+            sink: self.sink,
+        })
+    }
+}

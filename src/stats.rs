@@ -1,0 +1,173 @@
+//! Counters that do not contend: each thread adds to its own cache-line-padded stripe.
+
+use crate::sync::{AtomicU64, Ordering};
+use crate::violation::ViolationKind;
+use std::cell::Cell;
+use std::sync::atomic::AtomicUsize;
+
+/// A snapshot of a cache's counters.
+///
+/// Counters are summed over stripes without a global lock, so a snapshot taken while other
+/// threads work is not an atomic cut, but every counted event appears in a later snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Reads answered by the in-process tier.
+    pub hits_local: u64,
+    /// Reads answered by the remote tier (verified, then promoted).
+    pub hits_remote: u64,
+    /// Reads that found no verified value.
+    pub misses: u64,
+    /// Values written.
+    pub inserts: u64,
+    /// Entries evicted to stay within capacity.
+    pub evictions: u64,
+    /// Entries dropped because their TTL passed.
+    pub expirations: u64,
+    /// Remote calls that failed (the read became a miss, the write was not stored remotely).
+    pub remote_errors: u64,
+    /// Refused values, by kind.
+    pub violations: ViolationCounts,
+}
+
+/// Violations counted by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ViolationCounts([u64; ViolationKind::ALL.len()]);
+
+impl ViolationCounts {
+    /// The count of one kind.
+    pub fn get(&self, kind: ViolationKind) -> u64 {
+        self.0[kind.index()]
+    }
+
+    /// The count of all kinds together.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// Each kind with its count, in [`ViolationKind::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (ViolationKind, u64)> + '_ {
+        ViolationKind::ALL
+            .into_iter()
+            .map(|kind| (kind, self.get(kind)))
+    }
+}
+
+/// What a counter counts. Violations take the last `ViolationKind::ALL.len()` slots.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Event {
+    HitLocal,
+    HitRemote,
+    Miss,
+    Insert,
+    Eviction,
+    Expiration,
+    RemoteError,
+    Violation(ViolationKind),
+}
+
+const PLAIN_EVENTS: usize = 7;
+const SLOTS: usize = PLAIN_EVENTS + ViolationKind::ALL.len();
+const STRIPES: usize = 16;
+
+impl Event {
+    fn slot(self) -> usize {
+        match self {
+            Event::HitLocal => 0,
+            Event::HitRemote => 1,
+            Event::Miss => 2,
+            Event::Insert => 3,
+            Event::Eviction => 4,
+            Event::Expiration => 5,
+            Event::RemoteError => 6,
+            Event::Violation(kind) => PLAIN_EVENTS + kind.index(),
+        }
+    }
+}
+
+/// One thread's counters, alone on its cache lines.
+#[repr(align(128))]
+#[derive(Default)]
+struct Stripe([AtomicU64; SLOTS]);
+
+/// Striped event counters.
+pub(crate) struct Counters {
+    stripes: Box<[Stripe]>,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+        }
+    }
+}
+
+impl Counters {
+    pub(crate) fn add(&self, event: Event, n: u64) {
+        self.stripes[stripe_index()].0[event.slot()].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record(&self, event: Event) {
+        self.add(event, 1);
+    }
+
+    fn sum(&self, slot: usize) -> u64 {
+        self.stripes
+            .iter()
+            .map(|stripe| stripe.0[slot].load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        let mut violations = ViolationCounts::default();
+        for kind in ViolationKind::ALL {
+            violations.0[kind.index()] = self.sum(Event::Violation(kind).slot());
+        }
+        Stats {
+            hits_local: self.sum(Event::HitLocal.slot()),
+            hits_remote: self.sum(Event::HitRemote.slot()),
+            misses: self.sum(Event::Miss.slot()),
+            inserts: self.sum(Event::Insert.slot()),
+            evictions: self.sum(Event::Eviction.slot()),
+            expirations: self.sum(Event::Expiration.slot()),
+            remote_errors: self.sum(Event::RemoteError.slot()),
+            violations,
+        }
+    }
+}
+
+impl std::ops::Add for Stats {
+    type Output = Stats;
+
+    fn add(self, other: Stats) -> Stats {
+        let mut violations = self.violations;
+        for (mine, theirs) in violations.0.iter_mut().zip(other.violations.0) {
+            *mine += theirs;
+        }
+        Stats {
+            hits_local: self.hits_local + other.hits_local,
+            hits_remote: self.hits_remote + other.hits_remote,
+            misses: self.misses + other.misses,
+            inserts: self.inserts + other.inserts,
+            evictions: self.evictions + other.evictions,
+            expirations: self.expirations + other.expirations,
+            remote_errors: self.remote_errors + other.remote_errors,
+            violations,
+        }
+    }
+}
+
+/// This thread's stripe: threads are dealt stripes round-robin on first use.
+fn stripe_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    INDEX.with(|index| {
+        if index.get() == usize::MAX {
+            index.set(NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES);
+        }
+        index.get()
+    })
+}
