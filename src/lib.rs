@@ -95,6 +95,11 @@ mod store;
 mod sync;
 mod violation;
 
+/// The README's examples, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use cache::{Cache, CacheBuilder, Policy};
 pub use client::{Client, ClientBuilder};
 pub use clock::{Clock, ManualClock};
