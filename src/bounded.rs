@@ -108,7 +108,7 @@ where
             let Some(slot) = self.map.get(key) else {
                 return Lookup::Miss;
             };
-            if slot.expires_ms == NEVER || self.clock.now_ms() < slot.expires_ms {
+            if slot.expires_ms == NEVER || self.clock.expiry_now_ms() < slot.expires_ms {
                 let freq = slot.freq.load(Ordering::Relaxed);
                 if freq < 3 {
                     slot.freq.store(freq + 1, Ordering::Relaxed);
@@ -150,7 +150,7 @@ where
             policy.forget(old.weight);
         }
         self.counters.record(Event::Insert);
-        let now_ms = self.clock.now_ms();
+        let now_ms = self.clock.expiry_now_ms();
         let counts = policy.make_room(|record, force| self.visit(record, force, now_ms));
         self.counters.add(Event::Eviction, counts.evicted);
         self.counters.add(Event::Expiration, counts.expired);

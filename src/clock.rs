@@ -31,6 +31,7 @@ impl Clock {
     }
 
     /// Milliseconds since the Unix epoch (0 if the system clock is set before it).
+    /// This is what envelopes are stamped and checked with.
     pub fn now_ms(&self) -> u64 {
         match &self.manual {
             Some(now) => now.load(Ordering::Acquire),
@@ -40,6 +41,45 @@ impl Clock {
                     u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
                 }),
         }
+    }
+
+    /// A time no earlier than now, cheap to read: for expiry checks on the hot path.
+    ///
+    /// The system variant reads the kernel's coarse wall clock (a few ms resolution) and adds
+    /// its resolution, so an entry may be treated as expired up to one tick early, never late.
+    pub(crate) fn expiry_now_ms(&self) -> u64 {
+        match &self.manual {
+            Some(now) => now.load(Ordering::Acquire),
+            None => coarse::upper_bound_ms().unwrap_or_else(|| self.now_ms()),
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod coarse {
+    use rustix::time::{ClockId, Timespec, clock_getres, clock_gettime};
+    use std::sync::OnceLock;
+
+    fn nanos(time: Timespec) -> Option<u64> {
+        let secs = u64::try_from(time.tv_sec).ok()?;
+        let nanos = u64::try_from(time.tv_nsec).ok()?;
+        secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+    }
+
+    /// `ceil((coarse now + resolution) / 1 ms)`, or `None` if the clock is unusable.
+    pub(super) fn upper_bound_ms() -> Option<u64> {
+        static RESOLUTION_NS: OnceLock<Option<u64>> = OnceLock::new();
+        let resolution =
+            (*RESOLUTION_NS.get_or_init(|| nanos(clock_getres(ClockId::RealtimeCoarse))))?;
+        let now = nanos(clock_gettime(ClockId::RealtimeCoarse))?;
+        Some((now + resolution).div_ceil(1_000_000))
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod coarse {
+    pub(super) fn upper_bound_ms() -> Option<u64> {
+        None
     }
 }
 
@@ -77,4 +117,26 @@ pub(crate) fn deadline(now_ms: u64, ttl: Option<Duration>) -> u64 {
     ttl.map_or(crate::envelope::NEVER, |ttl| {
         now_ms.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_time_is_never_behind_the_wall_clock() {
+        let clock = Clock::system();
+        for _ in 0..10_000 {
+            let before = clock.now_ms();
+            let expiry_now = clock.expiry_now_ms();
+            assert!(
+                expiry_now >= before,
+                "expiry clock {expiry_now} behind wall clock {before}"
+            );
+            assert!(
+                expiry_now <= clock.now_ms() + 1_000,
+                "expiry clock runs far ahead"
+            );
+        }
+    }
 }
