@@ -93,6 +93,8 @@ mod namespace;
 mod stats;
 mod store;
 mod sync;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod violation;
 
 /// The README's examples, compiled as doctests so they cannot rot.
