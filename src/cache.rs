@@ -3,13 +3,15 @@
 use crate::client::Shared;
 use crate::clock::deadline;
 use crate::codec::Codec;
-use crate::error::{BuildError, Error};
+use crate::error::{BuildError, Error, LoadError};
 use crate::key::Key;
 use crate::local::LocalCache;
 use crate::namespace::Namespace;
+use crate::single_flight::{Flights, Role};
 use crate::stats::{Counters, Event, Stats};
 use crate::violation::{Tier, Violation, ViolationReport};
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +74,8 @@ struct Inner<N: Namespace> {
     local: Option<LocalCache<N>>,
     ttl: Option<Duration>,
     policy: Policy,
+    load_timeout: Option<Duration>,
+    flights: Flights<Key<N>, Result<N::Value, LoadError>>,
     counters: Counters,
 }
 
@@ -94,20 +98,141 @@ impl<N: Namespace> Cache<N> {
     /// Cancel safe: dropping the future leaves no state behind, and a value is either returned
     /// whole and verified or not at all.
     pub async fn get(&self, key: &Key<N>) -> Option<N::Value> {
-        let inner = &*self.inner;
-        if inner.policy == Policy::Bypass {
+        if self.inner.policy == Policy::Bypass {
             return None;
         }
-        if let Some(value) = inner.local.as_ref().and_then(|local| local.get(key)) {
-            return Some(value);
+        let (value, tier) = self.lookup(key).await;
+        match tier {
+            Some(Tier::Local) => {} // counted by the in-process tier
+            Some(Tier::Remote) => self.inner.counters.record(Event::HitRemote),
+            None => self.inner.counters.record(Event::Miss),
         }
-        let value = self.get_remote(key).await;
-        inner.counters.record(if value.is_some() {
-            Event::HitRemote
-        } else {
-            Event::Miss
-        });
         value
+    }
+
+    /// The verified value for `key` from either tier, and the tier that had it.
+    async fn lookup(&self, key: &Key<N>) -> (Option<N::Value>, Option<Tier>) {
+        if let Some(value) = self.inner.local.as_ref().and_then(|local| local.get(key)) {
+            return (Some(value), Some(Tier::Local));
+        }
+        match self.get_remote(key).await {
+            Some(value) => (Some(value), Some(Tier::Remote)),
+            None => (None, None),
+        }
+    }
+
+    /// The value for `key` from the cache, or else from `load`, which then fills both tiers.
+    ///
+    /// Concurrent calls for the same full key (namespace, tenant, device, item — never a hash of
+    /// it) run one load; the others wait for its outcome. A loader error or timeout is given to
+    /// every caller of that load and is not cached: the next call loads again. If the caller
+    /// running the load is cancelled or its loader panics, one of the waiting callers runs its own
+    /// loader instead, so nobody waits for a load that no one is running. With
+    /// [`Policy::Bypass`] every call runs its loader and nothing is shared or stored.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use scoped_cache::{Client, DeviceId, Key, Namespace, RawBytes, TenantId};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let thumbs = Client::builder().build()?.cache::<Thumbnails>().build()?;
+    /// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+    /// let load = || async { Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"jpeg")) };
+    /// assert_eq!(thumbs.get_or_load(&key, load).await?, "jpeg");
+    /// assert_eq!(thumbs.get_or_load(&key, load).await?, "jpeg"); // from the cache
+    /// assert_eq!(thumbs.stats().loads, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::Loader`] with the loader's error; [`LoadError::Timeout`] when the load took
+    /// longer than the cache's load timeout (see [`CacheBuilder::load_timeout`]). A failure to
+    /// store the loaded value is not an error (it is counted in `remote_errors`).
+    ///
+    /// # Panics
+    ///
+    /// With a load timeout set (the default), the call must run inside a Tokio runtime with the
+    /// time driver enabled (as `#[tokio::main]` provides). A loader's own panic propagates to its
+    /// caller.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a cancelled waiter just stops waiting; a cancelled leader hands the load on.
+    pub async fn get_or_load<F, Fut, E>(&self, key: &Key<N>, load: F) -> Result<N::Value, LoadError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<N::Value, E>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let inner = &*self.inner;
+        if inner.policy == Policy::Bypass {
+            return self.run_loader(load).await;
+        }
+        if let Some(value) = self.get(key).await {
+            return Ok(value);
+        }
+        let mut load = Some(load);
+        loop {
+            match inner.flights.join(key) {
+                Role::Waiter(flight) => {
+                    inner.counters.record(Event::Coalesced);
+                    if let Some(outcome) = flight.wait().await {
+                        return outcome;
+                    }
+                    // The leader gave up; try to lead with our own loader.
+                }
+                Role::Leader(leader) => {
+                    // A load that finished between our miss and our lead has filled the cache.
+                    if let (Some(value), _) = self.lookup(key).await {
+                        leader.finish(Ok(value.clone()));
+                        return Ok(value);
+                    }
+                    // A caller leads at most once (leading always returns), so `load` is there.
+                    let Some(load) = load.take() else { continue };
+                    let outcome = self.run_loader(load).await;
+                    if let Ok(value) = &outcome {
+                        // Stored before the flight ends, so later callers find it; a failed
+                        // remote write is counted and the value still returned.
+                        let _ = self.insert(key, value.clone()).await;
+                    }
+                    leader.finish(outcome.clone());
+                    return outcome;
+                }
+            }
+        }
+    }
+
+    async fn run_loader<F, Fut, E>(&self, load: F) -> Result<N::Value, LoadError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<N::Value, E>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let counters = &self.inner.counters;
+        counters.record(Event::Load);
+        let outcome = match self.inner.load_timeout {
+            Some(limit) => match tokio::time::timeout(limit, load()).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    counters.record(Event::LoadError);
+                    return Err(LoadError::Timeout(limit));
+                }
+            },
+            None => load().await,
+        };
+        outcome.map_err(|error| {
+            counters.record(Event::LoadError);
+            LoadError::Loader(Arc::from(error.into()))
+        })
     }
 
     async fn get_remote(&self, key: &Key<N>) -> Option<N::Value> {
@@ -273,6 +398,7 @@ pub struct CacheBuilder<N: Namespace> {
     local_capacity: u64,
     ttl: Option<Duration>,
     policy: Policy,
+    load_timeout: Option<Duration>,
     namespace: std::marker::PhantomData<fn() -> N>,
 }
 
@@ -283,6 +409,7 @@ impl<N: Namespace> CacheBuilder<N> {
             local_capacity: 10_000,
             ttl: Some(Duration::from_secs(600)),
             policy: Policy::Cache,
+            load_timeout: Some(Duration::from_secs(30)),
             namespace: std::marker::PhantomData,
         }
     }
@@ -311,6 +438,13 @@ impl<N: Namespace> CacheBuilder<N> {
         self
     }
 
+    /// How long `get_or_load` lets a loader run before giving up (default 30 s); `None` for no
+    /// limit. A limit needs a Tokio runtime with its time driver.
+    pub fn load_timeout(mut self, limit: Option<Duration>) -> Self {
+        self.load_timeout = limit;
+        self
+    }
+
     /// Builds the cache.
     ///
     /// # Errors
@@ -336,6 +470,8 @@ impl<N: Namespace> CacheBuilder<N> {
                 local,
                 ttl: self.ttl,
                 policy: self.policy,
+                load_timeout: self.load_timeout,
+                flights: Flights::default(),
                 counters: Counters::default(),
             }),
         })

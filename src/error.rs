@@ -3,6 +3,8 @@
 use crate::codec::CodecError;
 use crate::envelope::SealError;
 use crate::store::StoreError;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A write or invalidation failed. Reads never fail: they return a verified value or a miss.
 #[derive(Debug, thiserror::Error)]
@@ -32,4 +34,18 @@ pub enum BuildError {
     /// A remote store was configured without a key ring to seal its values.
     #[error("a remote store needs a key ring: call key_ring() with the deployment's secret")]
     MissingKeyRing,
+}
+
+/// `get_or_load` could not produce a value. Every caller waiting on the same load gets the same
+/// error; errors are not cached, so the next call loads again.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The loader returned an error (shared by every caller of that load; downcast it with
+    /// `source()` or `Arc::downcast`-style helpers on `dyn Error`).
+    #[error("loader failed: {0}")]
+    Loader(Arc<dyn std::error::Error + Send + Sync>),
+    /// The loader did not finish within the cache's load timeout.
+    #[error("loader did not finish within {0:?}")]
+    Timeout(Duration),
 }

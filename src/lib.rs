@@ -82,6 +82,9 @@ mod clock;
 mod codec;
 mod envelope;
 mod error;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 mod id;
 mod item;
 mod key;
@@ -90,6 +93,9 @@ mod local;
 mod mac;
 mod memory_store;
 mod namespace;
+#[cfg(feature = "redis")]
+mod redis_store;
+mod single_flight;
 mod stats;
 mod store;
 mod sync;
@@ -109,7 +115,7 @@ pub use codec::{Codec, CodecError, RawBytes};
 pub use envelope::{
     DEFAULT_MAX_PAYLOAD, Envelope, FORMAT_VERSION, MAGIC, MAX_KEY_LEN, NEVER, Opened, SealError,
 };
-pub use error::{BuildError, Error};
+pub use error::{BuildError, Error, LoadError};
 pub use id::{DeviceId, IdError, MAX_TEXT_ID_LEN, TenantId};
 pub use item::{ItemDecodeError, ItemKey};
 pub use key::{KEY_PREFIX, Key, KeyDecodeError, Owner, RawKey};
@@ -117,6 +123,10 @@ pub use keyring::{KeyId, KeyRing, KeyRingError, MIN_SECRET_LEN};
 pub use local::{LocalCache, LocalCacheBuilder};
 pub use memory_store::MemoryStore;
 pub use namespace::{MAX_NAMESPACE_LEN, Namespace, NamespaceError, validate_namespace};
+#[cfg(feature = "redis")]
+pub use redis_store::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisStore, RedisStoreBuilder,
+};
 pub use stats::{Stats, ViolationCounts};
 pub use store::{RemoteStore, StoreError, StoreFuture};
 pub use violation::{Malformed, Tier, Violation, ViolationKind, ViolationReport, ViolationSink};

@@ -2,9 +2,10 @@
 
 use crate::bounded::{BoundedMap, Lookup, Weigher};
 use crate::clock::{Clock, deadline};
-use crate::error::BuildError;
+use crate::error::{BuildError, LoadError};
 use crate::key::{Key, Owner};
 use crate::namespace::Namespace;
+use crate::single_flight::{Flights, Role};
 use crate::stats::{Event, Stats};
 use crate::violation::{Tier, Violation, ViolationReport, ViolationSink};
 use std::fmt;
@@ -58,6 +59,7 @@ pub struct LocalCache<N: Namespace, S = ahash::RandomState> {
     map: BoundedMap<Key<N>, Entry<N>, S>,
     ttl: Option<Duration>,
     sink: Option<ViolationSink>,
+    flights: Flights<Key<N>, Result<N::Value, LoadError>>,
 }
 
 impl<N: Namespace> LocalCache<N> {
@@ -111,6 +113,79 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
             Lookup::Miss => {
                 counters.record(Event::Miss);
                 None
+            }
+        }
+    }
+
+    /// The value for `key`, or else the value `load` returns, which is then inserted.
+    ///
+    /// Concurrent calls for the same full key run one `load`; the other callers block until it
+    /// finishes and share its outcome. A loader error is shared with the callers waiting at that
+    /// moment and is not cached. If the loading thread panics, a waiting caller runs its own
+    /// loader. A blocking loader cannot be timed out: bound it yourself.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use scoped_cache::{DeviceId, Key, LocalCache, Namespace, RawBytes, TenantId};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let cache = LocalCache::<Thumbnails>::new(1_000)?;
+    /// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+    /// let value = cache.get_or_load(&key, || Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"jpeg")))?;
+    /// assert_eq!(value, "jpeg");
+    /// assert_eq!(cache.get(&key), Some(value));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::Loader`] with the loader's error.
+    pub fn get_or_load<E>(
+        &self,
+        key: &Key<N>,
+        load: impl FnOnce() -> Result<N::Value, E>,
+    ) -> Result<N::Value, LoadError>
+    where
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if let Some(value) = self.get(key) {
+            return Ok(value);
+        }
+        let counters = self.map.counters();
+        let mut load = Some(load);
+        loop {
+            match self.flights.join(key) {
+                Role::Waiter(flight) => {
+                    counters.record(Event::Coalesced);
+                    if let Some(outcome) = flight.wait_blocking() {
+                        return outcome;
+                    }
+                }
+                Role::Leader(leader) => {
+                    if let Some(value) = self.get(key) {
+                        leader.finish(Ok(value.clone()));
+                        return Ok(value);
+                    }
+                    // A caller leads at most once (leading always returns), so `load` is there.
+                    let Some(load) = load.take() else { continue };
+                    counters.record(Event::Load);
+                    let outcome = load().map_err(|error| {
+                        counters.record(Event::LoadError);
+                        LoadError::Loader(Arc::from(error.into()))
+                    });
+                    if let Ok(value) = &outcome {
+                        self.insert(key, value.clone());
+                    }
+                    leader.finish(outcome.clone());
+                    return outcome;
+                }
             }
         }
     }
@@ -276,6 +351,7 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCacheBuilder<N, S> {
             map: BoundedMap::new(self.capacity, weigher, self.clock, self.hasher),
             ttl: self.ttl,
             sink: self.sink,
+            flights: Flights::default(),
         })
     }
 }

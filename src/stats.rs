@@ -26,6 +26,12 @@ pub struct Stats {
     pub expirations: u64,
     /// Remote calls that failed (the read became a miss, the write was not stored remotely).
     pub remote_errors: u64,
+    /// Loader calls made by `get_or_load`.
+    pub loads: u64,
+    /// Loader calls that failed or timed out.
+    pub load_errors: u64,
+    /// `get_or_load` calls that waited for another caller's load instead of loading.
+    pub coalesced: u64,
     /// Refused values, by kind.
     pub violations: ViolationCounts,
 }
@@ -63,10 +69,13 @@ pub(crate) enum Event {
     Eviction,
     Expiration,
     RemoteError,
+    Load,
+    LoadError,
+    Coalesced,
     Violation(ViolationKind),
 }
 
-const PLAIN_EVENTS: usize = 7;
+const PLAIN_EVENTS: usize = 10;
 const SLOTS: usize = PLAIN_EVENTS + ViolationKind::ALL.len();
 const STRIPES: usize = 16;
 
@@ -80,6 +89,9 @@ impl Event {
             Event::Eviction => 4,
             Event::Expiration => 5,
             Event::RemoteError => 6,
+            Event::Load => 7,
+            Event::LoadError => 8,
+            Event::Coalesced => 9,
             Event::Violation(kind) => PLAIN_EVENTS + kind.index(),
         }
     }
@@ -132,6 +144,9 @@ impl Counters {
             evictions: self.sum(Event::Eviction.slot()),
             expirations: self.sum(Event::Expiration.slot()),
             remote_errors: self.sum(Event::RemoteError.slot()),
+            loads: self.sum(Event::Load.slot()),
+            load_errors: self.sum(Event::LoadError.slot()),
+            coalesced: self.sum(Event::Coalesced.slot()),
             violations,
         }
     }
@@ -153,6 +168,9 @@ impl std::ops::Add for Stats {
             evictions: self.evictions + other.evictions,
             expirations: self.expirations + other.expirations,
             remote_errors: self.remote_errors + other.remote_errors,
+            loads: self.loads + other.loads,
+            load_errors: self.load_errors + other.load_errors,
+            coalesced: self.coalesced + other.coalesced,
             violations,
         }
     }

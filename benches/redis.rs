@@ -1,0 +1,2 @@
+//! Placeholder until the Redis bench lands.
+fn main() {}

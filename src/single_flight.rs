@@ -1,0 +1,195 @@
+//! Single-flight: concurrent misses for one *full* key share one load.
+//!
+//! Flights are keyed by the key itself (its `Eq`), never by its hash, so two keys that collide
+//! never share a result. The first caller leads; later callers wait for its outcome. A leader that
+//! is dropped before it finishes (cancelled, or unwinding from a panic in the loader) abandons the
+//! flight, and its waiters race to lead a new one with their own loaders: nobody waits on a load
+//! that no one is running.
+
+use crate::sync::{Arc, Mutex, lock};
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Condvar;
+
+/// The loads in flight, by key.
+pub(crate) struct Flights<K, V> {
+    map: Mutex<HashMap<K, Arc<Flight<V>>, ahash::RandomState>>,
+}
+
+impl<K, V> Default for Flights<K, V> {
+    fn default() -> Self {
+        Self {
+            map: Mutex::new(HashMap::default()),
+        }
+    }
+}
+
+/// A caller's part in a flight.
+pub(crate) enum Role<'a, K: Hash + Eq, V> {
+    /// Run the load and [`Leader::finish`] with its outcome.
+    Leader(Leader<'a, K, V>),
+    /// Wait for the leader's outcome.
+    Waiter(Arc<Flight<V>>),
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
+    /// Leads a new flight for `key`, or joins the one in progress.
+    pub(crate) fn join(&self, key: &K) -> Role<'_, K, V> {
+        let mut map = lock(&self.map);
+        if let Some(flight) = map.get(key) {
+            return Role::Waiter(Arc::clone(flight));
+        }
+        let flight = Arc::new(Flight {
+            state: Mutex::new(State::Running),
+            notify: tokio::sync::Notify::new(),
+            condvar: Condvar::new(),
+        });
+        map.insert(key.clone(), Arc::clone(&flight));
+        Role::Leader(Leader {
+            flights: self,
+            key: key.clone(),
+            flight,
+            finished: false,
+        })
+    }
+
+    /// The number of flights in progress.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.map).len()
+    }
+}
+
+/// The leader's obligation to end its flight; dropping it unfinished abandons the flight.
+pub(crate) struct Leader<'a, K: Hash + Eq, V> {
+    flights: &'a Flights<K, V>,
+    key: K,
+    flight: Arc<Flight<V>>,
+    finished: bool,
+}
+
+impl<K: Hash + Eq, V> Leader<'_, K, V> {
+    /// Hands `outcome` to every waiter and ends the flight.
+    pub(crate) fn finish(mut self, outcome: V) {
+        self.finished = true;
+        self.end(State::Done(outcome));
+    }
+
+    fn end(&self, state: State<V>) {
+        // Leave the map first: a caller arriving after this starts a new flight rather than
+        // joining one that is over.
+        {
+            let mut map = lock(&self.flights.map);
+            if map
+                .get(&self.key)
+                .is_some_and(|flight| Arc::ptr_eq(flight, &self.flight))
+            {
+                map.remove(&self.key);
+            }
+        }
+        *lock(&self.flight.state) = state;
+        self.flight.notify.notify_waiters();
+        self.flight.condvar.notify_all();
+    }
+}
+
+impl<K: Hash + Eq, V> Drop for Leader<'_, K, V> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.end(State::Abandoned);
+        }
+    }
+}
+
+enum State<V> {
+    Running,
+    Done(V),
+    Abandoned,
+}
+
+/// One load in progress, awaited by async and blocking waiters alike.
+pub(crate) struct Flight<V> {
+    state: Mutex<State<V>>,
+    notify: tokio::sync::Notify,
+    condvar: Condvar,
+}
+
+impl<V: Clone> Flight<V> {
+    /// The leader's outcome, or `None` if the leader abandoned the flight.
+    ///
+    /// Cancel safe: dropping the future only stops waiting.
+    pub(crate) async fn wait(&self) -> Option<V> {
+        loop {
+            let notified = self.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Register before looking, so a `notify_waiters` between the look and the await is
+            // not lost.
+            notified.as_mut().enable();
+            if let Some(outcome) = self.outcome() {
+                return outcome;
+            }
+            notified.await;
+        }
+    }
+
+    /// Like [`Flight::wait`], blocking the thread.
+    pub(crate) fn wait_blocking(&self) -> Option<V> {
+        let mut state = lock(&self.state);
+        loop {
+            match &*state {
+                State::Running => {
+                    state = self
+                        .condvar
+                        .wait(state)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                State::Done(outcome) => return Some(outcome.clone()),
+                State::Abandoned => return None,
+            }
+        }
+    }
+
+    /// `None` while running; `Some(None)` when abandoned.
+    fn outcome(&self) -> Option<Option<V>> {
+        match &*lock(&self.state) {
+            State::Running => None,
+            State::Done(outcome) => Some(Some(outcome.clone())),
+            State::Abandoned => Some(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leader_outcome_reaches_waiters_and_the_flight_ends() {
+        let flights = Flights::<u64, u32>::default();
+        let Role::Leader(leader) = flights.join(&1) else {
+            panic!("first caller must lead")
+        };
+        let Role::Waiter(flight) = flights.join(&1) else {
+            panic!("second caller must wait")
+        };
+        assert!(
+            matches!(flights.join(&2), Role::Leader(_)),
+            "another key is another flight"
+        );
+        leader.finish(7);
+        assert_eq!(flight.wait_blocking(), Some(7));
+        assert_eq!(flights.len(), 0);
+    }
+
+    #[test]
+    fn a_dropped_leader_abandons_and_the_next_caller_leads() {
+        let flights = Flights::<u64, u32>::default();
+        let leader = flights.join(&1);
+        let Role::Waiter(flight) = flights.join(&1) else {
+            panic!("second caller must wait")
+        };
+        drop(leader);
+        assert_eq!(flight.wait_blocking(), None);
+        assert!(matches!(flights.join(&1), Role::Leader(_)));
+    }
+}

@@ -1,0 +1,256 @@
+//! `get_or_load`: one load per cold full key, results only to callers of that key, and no caller
+//! left waiting on a load that nobody runs.
+
+use bytes::Bytes;
+use scoped_cache::{
+    Cache, Client, DeviceId, Key, KeyId, KeyRing, LoadError, LocalCache, MemoryStore, Namespace,
+    Policy, RawBytes, TenantId,
+};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+struct Thumbs;
+impl Namespace for Thumbs {
+    const NAME: &'static str = "thumb";
+    const SCHEMA: u16 = 1;
+    type Item = u64;
+    type Value = Bytes;
+    type Codec = RawBytes;
+}
+
+fn key(tenant: u64, device: u64, item: u64) -> Key<Thumbs> {
+    Key::new(TenantId::from_u64(tenant), DeviceId::from_u64(device), item)
+}
+
+/// What the origin holds for a key: its own ids, so a value for another key cannot pass.
+fn truth(key: &Key<Thumbs>) -> Bytes {
+    Bytes::from(format!(
+        "{}/{}/{}",
+        key.owner().tenant,
+        key.owner().device,
+        key.item()
+    ))
+}
+
+fn cache(remote: bool, local_capacity: u64) -> Cache<Thumbs> {
+    let mut builder = Client::builder();
+    if remote {
+        builder = builder
+            .key_ring(KeyRing::new(KeyId(1), &[7; 32]).unwrap())
+            .remote(MemoryStore::default());
+    }
+    builder
+        .build()
+        .unwrap()
+        .cache::<Thumbs>()
+        .local_capacity(local_capacity)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_callers_of_one_cold_key_run_one_load() {
+    for (remote, local_capacity) in [(true, 10_000), (true, 0), (false, 10_000)] {
+        let cache = cache(remote, local_capacity);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let k = key(1, 2, 3);
+        let tasks: Vec<_> = (0..1_000)
+            .map(|_| {
+                let (cache, calls, k) = (cache.clone(), Arc::clone(&calls), k.clone());
+                tokio::spawn(async move {
+                    let load = || async {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Ok::<_, std::io::Error>(truth(&k))
+                    };
+                    cache.get_or_load(&k, load).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap(), truth(&k));
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "remote={remote} local={local_capacity}: one loader call"
+        );
+        assert_eq!(cache.stats().loads, 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distinct_keys_each_load_once_and_get_their_own_value() {
+    let cache = cache(true, 100_000);
+    let calls = Arc::new(AtomicUsize::new(0));
+    // 100 tenants x 10 devices; tenant and device ids overlap, so (t, d) and (d, t) both exist.
+    let keys: Vec<_> = (0..100)
+        .flat_map(|t| (0..10).map(move |d| key(t, (t + d) % 100, 1)))
+        .collect();
+    let tasks: Vec<_> = keys
+        .iter()
+        .flat_map(|k| std::iter::repeat_n(k.clone(), 2))
+        .map(|k| {
+            let (cache, calls) = (cache.clone(), Arc::clone(&calls));
+            tokio::spawn(async move {
+                let load = || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                    Ok::<_, std::io::Error>(truth(&k))
+                };
+                (cache.get_or_load(&k, load).await, k)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (value, k) = task.await.unwrap();
+        assert_eq!(
+            value.unwrap(),
+            truth(&k),
+            "every caller gets its own key's value"
+        );
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1_000,
+        "one load per distinct key"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_leader_hands_the_load_to_a_waiter() {
+    let cache = cache(false, 1_000);
+    let k = key(1, 1, 1);
+    let leader = {
+        let (cache, k) = (cache.clone(), k.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_load(&k, || {
+                    std::future::pending::<Result<Bytes, std::io::Error>>()
+                })
+                .await
+        })
+    };
+    tokio::task::yield_now().await; // the leader starts its endless load
+    let waiter = {
+        let (cache, k) = (cache.clone(), k.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_load(&k, || async { Ok::<_, std::io::Error>(truth(&k)) })
+                .await
+        })
+    };
+    tokio::task::yield_now().await; // the waiter joins the flight
+    leader.abort();
+    let value = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("waiter must not hang");
+    assert_eq!(value.unwrap().unwrap(), truth(&k));
+    assert!(
+        cache.stats().coalesced >= 1,
+        "the second caller waited on the first"
+    );
+}
+
+#[tokio::test]
+async fn loader_errors_are_shared_not_cached_and_timeouts_bound_the_load() {
+    let cache = Client::builder()
+        .build()
+        .unwrap()
+        .cache::<Thumbs>()
+        .load_timeout(Some(Duration::from_millis(50)))
+        .build()
+        .unwrap();
+    let k = key(1, 1, 1);
+    let failed = cache
+        .get_or_load(&k, || async {
+            Err::<Bytes, _>(std::io::Error::other("db down"))
+        })
+        .await;
+    assert!(
+        matches!(&failed, Err(LoadError::Loader(e)) if e.to_string() == "db down"),
+        "{failed:?}"
+    );
+    let slow = cache
+        .get_or_load(&k, || {
+            std::future::pending::<Result<Bytes, std::io::Error>>()
+        })
+        .await;
+    assert!(matches!(slow, Err(LoadError::Timeout(_))), "{slow:?}");
+    let loaded = cache
+        .get_or_load(&k, || async { Ok::<_, std::io::Error>(truth(&k)) })
+        .await;
+    assert_eq!(loaded.unwrap(), truth(&k), "errors were not cached");
+    assert_eq!(cache.stats().load_errors, 2);
+}
+
+#[tokio::test]
+async fn bypass_calls_the_loader_every_time_and_stores_nothing() {
+    let client = Client::builder()
+        .key_ring(KeyRing::new(KeyId(1), &[7; 32]).unwrap())
+        .remote(MemoryStore::default())
+        .build()
+        .unwrap();
+    let relations = client
+        .cache::<Thumbs>()
+        .policy(Policy::Bypass)
+        .build()
+        .unwrap();
+    let calls = AtomicUsize::new(0);
+    let k = key(1, 1, 1);
+    for _ in 0..3 {
+        let value = relations
+            .get_or_load(&k, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, std::io::Error>(truth(&k))
+            })
+            .await;
+        assert_eq!(value.unwrap(), truth(&k));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(relations.get(&k).await, None, "bypass never stores");
+}
+
+#[test]
+fn local_get_or_load_blocks_waiters_and_survives_a_panicking_leader() {
+    let cache = Arc::new(LocalCache::<Thumbs>::new(1_000).unwrap());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let k = key(5, 6, 7);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            let (cache, calls, k) = (Arc::clone(&cache), Arc::clone(&calls), k.clone());
+            scope.spawn(move || {
+                let value = cache.get_or_load(&k, || {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    Ok::<_, std::io::Error>(truth(&k))
+                });
+                assert_eq!(value.unwrap(), truth(&k));
+            });
+        }
+    });
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    let k = key(8, 8, 8);
+    let panicked = std::thread::scope(|scope| {
+        let leader = {
+            let (cache, k) = (Arc::clone(&cache), k.clone());
+            scope.spawn(move || {
+                cache.get_or_load(&k, || -> Result<Bytes, std::io::Error> {
+                    std::thread::sleep(Duration::from_millis(50));
+                    panic!("loader bug")
+                })
+            })
+        };
+        std::thread::sleep(Duration::from_millis(10));
+        let value = cache.get_or_load(&k, || Ok::<_, std::io::Error>(truth(&k)));
+        assert_eq!(
+            value.unwrap(),
+            truth(&k),
+            "a waiter took over the abandoned load"
+        );
+        leader.join().is_err()
+    });
+    assert!(panicked, "the leader's panic reached its own caller");
+}
