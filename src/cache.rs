@@ -1,5 +1,6 @@
 //! `Cache<N>`: the async front over the in-process and remote tiers.
 
+use crate::breaker::{Admission, Breaker};
 use crate::client::Shared;
 use crate::clock::deadline;
 use crate::codec::Codec;
@@ -9,7 +10,7 @@ use crate::local::LocalCache;
 use crate::namespace::Namespace;
 use crate::single_flight::{Flights, Role};
 use crate::stats::{Counters, Event, Stats};
-use crate::violation::{Tier, Violation, ViolationReport};
+use crate::violation::{Tier, Violation, ViolationReport, ViolationSink};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +26,18 @@ pub enum Policy {
     /// Never read or write the cache: for data that must always come from the source of truth,
     /// such as authorisation relations.
     Bypass,
+    /// Like `Cache`, with a breaker: when `threshold` violations (of either tier) happen within
+    /// `window`, the namespace behaves as `Bypass` for `cool_down`; then a few reads probe the
+    /// cache and, if they are clean, it is used again. State changes go to the client's breaker
+    /// sink and show in [`Stats`].
+    AutoBypass {
+        /// Violations within one window that open the breaker (at least 1).
+        threshold: u32,
+        /// The counting window.
+        window: Duration,
+        /// How long the breaker stays open before probing.
+        cool_down: Duration,
+    },
 }
 
 /// The cache of one namespace: in-process tier, then remote tier, then a miss. Cheap to clone.
@@ -74,6 +87,7 @@ struct Inner<N: Namespace> {
     local: Option<LocalCache<N>>,
     ttl: Option<Duration>,
     policy: Policy,
+    breaker: Option<Arc<Breaker>>,
     load_timeout: Option<Duration>,
     flights: Flights<Key<N>, Result<N::Value, LoadError>>,
     counters: Counters,
@@ -98,14 +112,37 @@ impl<N: Namespace> Cache<N> {
     /// Cancel safe: dropping the future leaves no state behind, and a value is either returned
     /// whole and verified or not at all.
     pub async fn get(&self, key: &Key<N>) -> Option<N::Value> {
-        if self.inner.policy == Policy::Bypass {
-            return None;
+        match self.admit() {
+            Admission::Bypass => None,
+            admission => self.get_admitted(key, admission).await,
         }
+    }
+
+    /// How this operation may use the cache, per the policy and the breaker.
+    fn admit(&self) -> Admission {
+        let inner = &*self.inner;
+        match (inner.policy, &inner.breaker) {
+            (Policy::Bypass, _) => Admission::Bypass,
+            (_, Some(breaker)) => {
+                let (admission, event) = breaker.admit(|| inner.shared.clock.now_ms());
+                inner.shared.breaker_event(event);
+                admission
+            }
+            _ => Admission::Use,
+        }
+    }
+
+    async fn get_admitted(&self, key: &Key<N>, admission: Admission) -> Option<N::Value> {
+        let inner = &*self.inner;
         let (value, tier) = self.lookup(key).await;
         match tier {
             Some(Tier::Local) => {} // counted by the in-process tier
-            Some(Tier::Remote) => self.inner.counters.record(Event::HitRemote),
-            None => self.inner.counters.record(Event::Miss),
+            Some(Tier::Remote) => inner.counters.record(Event::HitRemote),
+            None => inner.counters.record(Event::Miss),
+        }
+        if let (Admission::Probe, Some(breaker)) = (admission, &inner.breaker) {
+            // A violation during this read has already reopened the breaker; then this is a no-op.
+            inner.shared.breaker_event(breaker.record_clean_probe());
         }
         value
     }
@@ -174,10 +211,11 @@ impl<N: Namespace> Cache<N> {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let inner = &*self.inner;
-        if inner.policy == Policy::Bypass {
+        let admission = self.admit();
+        if admission == Admission::Bypass {
             return self.run_loader(load).await;
         }
-        if let Some(value) = self.get(key).await {
+        if let Some(value) = self.get_admitted(key, admission).await {
             return Ok(value);
         }
         let mut load = Some(load);
@@ -275,14 +313,15 @@ impl<N: Namespace> Cache<N> {
     async fn refuse_remote(&self, key: &Key<N>, encoded: &[u8], violation: Violation) {
         let inner = &*self.inner;
         inner.counters.record(Event::Violation(violation.kind()));
-        if let Some(sink) = &inner.shared.sink {
-            sink(&ViolationReport {
-                namespace: N::NAME,
-                tier: Tier::Remote,
-                expected: key.owner().clone(),
-                violation,
-            });
-        }
+        let report = ViolationReport {
+            namespace: N::NAME,
+            tier: Tier::Remote,
+            expected: key.owner().clone(),
+            violation,
+        };
+        inner
+            .shared
+            .report_violation(&report, inner.breaker.as_deref());
         if let Some(remote) = &inner.shared.remote
             && remote.store.delete(encoded).await.is_err()
         {
@@ -303,7 +342,12 @@ impl<N: Namespace> Cache<N> {
     /// If cancelled, the value may be in the in-process tier only, or in both.
     pub async fn insert(&self, key: &Key<N>, value: N::Value) -> Result<(), Error> {
         let inner = &*self.inner;
-        if inner.policy == Policy::Bypass {
+        if inner.policy == Policy::Bypass
+            || inner
+                .breaker
+                .as_ref()
+                .is_some_and(|breaker| breaker.is_open())
+        {
             return Ok(());
         }
         let now_ms = inner.shared.clock.now_ms();
@@ -371,6 +415,12 @@ impl<N: Namespace> Cache<N> {
                     inserts: 0,
                     ..local
                 };
+        }
+        if let Some(breaker) = &self.inner.breaker {
+            let report = breaker.report(self.inner.shared.clock.now_ms());
+            stats.breaker_state = report.state;
+            stats.breaker_trips = report.trips;
+            stats.breaker_open_ms = report.open_ms;
         }
         stats
     }
@@ -454,13 +504,36 @@ impl<N: Namespace> CacheBuilder<N> {
         if self.ttl == Some(Duration::ZERO) {
             return Err(BuildError::ZeroTtl);
         }
+        let breaker = match self.policy {
+            Policy::AutoBypass {
+                threshold,
+                window,
+                cool_down,
+            } => Some(Arc::new(Breaker::new(
+                N::NAME,
+                threshold,
+                window,
+                cool_down,
+            ))),
+            Policy::Cache | Policy::Bypass => None,
+        };
+        // In-process violations reach the client's sink and, with a breaker, count towards it.
+        let local_sink: Option<ViolationSink> = match &breaker {
+            None => self.shared.sink.clone(),
+            Some(breaker) => {
+                let (breaker, shared) = (Arc::clone(breaker), Arc::clone(&self.shared));
+                Some(Arc::new(move |report: &ViolationReport| {
+                    shared.report_violation(report, Some(&breaker))
+                }))
+            }
+        };
         let local = match self.local_capacity {
             0 => None,
             capacity => Some(
                 LocalCache::builder()
                     .max_entries(capacity)
                     .clock(self.shared.clock.clone())
-                    .sink(self.shared.sink.clone())
+                    .sink(local_sink)
                     .build()?,
             ),
         };
@@ -470,6 +543,7 @@ impl<N: Namespace> CacheBuilder<N> {
                 local,
                 ttl: self.ttl,
                 policy: self.policy,
+                breaker,
                 load_timeout: self.load_timeout,
                 flights: Flights::default(),
                 counters: Counters::default(),

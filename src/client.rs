@@ -1,5 +1,6 @@
 //! `Client`: what every cache of a service shares: key ring, remote store, violation sink, clock.
 
+use crate::breaker::{Breaker, BreakerEvent};
 use crate::cache::CacheBuilder;
 use crate::clock::Clock;
 use crate::envelope::{DEFAULT_MAX_PAYLOAD, Envelope};
@@ -33,7 +34,29 @@ pub struct Client {
 pub(crate) struct Shared {
     pub(crate) remote: Option<Remote>,
     pub(crate) sink: Option<ViolationSink>,
+    pub(crate) breaker_sink: Option<BreakerSink>,
     pub(crate) clock: Clock,
+}
+
+/// A callback that receives every breaker state change.
+pub type BreakerSink = Arc<dyn Fn(&BreakerEvent) + Send + Sync>;
+
+impl Shared {
+    /// Hands a violation to the sink and, with a breaker, counts it there.
+    pub(crate) fn report_violation(&self, report: &ViolationReport, breaker: Option<&Breaker>) {
+        if let Some(sink) = &self.sink {
+            sink(report);
+        }
+        if let Some(breaker) = breaker {
+            self.breaker_event(breaker.record_violation(self.clock.now_ms()));
+        }
+    }
+
+    pub(crate) fn breaker_event(&self, event: Option<BreakerEvent>) {
+        if let (Some(sink), Some(event)) = (&self.breaker_sink, event) {
+            sink(&event);
+        }
+    }
 }
 
 /// A remote store and the key ring that seals what goes into it.
@@ -50,6 +73,7 @@ impl Client {
             ring: None,
             store: None,
             sink: None,
+            breaker_sink: None,
             clock: Clock::system(),
             max_payload: DEFAULT_MAX_PAYLOAD,
         }
@@ -78,6 +102,7 @@ pub struct ClientBuilder {
     ring: Option<KeyRing>,
     store: Option<Arc<dyn RemoteStore>>,
     sink: Option<ViolationSink>,
+    breaker_sink: Option<BreakerSink>,
     clock: Clock,
     max_payload: usize,
 }
@@ -103,6 +128,12 @@ impl ClientBuilder {
     /// Called with every violation of every cache of this client, e.g. to alert an operator.
     pub fn on_violation(mut self, sink: impl Fn(&ViolationReport) + Send + Sync + 'static) -> Self {
         self.sink = Some(Arc::new(sink));
+        self
+    }
+
+    /// Called whenever the breaker of a `Policy::AutoBypass` cache changes state.
+    pub fn on_breaker(mut self, sink: impl Fn(&BreakerEvent) + Send + Sync + 'static) -> Self {
+        self.breaker_sink = Some(Arc::new(sink));
         self
     }
 
@@ -138,6 +169,7 @@ impl ClientBuilder {
             shared: Arc::new(Shared {
                 remote,
                 sink: self.sink,
+                breaker_sink: self.breaker_sink,
                 clock: self.clock,
             }),
         })

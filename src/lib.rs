@@ -76,6 +76,7 @@
 )]
 
 mod bounded;
+mod breaker;
 mod cache;
 mod client;
 mod clock;
@@ -108,8 +109,9 @@ mod violation;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+pub use breaker::{BreakerEvent, BreakerState};
 pub use cache::{Cache, CacheBuilder, Policy};
-pub use client::{Client, ClientBuilder};
+pub use client::{BreakerSink, Client, ClientBuilder};
 pub use clock::{Clock, ManualClock};
 pub use codec::{Codec, CodecError, RawBytes};
 pub use envelope::{
@@ -124,9 +126,7 @@ pub use local::{LocalCache, LocalCacheBuilder};
 pub use memory_store::MemoryStore;
 pub use namespace::{MAX_NAMESPACE_LEN, Namespace, NamespaceError, validate_namespace};
 #[cfg(feature = "redis")]
-pub use redis_store::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisStore, RedisStoreBuilder,
-};
+pub use redis_store::{RedisStore, RedisStoreBuilder};
 pub use stats::{Stats, ViolationCounts};
 pub use store::{RemoteStore, StoreError, StoreFuture};
 pub use violation::{Malformed, Tier, Violation, ViolationKind, ViolationReport, ViolationSink};

@@ -1,5 +1,6 @@
 //! Counters that do not contend: each thread adds to its own cache-line-padded stripe.
 
+use crate::breaker::BreakerState;
 use crate::sync::{AtomicU64, Ordering};
 use crate::violation::ViolationKind;
 use std::cell::Cell;
@@ -34,6 +35,12 @@ pub struct Stats {
     pub coalesced: u64,
     /// Refused values, by kind.
     pub violations: ViolationCounts,
+    /// The state of the namespace's breaker (`Closed` without `Policy::AutoBypass`).
+    pub breaker_state: BreakerState,
+    /// How often the breaker opened.
+    pub breaker_trips: u64,
+    /// Total time the breaker has spent open, in ms.
+    pub breaker_open_ms: u64,
 }
 
 /// Violations counted by kind.
@@ -148,6 +155,7 @@ impl Counters {
             load_errors: self.sum(Event::LoadError.slot()),
             coalesced: self.sum(Event::Coalesced.slot()),
             violations,
+            ..Stats::default()
         }
     }
 }
@@ -172,6 +180,9 @@ impl std::ops::Add for Stats {
             load_errors: self.load_errors + other.load_errors,
             coalesced: self.coalesced + other.coalesced,
             violations,
+            breaker_state: self.breaker_state,
+            breaker_trips: self.breaker_trips + other.breaker_trips,
+            breaker_open_ms: self.breaker_open_ms + other.breaker_open_ms,
         }
     }
 }

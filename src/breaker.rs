@@ -1,0 +1,341 @@
+//! The fail-closed breaker behind `Policy::AutoBypass`.
+//!
+//! Closed: the cache is used and violations are counted in a fixed window. When a window's count
+//! reaches the threshold the breaker opens: reads and writes bypass the cache (callers go to the
+//! source of truth) for the cool-down. Then it is half-open: the next few reads probe the cache;
+//! if they all finish without a violation it closes, and a violation during a probe opens it again.
+//!
+//! The state is one atomic read on the hot path; transitions take a mutex.
+
+use crate::sync::{AtomicU8, AtomicU64, Mutex, Ordering, lock};
+use std::time::Duration;
+
+/// Reads that probe the cache while half-open; all must be clean to close the breaker.
+pub(crate) const HALF_OPEN_PROBES: u64 = 3;
+
+/// The state of a namespace's breaker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BreakerState {
+    /// The cache is used (also the state of caches without a breaker).
+    #[default]
+    Closed,
+    /// Too many violations: the cache is bypassed.
+    Open,
+    /// After the cool-down: a few reads probe the cache.
+    HalfOpen,
+}
+
+/// A breaker changed state; given to the client's breaker sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BreakerEvent {
+    /// The namespace whose breaker moved.
+    pub namespace: &'static str,
+    /// The state before.
+    pub from: BreakerState,
+    /// The state now.
+    pub to: BreakerState,
+    /// Violations in the window that tripped it (0 for other transitions).
+    pub violations: u64,
+}
+
+/// How a read or write may use the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    Use,
+    Probe,
+    Bypass,
+}
+
+const CLOSED: u8 = 0;
+const OPEN: u8 = 1;
+const HALF_OPEN: u8 = 2;
+
+pub(crate) struct Breaker {
+    namespace: &'static str,
+    threshold: u64,
+    window_ms: u64,
+    cool_down_ms: u64,
+    state: AtomicU8,
+    /// When the breaker last opened (ms), read lock-free to end the cool-down.
+    opened_at_ms: AtomicU64,
+    probes_admitted: AtomicU64,
+    books: Mutex<Books>,
+}
+
+#[derive(Default)]
+struct Books {
+    window_start_ms: u64,
+    violations: u64,
+    clean_probes: u64,
+    trips: u64,
+    open_ms: u64,
+}
+
+/// Counters of a breaker, for [`Stats`](crate::Stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct BreakerReport {
+    pub(crate) state: BreakerState,
+    pub(crate) trips: u64,
+    pub(crate) open_ms: u64,
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Breaker {
+    pub(crate) fn new(
+        namespace: &'static str,
+        threshold: u32,
+        window: Duration,
+        cool_down: Duration,
+    ) -> Self {
+        Self {
+            namespace,
+            threshold: u64::from(threshold.max(1)),
+            window_ms: millis(window).max(1),
+            cool_down_ms: millis(cool_down),
+            state: AtomicU8::new(CLOSED),
+            opened_at_ms: AtomicU64::new(0),
+            probes_admitted: AtomicU64::new(0),
+            books: Mutex::new(Books::default()),
+        }
+    }
+
+    /// Whether a read may use the cache; reads the clock only when the breaker is not closed.
+    pub(crate) fn admit(&self, now_ms: impl FnOnce() -> u64) -> (Admission, Option<BreakerEvent>) {
+        let state = self.state.load(Ordering::Acquire);
+        if state == CLOSED {
+            return (Admission::Use, None);
+        }
+        let now_ms = now_ms();
+        let cool_down_over = now_ms
+            >= self
+                .opened_at_ms
+                .load(Ordering::Acquire)
+                .saturating_add(self.cool_down_ms);
+        match state {
+            OPEN if !cool_down_over => (Admission::Bypass, None),
+            OPEN => {
+                let event = self.half_open(now_ms);
+                (self.probe_slot(), event)
+            }
+            _ => match self.probe_slot() {
+                // Probes that never reported (their callers were cancelled) must not keep the
+                // breaker half-open for ever: after another cool-down, probe afresh.
+                Admission::Bypass if cool_down_over => {
+                    self.rearm(now_ms);
+                    (self.probe_slot(), None)
+                }
+                admission => (admission, None),
+            },
+        }
+    }
+
+    /// Whether writes are bypassed (the breaker is open).
+    pub(crate) fn is_open(&self) -> bool {
+        self.state.load(Ordering::Acquire) == OPEN
+    }
+
+    fn probe_slot(&self) -> Admission {
+        if self.probes_admitted.fetch_add(1, Ordering::AcqRel) < HALF_OPEN_PROBES {
+            Admission::Probe
+        } else {
+            Admission::Bypass
+        }
+    }
+
+    fn half_open(&self, now_ms: u64) -> Option<BreakerEvent> {
+        let mut books = lock(&self.books);
+        // Another thread may have moved it already.
+        if self.state.load(Ordering::Acquire) != OPEN {
+            return None;
+        }
+        books.open_ms += now_ms.saturating_sub(self.opened_at_ms.load(Ordering::Acquire));
+        books.clean_probes = 0;
+        self.probes_admitted.store(0, Ordering::Release);
+        // While half-open, `opened_at_ms` is when probing (re)started.
+        self.opened_at_ms.store(now_ms, Ordering::Release);
+        self.state.store(HALF_OPEN, Ordering::Release);
+        Some(self.event(BreakerState::Open, BreakerState::HalfOpen, 0))
+    }
+
+    fn rearm(&self, now_ms: u64) {
+        let mut books = lock(&self.books);
+        if self.state.load(Ordering::Acquire) == HALF_OPEN {
+            books.clean_probes = 0;
+            self.probes_admitted.store(0, Ordering::Release);
+            self.opened_at_ms.store(now_ms, Ordering::Release);
+        }
+    }
+
+    /// Counts a violation; returns the event if it opened the breaker.
+    pub(crate) fn record_violation(&self, now_ms: u64) -> Option<BreakerEvent> {
+        let mut books = lock(&self.books);
+        match self.state.load(Ordering::Acquire) {
+            CLOSED => {
+                if now_ms.saturating_sub(books.window_start_ms) >= self.window_ms {
+                    books.window_start_ms = now_ms;
+                    books.violations = 0;
+                }
+                books.violations += 1;
+                if books.violations < self.threshold {
+                    return None;
+                }
+                let violations = books.violations;
+                self.open(&mut books, now_ms);
+                Some(self.event(BreakerState::Closed, BreakerState::Open, violations))
+            }
+            HALF_OPEN => {
+                self.open(&mut books, now_ms);
+                Some(self.event(BreakerState::HalfOpen, BreakerState::Open, 1))
+            }
+            _ => None,
+        }
+    }
+
+    /// A probe finished without a violation; returns the event if that closed the breaker.
+    pub(crate) fn record_clean_probe(&self) -> Option<BreakerEvent> {
+        let mut books = lock(&self.books);
+        if self.state.load(Ordering::Acquire) != HALF_OPEN {
+            return None;
+        }
+        books.clean_probes += 1;
+        if books.clean_probes < HALF_OPEN_PROBES {
+            return None;
+        }
+        books.violations = 0;
+        self.state.store(CLOSED, Ordering::Release);
+        Some(self.event(BreakerState::HalfOpen, BreakerState::Closed, 0))
+    }
+
+    fn open(&self, books: &mut Books, now_ms: u64) {
+        books.trips += 1;
+        books.violations = 0;
+        self.opened_at_ms.store(now_ms, Ordering::Release);
+        self.state.store(OPEN, Ordering::Release);
+    }
+
+    fn event(&self, from: BreakerState, to: BreakerState, violations: u64) -> BreakerEvent {
+        BreakerEvent {
+            namespace: self.namespace,
+            from,
+            to,
+            violations,
+        }
+    }
+
+    pub(crate) fn report(&self, now_ms: u64) -> BreakerReport {
+        let books = lock(&self.books);
+        let state = match self.state.load(Ordering::Acquire) {
+            CLOSED => BreakerState::Closed,
+            OPEN => BreakerState::Open,
+            _ => BreakerState::HalfOpen,
+        };
+        let open_now = if state == BreakerState::Open {
+            now_ms.saturating_sub(self.opened_at_ms.load(Ordering::Acquire))
+        } else {
+            0
+        };
+        BreakerReport {
+            state,
+            trips: books.trips,
+            open_ms: books.open_ms + open_now,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl Breaker {
+        fn admit_at(&self, now_ms: u64) -> (Admission, Option<BreakerEvent>) {
+            self.admit(|| now_ms)
+        }
+    }
+
+    fn breaker() -> Breaker {
+        Breaker::new("thumb", 3, Duration::from_secs(10), Duration::from_secs(5))
+    }
+
+    #[test]
+    fn opens_at_the_threshold_within_a_window_only() {
+        let b = breaker();
+        assert_eq!(b.record_violation(0), None);
+        assert_eq!(b.record_violation(1), None);
+        // The window ended: counting starts over.
+        assert_eq!(b.record_violation(10_001), None);
+        assert_eq!(b.record_violation(10_002), None);
+        let event = b
+            .record_violation(10_003)
+            .map(|e| (e.from, e.to, e.violations));
+        assert_eq!(event, Some((BreakerState::Closed, BreakerState::Open, 3)));
+        assert_eq!(b.admit_at(10_004).0, Admission::Bypass);
+    }
+
+    #[test]
+    fn half_opens_after_the_cool_down_and_closes_after_clean_probes() {
+        let b = breaker();
+        for t in 0..3 {
+            let _ = b.record_violation(t);
+        }
+        assert_eq!(b.admit_at(5_001), (Admission::Bypass, None));
+        let (admission, event) = b.admit_at(5_002);
+        assert_eq!(admission, Admission::Probe);
+        assert_eq!(event.map(|e| e.to), Some(BreakerState::HalfOpen));
+        assert_eq!(b.admit_at(5_003).0, Admission::Probe);
+        assert_eq!(b.admit_at(5_003).0, Admission::Probe);
+        assert_eq!(
+            b.admit_at(5_003).0,
+            Admission::Bypass,
+            "only {HALF_OPEN_PROBES} probes at a time"
+        );
+        assert_eq!(b.record_clean_probe(), None);
+        assert_eq!(b.record_clean_probe(), None);
+        assert_eq!(
+            b.record_clean_probe().map(|e| e.to),
+            Some(BreakerState::Closed)
+        );
+        assert_eq!(b.admit_at(5_004).0, Admission::Use);
+        let report = b.report(5_004);
+        assert_eq!(
+            (report.state, report.trips, report.open_ms),
+            (BreakerState::Closed, 1, 5_000)
+        );
+    }
+
+    #[test]
+    fn a_violation_while_half_open_opens_again() {
+        let b = breaker();
+        for t in 0..3 {
+            let _ = b.record_violation(t);
+        }
+        assert_eq!(b.admit_at(6_000).0, Admission::Probe);
+        assert_eq!(
+            b.record_violation(6_001).map(|e| e.to),
+            Some(BreakerState::Open)
+        );
+        assert_eq!(b.admit_at(6_002).0, Admission::Bypass);
+        assert_eq!(b.report(7_001).trips, 2);
+    }
+
+    #[test]
+    fn probes_that_never_report_are_rearmed_after_a_cool_down() {
+        let b = breaker();
+        for t in 0..3 {
+            let _ = b.record_violation(t);
+        }
+        for _ in 0..HALF_OPEN_PROBES {
+            assert_eq!(b.admit_at(5_002).0, Admission::Probe);
+        }
+        assert_eq!(b.admit_at(10_001).0, Admission::Bypass);
+        assert_eq!(
+            b.admit_at(10_002).0,
+            Admission::Probe,
+            "cancelled probes do not wedge the breaker"
+        );
+    }
+}
