@@ -24,6 +24,9 @@ pub enum StoreError {
     /// The store refused the command.
     #[error("store error: {0}")]
     Server(String),
+    /// The store's configuration is invalid (a bad URL, a zero timeout); fix the configuration.
+    #[error("invalid store configuration: {0}")]
+    Config(String),
 }
 
 /// A shared tier that stores bytes under bytes, with a TTL.

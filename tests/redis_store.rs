@@ -1,0 +1,529 @@
+//! `RedisStore` against a real `redis-server`: round trips through `Cache`, values poisoned from
+//! outside, degraded mode, typed errors.
+
+#![cfg(feature = "redis")]
+
+mod support;
+
+use bytes::Bytes;
+use redis::AsyncCommands as _;
+use scoped_cache::{
+    Client, DeviceId, Envelope, Key, KeyId, KeyRing, Namespace, Owner, RawBytes, RedisStore,
+    RemoteStore, StoreError, TenantId, ViolationKind, ViolationReport,
+};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::RedisServer;
+
+/// Every test body runs under this limit.
+const TEST_LIMIT: Duration = Duration::from_secs(20);
+const SECRET: &[u8] = b"redis store tests: 32 bytes or more";
+const PREFIX: &str = "t:";
+
+struct Thumbs;
+impl Namespace for Thumbs {
+    const NAME: &'static str = "thumb";
+    const SCHEMA: u16 = 1;
+    type Item = u64;
+    type Value = Bytes;
+    type Codec = RawBytes;
+}
+
+struct Events;
+impl Namespace for Events {
+    const NAME: &'static str = "event";
+    const SCHEMA: u16 = 3;
+    type Item = String;
+    type Value = Bytes;
+    type Codec = RawBytes;
+}
+
+struct Relations;
+impl Namespace for Relations {
+    const NAME: &'static str = "rel";
+    const SCHEMA: u16 = 1;
+    type Item = ();
+    type Value = Bytes;
+    type Codec = RawBytes;
+}
+
+fn ring() -> KeyRing {
+    KeyRing::new(KeyId(1), SECRET).unwrap()
+}
+
+fn key<N: Namespace>(tenant: &str, device: &str, item: N::Item) -> Key<N> {
+    Key::new(
+        TenantId::new(tenant).unwrap(),
+        DeviceId::new(device).unwrap(),
+        item,
+    )
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+async fn store(server: &RedisServer) -> RedisStore {
+    RedisStore::builder(server.url())
+        .key_prefix(PREFIX)
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// A raw connection that bypasses everything scoped-cache does.
+async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+fn redis_key<N: Namespace>(key: &Key<N>) -> Vec<u8> {
+    [PREFIX.as_bytes(), &key.encode()].concat()
+}
+
+async fn within<F: std::future::Future>(body: F) -> F::Output {
+    tokio::time::timeout(TEST_LIMIT, body)
+        .await
+        .expect("test exceeded its time limit")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_through_cache_without_local_tier() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    within(async {
+        let client = Client::builder()
+            .key_ring(ring())
+            .remote(store(&server).await)
+            .build()
+            .unwrap();
+        let thumbs = client.cache::<Thumbs>().local_capacity(0).build().unwrap();
+        let events = client.cache::<Events>().local_capacity(0).build().unwrap();
+        let relations = client
+            .cache::<Relations>()
+            .local_capacity(0)
+            .build()
+            .unwrap();
+
+        let tenants = ["alice", "bob", "carol", "0", "a:b"];
+        let devices = ["cam-1", "cam-2", "alice"];
+        for tenant in tenants {
+            for device in devices {
+                for item in 0..3u64 {
+                    let value = Bytes::from(format!("thumb {tenant}/{device}/{item}"));
+                    thumbs
+                        .insert(&key(tenant, device, item), value)
+                        .await
+                        .unwrap();
+                }
+                let event = Bytes::from(format!("event {tenant}/{device}"));
+                events
+                    .insert(&key(tenant, device, format!("e-{device}")), event)
+                    .await
+                    .unwrap();
+                relations
+                    .insert(&key(tenant, device, ()), Bytes::from_static(b"owns"))
+                    .await
+                    .unwrap();
+            }
+        }
+        for tenant in tenants {
+            for device in devices {
+                for item in 0..3u64 {
+                    let expected = format!("thumb {tenant}/{device}/{item}");
+                    let found = thumbs.get(&key(tenant, device, item)).await;
+                    assert_eq!(found.as_deref(), Some(expected.as_bytes()));
+                }
+                let found = events
+                    .get(&key(tenant, device, format!("e-{device}")))
+                    .await;
+                assert_eq!(
+                    found.as_deref(),
+                    Some(format!("event {tenant}/{device}").as_bytes())
+                );
+                assert_eq!(
+                    relations.get(&key(tenant, device, ())).await.as_deref(),
+                    Some(&b"owns"[..])
+                );
+            }
+        }
+        // Absent keys miss; invalidate removes.
+        assert_eq!(thumbs.get(&key("alice", "cam-1", 99)).await, None);
+        thumbs.invalidate(&key("alice", "cam-1", 0)).await.unwrap();
+        assert_eq!(thumbs.get(&key("alice", "cam-1", 0)).await, None);
+
+        let stats = thumbs.stats();
+        assert_eq!(stats.hits_local, 0, "the local tier is disabled");
+        assert_eq!(stats.hits_remote, 45);
+        assert_eq!(stats.misses, 2);
+        assert_eq!(stats.remote_errors, 0);
+        assert_eq!(stats.violations.total(), 0);
+        assert_eq!(events.stats().hits_remote, 15);
+        assert_eq!(relations.stats().hits_remote, 15);
+
+        // The values really are in Redis under the prefix, sealed, with the cache's TTL.
+        let mut raw = raw(&server).await;
+        let k = key::<Thumbs>("bob", "cam-2", 1);
+        let sealed: Vec<u8> = raw.get(redis_key(&k)).await.unwrap();
+        assert!(sealed.starts_with(&scoped_cache::MAGIC));
+        let ttl: i64 = raw.pttl(redis_key(&k)).await.unwrap();
+        assert!(ttl > 590_000 && ttl <= 600_000, "ttl {ttl} ms");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_round_trip_get_many_and_binary_keys() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    within(async {
+        let store = store(&server).await;
+        let keys: Vec<Vec<u8>> = (0..200u32)
+            .map(|i| [&b"k\0\r\n "[..], &i.to_be_bytes()].concat())
+            .collect();
+        for (i, key) in keys.iter().enumerate() {
+            if i % 3 != 0 {
+                store
+                    .set(
+                        key,
+                        Bytes::from(key.repeat(3)),
+                        Some(Duration::from_secs(60)),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        let values = store.get_many(&keys).await.unwrap();
+        assert_eq!(values.len(), keys.len());
+        for (i, (key, value)) in keys.iter().zip(&values).enumerate() {
+            if i % 3 == 0 {
+                assert_eq!(value, &None);
+            } else {
+                assert_eq!(value.as_deref(), Some(&key.repeat(3)[..]));
+            }
+        }
+        assert_eq!(
+            store.get_many(&[]).await.unwrap(),
+            Vec::<Option<Bytes>>::new()
+        );
+        store.delete(&keys[1]).await.unwrap();
+        store.delete(&keys[0]).await.unwrap();
+        assert_eq!(store.get(&keys[1]).await.unwrap(), None);
+        // No TTL: the key persists; a sub-millisecond TTL is rounded up, not refused.
+        store
+            .set(b"forever", Bytes::from_static(b"v"), None)
+            .await
+            .unwrap();
+        store
+            .set(
+                b"brief",
+                Bytes::from_static(b"v"),
+                Some(Duration::from_micros(10)),
+            )
+            .await
+            .unwrap();
+        let mut raw = raw(&server).await;
+        let ttl: i64 = raw.pttl("t:forever").await.unwrap();
+        assert_eq!(ttl, -1);
+        assert_eq!(store.connections_replaced(), 0);
+    })
+    .await;
+}
+
+/// Records every violation report.
+#[derive(Clone, Default)]
+struct Reports(Arc<Mutex<Vec<ViolationReport>>>);
+
+impl Reports {
+    fn take(&self) -> Vec<ViolationReport> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poisoned_values_are_refused_counted_reported_and_deleted() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    within(async {
+        let reports = Reports::default();
+        let sink = reports.clone();
+        let client = Client::builder()
+            .key_ring(ring())
+            .remote(store(&server).await)
+            .on_violation(move |report| sink.0.lock().unwrap().push(report.clone()))
+            .build()
+            .unwrap();
+        let thumbs = client.cache::<Thumbs>().local_capacity(0).build().unwrap();
+        let events = client.cache::<Events>().local_capacity(0).build().unwrap();
+        let mut raw = raw(&server).await;
+
+        let victim = key::<Thumbs>("alice", "cam-1", 7);
+        let other_tenant = key::<Thumbs>("mallory", "cam-1", 7);
+        let swapped = key::<Thumbs>("cam-1", "alice", 7);
+        let other_item = key::<Thumbs>("alice", "cam-1", 8);
+        for (k, v) in [
+            (&victim, "alice's"),
+            (&other_tenant, "mallory's"),
+            (&swapped, "swapped"),
+            (&other_item, "item 8"),
+        ] {
+            thumbs.insert(k, Bytes::from(v)).await.unwrap();
+        }
+        events
+            .insert(
+                &key("alice", "cam-1", "7".into()),
+                Bytes::from_static(b"event"),
+            )
+            .await
+            .unwrap();
+        let reader = raw.clone();
+        let sealed = move |k: &[u8]| {
+            let k = k.to_vec();
+            let mut raw = reader.clone();
+            async move {
+                let value: Vec<u8> = raw.get(k).await.unwrap();
+                value
+            }
+        };
+        let own = sealed(&redis_key(&victim)).await;
+        let now = now_ms();
+        let foreign_ring = KeyRing::new(KeyId(1), b"another secret, not in the ring!!").unwrap();
+        let unknown_ring = KeyRing::new(KeyId(9), b"another secret, not in the ring!!").unwrap();
+        let expired = Envelope::default()
+            .seal(&victim, b"stale", now - 7_200_000, now - 3_600_000, &ring())
+            .unwrap();
+        let mut flipped = own.clone();
+        let at = flipped.len() - 33; // the last payload byte (the tag is the last 32)
+        flipped[at] ^= 0x01;
+
+        let cases: Vec<(&str, Vec<u8>, ViolationKind)> = vec![
+            (
+                "another tenant's sealed value",
+                sealed(&redis_key(&other_tenant)).await,
+                ViolationKind::OwnerMismatch,
+            ),
+            (
+                "tenant and device swapped",
+                sealed(&redis_key(&swapped)).await,
+                ViolationKind::OwnerMismatch,
+            ),
+            (
+                "another item of the same owner",
+                sealed(&redis_key(&other_item)).await,
+                ViolationKind::ItemMismatch,
+            ),
+            (
+                "another namespace",
+                sealed(&redis_key(&key::<Events>("alice", "cam-1", "7".into()))).await,
+                ViolationKind::NamespaceMismatch,
+            ),
+            ("one flipped byte", flipped, ViolationKind::BadTag),
+            (
+                "truncated",
+                own[..own.len() - 1].to_vec(),
+                ViolationKind::Malformed,
+            ),
+            (
+                "sealed with a secret not in the ring",
+                Envelope::default()
+                    .seal(&victim, b"forged", now, now + 60_000, &foreign_ring)
+                    .unwrap()
+                    .to_vec(),
+                ViolationKind::BadTag,
+            ),
+            (
+                "sealed with a key id not in the ring",
+                Envelope::default()
+                    .seal(&victim, b"forged", now, now + 60_000, &unknown_ring)
+                    .unwrap()
+                    .to_vec(),
+                ViolationKind::UnknownKey,
+            ),
+            (
+                "expired envelope with a long redis ttl",
+                expired.to_vec(),
+                ViolationKind::Expired,
+            ),
+            (
+                "plain unsealed string",
+                b"{\"thumbnail\": \"someone else's\"}".to_vec(),
+                ViolationKind::Malformed,
+            ),
+        ];
+        for (case, bytes, kind) in cases {
+            let _: () = redis::cmd("SET")
+                .arg(redis_key(&victim))
+                .arg(&bytes)
+                .arg("EX")
+                .arg(86_400)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            let before = thumbs.stats().violations;
+            assert_eq!(
+                thumbs.get(&victim).await,
+                None,
+                "{case}: must read as a miss"
+            );
+            let after = thumbs.stats().violations;
+            assert_eq!(
+                after.get(kind),
+                before.get(kind) + 1,
+                "{case}: counted as {kind:?}"
+            );
+            assert_eq!(after.total(), before.total() + 1, "{case}: counted once");
+            let exists: bool = raw.exists(redis_key(&victim)).await.unwrap();
+            assert!(!exists, "{case}: deleted from redis");
+            let report = reports.take();
+            assert_eq!(report.len(), 1, "{case}: reported once");
+            assert_eq!(report[0].violation.kind(), kind, "{case}");
+            assert_eq!(report[0].expected, victim.owner().clone(), "{case}");
+            assert_eq!(report[0].namespace, "thumb", "{case}");
+        }
+        // The owner-mismatch reports name the authenticated owner that was found.
+        let _: () = redis::cmd("SET")
+            .arg(redis_key(&victim))
+            .arg(sealed(&redis_key(&swapped)).await)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert_eq!(thumbs.get(&victim).await, None);
+        let report = reports.take();
+        match &report[0].violation {
+            scoped_cache::Violation::OwnerMismatch { expected, found } => {
+                assert_eq!(expected, victim.owner());
+                assert_eq!(
+                    found,
+                    &Owner::new(
+                        TenantId::new("cam-1").unwrap(),
+                        DeviceId::new("alice").unwrap()
+                    )
+                );
+            }
+            other => panic!("expected an owner mismatch, got {other:?}"),
+        }
+        // Untouched keys still read; the cache never returned a poisoned value.
+        assert_eq!(
+            thumbs.get(&other_tenant).await.as_deref(),
+            Some(&b"mallory's"[..])
+        );
+        assert_eq!(thumbs.stats().hits_remote, 1);
+        assert_eq!(thumbs.stats().remote_errors, 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_down_reads_miss_within_the_timeout_and_counts_remote_errors() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    within(async {
+        let timeout = Duration::from_millis(300);
+        let store = RedisStore::builder(server.url())
+            .response_timeout(timeout)
+            .connect()
+            .await
+            .unwrap();
+        let client = Client::builder()
+            .key_ring(ring())
+            .remote(store)
+            .build()
+            .unwrap();
+        let thumbs = client.cache::<Thumbs>().local_capacity(0).build().unwrap();
+        let k = key::<Thumbs>("alice", "cam-1", 1);
+        thumbs.insert(&k, Bytes::from_static(b"v")).await.unwrap();
+
+        server.kill();
+        for _ in 0..20 {
+            let started = Instant::now();
+            assert_eq!(thumbs.get(&k).await, None);
+            assert!(
+                started.elapsed() < timeout + Duration::from_millis(200),
+                "a read took {:?}",
+                started.elapsed()
+            );
+        }
+        let started = Instant::now();
+        assert!(thumbs.insert(&k, Bytes::from_static(b"v")).await.is_err());
+        assert!(started.elapsed() < timeout + Duration::from_millis(200));
+        let stats = thumbs.stats();
+        assert_eq!(stats.remote_errors, 21);
+        assert_eq!(stats.misses, 20);
+
+        // Back up (empty): the client reconnects by itself.
+        server.restart();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if thumbs.insert(&k, Bytes::from_static(b"back")).await.is_ok()
+                && thumbs.get(&k).await.is_some()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the client did not reconnect");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(thumbs.get(&k).await.as_deref(), Some(&b"back"[..]));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_errors_are_typed_and_bounded() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    within(async {
+        // Nothing listening on the socket.
+        let missing = format!("redis+unix://{}.missing", server.socket().display());
+        let started = Instant::now();
+        let err = RedisStore::builder(missing)
+            .connect_timeout(Duration::from_millis(300))
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Unavailable(_) | StoreError::Timeout(_)),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+
+        // A database that does not exist is refused by the server.
+        let err = RedisStore::builder(format!("{}?db=9999", server.url()))
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Server(_)), "{err:?}");
+
+        // A lazy store starts without a server and fails each call within its timeout.
+        let lazy = RedisStore::builder(format!(
+            "redis+unix://{}.missing",
+            server.socket().display()
+        ))
+        .response_timeout(Duration::from_millis(200))
+        .connect_lazy()
+        .unwrap();
+        let started = Instant::now();
+        assert!(lazy.get(b"k").await.is_err());
+        assert!(started.elapsed() < Duration::from_millis(500));
+
+        // A key holding a non-string is a server error, not a panic or a value.
+        let mut raw = raw(&server).await;
+        let _: usize = raw.lpush("list", "x").await.unwrap();
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        assert!(matches!(
+            store.get(b"list").await,
+            Err(StoreError::Server(_))
+        ));
+    })
+    .await;
+}
