@@ -1,0 +1,412 @@
+//! `RedisStore` under storms against a real `redis-server`: thousands of concurrent calls for
+//! many owners, a random share cancelled mid-flight; the server killed and restarted during a
+//! storm. Every completed read returns its own owner's value or a miss.
+
+#![cfg(feature = "redis")]
+
+mod support;
+
+use bytes::Bytes;
+use scoped_cache::{
+    Cache, Client, DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, RedisStore, RemoteStore,
+    TenantId,
+};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use support::RedisServer;
+
+/// Every test body runs under this limit.
+const TEST_LIMIT: Duration = Duration::from_secs(30);
+
+struct Thumbs;
+impl Namespace for Thumbs {
+    const NAME: &'static str = "thumb";
+    const SCHEMA: u16 = 1;
+    type Item = u64;
+    type Value = Bytes;
+    type Codec = RawBytes;
+}
+
+const TENANTS: u64 = 64;
+const DEVICES: u64 = 4;
+const ITEMS: u64 = 4;
+
+/// A small seeded generator (splitmix64), so a failing storm can be replayed by its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// (tenant, device, item) of a random key.
+fn pick(rng: &mut Rng) -> (u64, u64, u64) {
+    (rng.below(TENANTS), rng.below(DEVICES), rng.below(ITEMS))
+}
+
+fn key((tenant, device, item): (u64, u64, u64)) -> Key<Thumbs> {
+    // Tenants and devices share numbers on purpose: (t, d) and (d, t) are different owners.
+    Key::new(TenantId::from_u64(tenant), DeviceId::from_u64(device), item)
+}
+
+/// The value stored for an owner: it names the owner, so any other owner's value is detected.
+fn value((tenant, device, item): (u64, u64, u64), version: u64) -> Bytes {
+    Bytes::from(format!("{tenant}|{device}|{item}|{version}"))
+}
+
+fn belongs((tenant, device, item): (u64, u64, u64), found: &[u8]) -> bool {
+    found.starts_with(format!("{tenant}|{device}|{item}|").as_bytes())
+}
+
+fn client(store: RedisStore) -> Client {
+    Client::builder()
+        .key_ring(KeyRing::new(KeyId(1), b"storm tests: thirty-two bytes at least").unwrap())
+        .remote(store)
+        .build()
+        .unwrap()
+}
+
+async fn within<F: std::future::Future>(body: F) -> F::Output {
+    tokio::time::timeout(TEST_LIMIT, body)
+        .await
+        .expect("test exceeded its time limit")
+}
+
+/// What a storm saw.
+#[derive(Default)]
+struct Tally {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    cancelled: AtomicU64,
+    errors: AtomicU64,
+    wrong: AtomicU64,
+}
+
+impl Tally {
+    fn read(&self, owner: (u64, u64, u64), found: Option<&[u8]>) {
+        match found {
+            Some(found) if belongs(owner, found) => self.hits.fetch_add(1, Ordering::Relaxed),
+            Some(_) => self.wrong.fetch_add(1, Ordering::Relaxed),
+            None => self.misses.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    fn get(&self, counter: fn(&Self) -> &AtomicU64) -> u64 {
+        counter(self).load(Ordering::Relaxed)
+    }
+}
+
+/// One storm operation through `Cache`, cancelled (by a short timeout, or by aborting its task)
+/// at random.
+async fn cache_op(cache: Cache<Thumbs>, tally: Arc<Tally>, seed: u64) {
+    let mut rng = Rng(seed);
+    let owner = pick(&mut rng);
+    let k = key(owner);
+    match rng.below(100) {
+        0..15 => {
+            let _ = cache.insert(&k, value(owner, seed)).await;
+        }
+        15..45 => {
+            let limit = Duration::from_micros(rng.below(3_000));
+            match tokio::time::timeout(limit, cache.get(&k)).await {
+                Ok(found) => tally.read(owner, found.as_deref()),
+                Err(_) => {
+                    tally.cancelled.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        45..60 => {
+            let task = {
+                let tally = Arc::clone(&tally);
+                tokio::spawn(async move {
+                    let found = cache.get(&k).await;
+                    tally.read(owner, found.as_deref());
+                })
+            };
+            for _ in 0..rng.below(8) {
+                tokio::task::yield_now().await;
+            }
+            task.abort();
+            if task.await.is_err() {
+                tally.cancelled.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        _ => tally.read(owner, cache.get(&k).await.as_deref()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_storm_through_cache_returns_only_own_values() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    within(async {
+        for connections in [1, 3] {
+            let store = RedisStore::builder(server.url())
+                .connections(connections)
+                .response_timeout(Duration::from_secs(2))
+                .key_prefix(format!("storm{connections}:"))
+                .connect()
+                .await
+                .unwrap();
+            let cache = client(store)
+                .cache::<Thumbs>()
+                .local_capacity(0)
+                .build()
+                .unwrap();
+            let mut rng = Rng(0x5eed + connections as u64);
+            for _ in 0..300 {
+                let owner = pick(&mut rng);
+                cache.insert(&key(owner), value(owner, 0)).await.unwrap();
+            }
+            let tally = Arc::new(Tally::default());
+            let mut tasks = tokio::task::JoinSet::new();
+            for seed in 0..6_000u64 {
+                tasks.spawn(cache_op(cache.clone(), Arc::clone(&tally), seed * 7919 + 1));
+            }
+            while let Some(done) = tasks.join_next().await {
+                done.unwrap();
+            }
+            let stats = cache.stats();
+            eprintln!(
+                "connections {connections}: hits {} misses {} cancelled {} wrong {}; {stats:?}",
+                tally.get(|t| &t.hits),
+                tally.get(|t| &t.misses),
+                tally.get(|t| &t.cancelled),
+                tally.get(|t| &t.wrong),
+            );
+            assert_eq!(
+                tally.get(|t| &t.wrong),
+                0,
+                "a read returned another owner's value"
+            );
+            assert_eq!(
+                stats.violations.total(),
+                0,
+                "a reply reached the wrong request: {stats:?}"
+            );
+            assert!(tally.get(|t| &t.hits) > 500, "the storm must read values");
+            assert!(
+                tally.get(|t| &t.cancelled) > 100,
+                "the storm must cancel reads"
+            );
+        }
+    })
+    .await;
+}
+
+/// The same storm one layer down, where nothing verifies the bytes: a reply delivered to the
+/// wrong request would be returned as is. This is the test that catches a client that lets a
+/// cancelled request's reply reach another request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_storm_on_the_raw_store_never_mixes_replies() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    within(async {
+        let store = RedisStore::builder(server.url())
+            .response_timeout(Duration::from_secs(2))
+            .connect()
+            .await
+            .unwrap();
+        let store = Arc::new(store);
+        let keys: Vec<Vec<u8>> = (0..512u32)
+            .map(|i| format!("raw:{i}").into_bytes())
+            .collect();
+        for k in &keys {
+            let value = Bytes::from([&k[..], b"=", &k[..]].concat());
+            store.set(k, value, None).await.unwrap();
+        }
+        let keys = Arc::new(keys);
+        let tally = Arc::new(Tally::default());
+        let mut tasks = tokio::task::JoinSet::new();
+        for seed in 0..8_000u64 {
+            let (store, keys, tally) = (Arc::clone(&store), Arc::clone(&keys), Arc::clone(&tally));
+            tasks.spawn(async move {
+                let mut rng = Rng(seed);
+                let check = |k: &[u8], found: &[u8]| found == [k, b"=", k].concat();
+                // 40% of calls get a limit short enough to cancel them mid-flight.
+                let limit = |rng: &mut Rng| match rng.below(100) {
+                    0..40 => Duration::from_micros(rng.below(3_000)),
+                    _ => Duration::from_secs(10),
+                };
+                if rng.below(4) == 0 {
+                    // A batch: every element matched by position.
+                    let batch: Vec<Vec<u8>> = (0..16)
+                        .map(|_| keys[rng.below(512) as usize].clone())
+                        .collect();
+                    match tokio::time::timeout(limit(&mut rng), store.get_many(&batch)).await {
+                        Ok(Ok(values)) => {
+                            for (k, v) in batch.iter().zip(values) {
+                                let good = v.is_some_and(|v| check(k, &v));
+                                let counter = if good { &tally.hits } else { &tally.wrong };
+                                counter.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        // Overload on two shared cores can exceed the response timeout.
+                        Ok(Err(_)) => {
+                            tally.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            tally.cancelled.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    return;
+                }
+                let k = &keys[rng.below(512) as usize];
+                match tokio::time::timeout(limit(&mut rng), store.get(k)).await {
+                    Ok(Ok(Some(found))) if check(k, &found) => {
+                        tally.hits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Ok(_)) => {
+                        tally.wrong.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Err(_)) => {
+                        tally.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        tally.cancelled.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+        eprintln!(
+            "hits {} cancelled {} store errors {} wrong {}",
+            tally.get(|t| &t.hits),
+            tally.get(|t| &t.cancelled),
+            tally.get(|t| &t.errors),
+            tally.get(|t| &t.wrong)
+        );
+        assert_eq!(
+            tally.get(|t| &t.wrong),
+            0,
+            "a reply reached the wrong request"
+        );
+        assert!(tally.get(|t| &t.hits) > 1_000);
+        assert!(tally.get(|t| &t.cancelled) > 100);
+        assert_eq!(store.connections_replaced(), 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_killed_and_restarted_during_a_storm() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    within(async {
+        let timeout = Duration::from_millis(300);
+        let store = RedisStore::builder(server.url())
+            .response_timeout(timeout)
+            .connect_timeout(timeout)
+            .connect()
+            .await
+            .unwrap();
+        let cache = client(store)
+            .cache::<Thumbs>()
+            .local_capacity(0)
+            .build()
+            .unwrap();
+        let tally = Arc::new(Tally::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let restarted = Arc::new(AtomicBool::new(false));
+        let hits_after_restart = Arc::new(AtomicU64::new(0));
+        let slowest_us = Arc::new(AtomicU64::new(0));
+        let mut workers = tokio::task::JoinSet::new();
+        for worker in 0..48u64 {
+            let (cache, tally, stop) = (cache.clone(), Arc::clone(&tally), Arc::clone(&stop));
+            let (restarted, hits_after_restart, slowest_us) = (
+                Arc::clone(&restarted),
+                Arc::clone(&hits_after_restart),
+                Arc::clone(&slowest_us),
+            );
+            workers.spawn(async move {
+                let mut rng = Rng(worker);
+                let mut version = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let owner = pick(&mut rng);
+                    let k = key(owner);
+                    let started = Instant::now();
+                    if rng.below(3) == 0 {
+                        version += 1;
+                        let _ = cache.insert(&k, value(owner, version)).await;
+                    } else if rng.below(4) == 0 {
+                        let limit = Duration::from_micros(rng.below(2_000));
+                        if tokio::time::timeout(limit, cache.get(&k)).await.is_err() {
+                            tally.cancelled.fetch_add(1, Ordering::Relaxed);
+                        }
+                    } else {
+                        let found = cache.get(&k).await;
+                        tally.read(owner, found.as_deref());
+                        if found.is_some() && restarted.load(Ordering::Relaxed) {
+                            hits_after_restart.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    let took = started.elapsed().as_micros() as u64;
+                    slowest_us.fetch_max(took, Ordering::Relaxed);
+                    // Keep the outage from being a busy loop on two cores.
+                    if took > 1_000 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let hits_before = tally.get(|t| &t.hits);
+        let errors_before = cache.stats().remote_errors;
+        server.kill();
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        let errors_during = cache.stats().remote_errors - errors_before;
+        server.restart();
+        restarted.store(true, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        stop.store(true, Ordering::Relaxed);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(done) = workers.join_next().await {
+                done.unwrap();
+            }
+        })
+        .await
+        .expect("a worker hung after the storm was stopped");
+
+        let stats = cache.stats();
+        let slowest = Duration::from_micros(slowest_us.load(Ordering::Relaxed));
+        eprintln!(
+            "hits before kill {hits_before}, remote errors during outage {errors_during}, \
+             hits after restart {}, slowest call {slowest:?}, wrong {}; {stats:?}",
+            hits_after_restart.load(Ordering::Relaxed),
+            tally.get(|t| &t.wrong),
+        );
+        assert_eq!(
+            tally.get(|t| &t.wrong),
+            0,
+            "a read returned another owner's value"
+        );
+        assert_eq!(stats.violations.total(), 0);
+        assert!(hits_before > 100, "the storm ran before the kill");
+        assert!(errors_during > 10, "the outage was seen as remote errors");
+        assert!(
+            hits_after_restart.load(Ordering::Relaxed) > 100,
+            "the client reconnected by itself"
+        );
+        // A read is one remote call, plus a delete after a violation: two timeouts at most.
+        assert!(
+            slowest < 2 * timeout + Duration::from_millis(400),
+            "a call took {slowest:?}"
+        );
+    })
+    .await;
+}
