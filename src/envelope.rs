@@ -250,7 +250,9 @@ impl Envelope {
                 found: fields.schema,
             });
         }
-        if now_ms >= fields.expires_ms {
+        // `NEVER` is a sentinel, not a time: it must not expire even at `now_ms == u64::MAX`
+        // (as in the in-process tier and `docs/ENVELOPE.md`).
+        if fields.expires_ms != NEVER && now_ms >= fields.expires_ms {
             return Err(Violation::Expired {
                 expires_ms: fields.expires_ms,
                 now_ms,
