@@ -1,0 +1,595 @@
+//! `Cache` behaviour: promotion between tiers, poisoned remote values refused (counted, reported
+//! with expected and found owner, deleted), `Policy::Bypass`, build and write errors, and TTL
+//! expiry in both tiers.
+
+use bytes::Bytes;
+use scoped_cache::{
+    BuildError, Cache, Client, DeviceId, Envelope, Error, Key, KeyId, KeyRing, MAGIC, Malformed,
+    ManualClock, MemoryStore, NEVER, Namespace, Owner, Policy, RawBytes, RemoteStore, SealError,
+    StoreError, StoreFuture, TenantId, Tier, Violation, ViolationKind, ViolationReport,
+};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+macro_rules! namespace {
+    ($name:ident, $text:literal, $schema:literal) => {
+        #[derive(Debug)]
+        struct $name;
+        impl Namespace for $name {
+            const NAME: &'static str = $text;
+            const SCHEMA: u16 = $schema;
+            type Item = u64;
+            type Value = Bytes;
+            type Codec = RawBytes;
+        }
+    };
+}
+
+namespace!(Thumbs, "thumb", 1);
+namespace!(ThumbsV2, "thumb", 2);
+namespace!(Events, "event", 1);
+
+const START_MS: u64 = 1_700_000_000_000;
+const SECRET: [u8; 32] = [0x42; 32];
+
+fn ring() -> KeyRing {
+    KeyRing::new(KeyId(1), &SECRET).expect("valid secret")
+}
+
+fn key(tenant: u64, device: u64, item: u64) -> Key<Thumbs> {
+    Key::new(TenantId::from_u64(tenant), DeviceId::from_u64(device), item)
+}
+
+fn owner(tenant: u64, device: u64) -> Owner {
+    Owner::new(TenantId::from_u64(tenant), DeviceId::from_u64(device))
+}
+
+/// A client over a shared `MemoryStore`, a manual clock and a sink that records every report.
+struct Fixture {
+    clock: ManualClock,
+    store: Arc<MemoryStore>,
+    reports: Arc<Mutex<Vec<ViolationReport>>>,
+    client: Client,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let clock = ManualClock::new(START_MS);
+        let store = Arc::new(MemoryStore::with_clock(1 << 20, clock.clock()));
+        Self::over(clock, store.clone(), store)
+    }
+
+    /// A fixture whose client talks to `remote`; `store` is the `MemoryStore` underneath it.
+    fn over(clock: ManualClock, store: Arc<MemoryStore>, remote: Arc<dyn RemoteStore>) -> Self {
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&reports);
+        let client = Client::builder()
+            .key_ring(ring())
+            .remote_shared(remote)
+            .clock(clock.clock())
+            .on_violation(move |report: &ViolationReport| {
+                sink.lock().expect("sink lock").push(report.clone())
+            })
+            .build()
+            .expect("valid client");
+        Self {
+            clock,
+            store,
+            reports,
+            client,
+        }
+    }
+
+    fn cache(&self) -> Cache<Thumbs> {
+        self.client
+            .cache()
+            .ttl(Duration::from_secs(1))
+            .build()
+            .expect("valid cache")
+    }
+
+    fn reports(&self) -> Vec<ViolationReport> {
+        self.reports.lock().expect("sink lock").clone()
+    }
+
+    /// Writes raw bytes where the remote tier keeps `key`'s value, as a faulty store would.
+    async fn poison(&self, key: &Key<Thumbs>, bytes: Bytes) {
+        self.store
+            .set(&key.encode(), bytes, None)
+            .await
+            .expect("memory store write");
+    }
+
+    async fn stored(&self, key: &Key<Thumbs>) -> Option<Bytes> {
+        self.store
+            .get(&key.encode())
+            .await
+            .expect("memory store read")
+    }
+}
+
+fn seal<N: Namespace>(key: &Key<N>, payload: &[u8], expires_ms: u64, ring: &KeyRing) -> Bytes {
+    Envelope::default()
+        .seal(key, payload, START_MS, expires_ms, ring)
+        .expect("within limits")
+}
+
+#[tokio::test]
+async fn remote_hits_are_promoted_to_the_local_tier() {
+    let fixture = Fixture::new();
+    let writer = fixture.cache();
+    // A second client (another process) over the same store and secret.
+    let reader_fixture = Fixture::over(
+        fixture.clock.clone(),
+        fixture.store.clone(),
+        fixture.store.clone(),
+    );
+    let reader = reader_fixture.cache();
+    let mine = key(1, 2, 3);
+    writer
+        .insert(&mine, Bytes::from_static(b"jpeg"))
+        .await
+        .expect("insert");
+
+    assert_eq!(reader.get(&mine).await, Some(Bytes::from_static(b"jpeg")));
+    let stats = reader.stats();
+    assert_eq!((stats.hits_remote, stats.hits_local), (1, 0));
+    assert_eq!(reader.local().map(|local| local.len()), Some(1));
+
+    assert_eq!(reader.get(&mine).await, Some(Bytes::from_static(b"jpeg")));
+    let stats = reader.stats();
+    assert_eq!(
+        (stats.hits_remote, stats.hits_local, stats.misses),
+        (1, 1, 0)
+    );
+    assert_eq!(stats.violations.total(), 0);
+
+    // Clearing the local tier sends the next read to the remote tier again.
+    reader.local().expect("local tier").clear();
+    assert_eq!(reader.get(&mine).await, Some(Bytes::from_static(b"jpeg")));
+    assert_eq!(reader.stats().hits_remote, 2);
+    assert!(reader_fixture.reports().is_empty());
+}
+
+#[tokio::test]
+async fn poisoned_remote_values_are_refused_reported_and_deleted() {
+    let mine = key(1, 2, 3);
+    let other_secret = KeyRing::new(KeyId(1), &[0x99; 32]).expect("valid secret");
+    let unknown_id = KeyRing::new(KeyId(77), &SECRET).expect("valid secret");
+    let far = START_MS + 60_000;
+    let mut truncated = seal(&mine, b"mine", far, &ring()).to_vec();
+    truncated.pop();
+    let cases: Vec<(&str, Bytes, Violation)> = vec![
+        (
+            "another owner's envelope",
+            seal(&key(9, 8, 3), b"theirs", far, &ring()),
+            Violation::OwnerMismatch {
+                expected: owner(1, 2),
+                found: owner(9, 8),
+            },
+        ),
+        (
+            "tenant and device swapped",
+            seal(&key(2, 1, 3), b"swapped", far, &ring()),
+            Violation::OwnerMismatch {
+                expected: owner(1, 2),
+                found: owner(2, 1),
+            },
+        ),
+        (
+            "another item",
+            seal(&key(1, 2, 4), b"other item", far, &ring()),
+            Violation::ItemMismatch,
+        ),
+        (
+            "another namespace",
+            seal(
+                &Key::<Events>::new(TenantId::from_u64(1), DeviceId::from_u64(2), 3),
+                b"event",
+                far,
+                &ring(),
+            ),
+            Violation::NamespaceMismatch {
+                expected: "thumb",
+                found: "event".to_owned(),
+            },
+        ),
+        (
+            "another schema",
+            seal(
+                &Key::<ThumbsV2>::new(TenantId::from_u64(1), DeviceId::from_u64(2), 3),
+                b"v2",
+                far,
+                &ring(),
+            ),
+            Violation::SchemaMismatch {
+                expected: 1,
+                found: 2,
+            },
+        ),
+        (
+            "another secret under our key id",
+            seal(&mine, b"forged", far, &other_secret),
+            Violation::BadTag,
+        ),
+        (
+            "an unknown key id",
+            seal(&mine, b"old", far, &unknown_id),
+            Violation::UnknownKey { key_id: KeyId(77) },
+        ),
+        (
+            "an expired envelope the store kept",
+            seal(&mine, b"stale", START_MS, &ring()),
+            Violation::Expired {
+                expires_ms: START_MS,
+                now_ms: START_MS,
+            },
+        ),
+        (
+            "a truncated envelope",
+            Bytes::from(truncated),
+            Violation::Malformed {
+                reason: Malformed::Truncated,
+            },
+        ),
+        (
+            "a plain value",
+            Bytes::from(format!("{{\"thumbnail\":\"{}\"}}", "A".repeat(100))),
+            Violation::Malformed {
+                reason: Malformed::BadMagic,
+            },
+        ),
+        (
+            "garbage",
+            Bytes::from_static(b"\x89SCE garbage"),
+            Violation::Malformed {
+                reason: Malformed::Truncated,
+            },
+        ),
+    ];
+    for (what, poison, expected) in cases {
+        let fixture = Fixture::new();
+        let cache = fixture.cache();
+        fixture.poison(&mine, poison).await;
+
+        assert_eq!(cache.get(&mine).await, None, "{what}: served");
+        let stats = cache.stats();
+        let kind = expected.kind();
+        assert_eq!(
+            stats.violations.get(kind),
+            1,
+            "{what}: {kind:?} not counted"
+        );
+        assert_eq!(
+            stats.violations.total(),
+            1,
+            "{what}: counted as another kind"
+        );
+        assert_eq!(
+            (stats.misses, stats.hits_remote),
+            (1, 0),
+            "{what}: not a miss"
+        );
+
+        let reports = fixture.reports();
+        assert_eq!(reports.len(), 1, "{what}: reports {reports:?}");
+        let report = &reports[0];
+        assert_eq!(report.namespace, "thumb", "{what}");
+        assert_eq!(report.tier, Tier::Remote, "{what}");
+        assert_eq!(report.expected, owner(1, 2), "{what}");
+        assert_eq!(report.violation, expected, "{what}");
+
+        assert_eq!(fixture.stored(&mine).await, None, "{what}: not deleted");
+        // The refused value is gone: the next read is a plain miss, and the key works again.
+        assert_eq!(cache.get(&mine).await, None);
+        assert_eq!(cache.stats().violations.total(), 1, "{what}: counted twice");
+        cache
+            .insert(&mine, Bytes::from_static(b"mine"))
+            .await
+            .expect("insert");
+        assert_eq!(cache.get(&mine).await, Some(Bytes::from_static(b"mine")));
+    }
+}
+
+#[tokio::test]
+async fn a_remote_value_over_the_reader_limit_is_refused() {
+    let fixture = Fixture::new();
+    let reader = Client::builder()
+        .key_ring(ring())
+        .remote_shared(fixture.store.clone())
+        .clock(fixture.clock.clock())
+        .max_payload(16)
+        .build()
+        .expect("valid client")
+        .cache::<Thumbs>()
+        .build()
+        .expect("valid cache");
+    let mine = key(1, 2, 3);
+    fixture
+        .poison(&mine, seal(&mine, &[7; 17], NEVER, &ring()))
+        .await;
+    assert_eq!(reader.get(&mine).await, None);
+    assert_eq!(reader.stats().violations.get(ViolationKind::Malformed), 1);
+    assert_eq!(fixture.stored(&mine).await, None);
+}
+
+#[tokio::test]
+async fn bypass_never_reads_or_writes() {
+    let fixture = Fixture::new();
+    let cache: Cache<Thumbs> = fixture
+        .client
+        .cache()
+        .policy(Policy::Bypass)
+        .build()
+        .expect("valid cache");
+    let mine = key(1, 2, 3);
+    cache
+        .insert(&mine, Bytes::from_static(b"jpeg"))
+        .await
+        .expect("insert");
+    assert_eq!(fixture.store.len(), 0, "bypass wrote to the remote tier");
+    assert_eq!(cache.local().map_or(0, |local| local.len()), 0);
+
+    // Even a valid value in the store is not read.
+    fixture
+        .poison(&mine, seal(&mine, b"jpeg", NEVER, &ring()))
+        .await;
+    let reads_before = fixture.store.stats();
+    assert_eq!(cache.get(&mine).await, None);
+    let reads_after = fixture.store.stats();
+    assert_eq!(
+        (reads_after.hits_local, reads_after.misses),
+        (reads_before.hits_local, reads_before.misses),
+        "bypass read the remote tier"
+    );
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.hits_local, stats.hits_remote, stats.inserts),
+        (0, 0, 0)
+    );
+    assert!(fixture.reports().is_empty());
+}
+
+#[test]
+fn build_errors_are_specific() {
+    let missing = Client::builder().remote(MemoryStore::default()).build();
+    assert!(
+        matches!(missing, Err(BuildError::MissingKeyRing)),
+        "{missing:?}"
+    );
+    let client = Client::builder()
+        .build()
+        .expect("no remote tier needs no ring");
+    let zero_ttl = client.cache::<Thumbs>().ttl(Duration::ZERO).build();
+    assert!(matches!(zero_ttl, Err(BuildError::ZeroTtl)));
+}
+
+#[tokio::test]
+async fn an_oversize_value_is_a_seal_error_and_stores_nothing() {
+    let fixture = Fixture::new();
+    let cache = Client::builder()
+        .key_ring(ring())
+        .remote_shared(fixture.store.clone())
+        .clock(fixture.clock.clock())
+        .max_payload(16)
+        .build()
+        .expect("valid client")
+        .cache::<Thumbs>()
+        .build()
+        .expect("valid cache");
+    let mine = key(1, 2, 3);
+    let result = cache.insert(&mine, Bytes::from(vec![1; 17])).await;
+    assert!(
+        matches!(
+            result,
+            Err(Error::Seal(SealError::PayloadTooLarge {
+                len: 17,
+                limit: 16
+            }))
+        ),
+        "{result:?}"
+    );
+    assert_eq!(fixture.store.len(), 0);
+    assert_eq!(cache.local().map(|local| local.len()), Some(0));
+    assert_eq!(cache.get(&mine).await, None);
+
+    cache
+        .insert(&mine, Bytes::from(vec![1; 16]))
+        .await
+        .expect("a value at the limit");
+    assert_eq!(cache.get(&mine).await, Some(Bytes::from(vec![1; 16])));
+}
+
+#[tokio::test]
+async fn ttl_expires_in_both_tiers() {
+    for local_capacity in [10_000, 0] {
+        let fixture = Fixture::new();
+        let cache: Cache<Thumbs> = fixture
+            .client
+            .cache()
+            .local_capacity(local_capacity)
+            .ttl(Duration::from_secs(1))
+            .build()
+            .expect("valid cache");
+        let mine = key(1, 2, 3);
+        cache
+            .insert(&mine, Bytes::from_static(b"jpeg"))
+            .await
+            .expect("insert");
+        fixture.clock.advance(Duration::from_millis(999));
+        assert_eq!(cache.get(&mine).await, Some(Bytes::from_static(b"jpeg")));
+        fixture.clock.advance(Duration::from_millis(1));
+        assert_eq!(
+            cache.get(&mine).await,
+            None,
+            "local capacity {local_capacity}"
+        );
+        assert_eq!(fixture.stored(&mine).await, None, "the store kept it");
+        let stats = cache.stats();
+        assert_eq!(stats.misses, 1);
+        assert_eq!(
+            stats.violations.total(),
+            0,
+            "expiry by TTL is not a violation"
+        );
+        if local_capacity > 0 {
+            assert_eq!((stats.hits_local, stats.expirations), (1, 1));
+        } else {
+            assert_eq!((stats.hits_remote, stats.hits_local), (1, 0));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_promoted_value_keeps_its_envelope_expiry() {
+    let fixture = Fixture::new();
+    let writer = fixture.cache(); // 1 s TTL
+    let reader: Cache<Thumbs> = Fixture::over(
+        fixture.clock.clone(),
+        fixture.store.clone(),
+        fixture.store.clone(),
+    )
+    .client
+    .cache()
+    .ttl(Duration::from_secs(3_600))
+    .build()
+    .expect("valid cache");
+    let mine = key(1, 2, 3);
+    writer
+        .insert(&mine, Bytes::from_static(b"jpeg"))
+        .await
+        .expect("insert");
+    fixture.clock.advance(Duration::from_millis(500));
+    assert_eq!(reader.get(&mine).await, Some(Bytes::from_static(b"jpeg")));
+    fixture.clock.advance(Duration::from_millis(500));
+    assert_eq!(reader.get(&mine).await, None, "outlived the writer's TTL");
+    assert_eq!(reader.stats().hits_local, 0);
+}
+
+/// A store that drops the TTL it is given, like a misconfigured or restored server.
+struct IgnoresTtl(Arc<MemoryStore>);
+
+impl RemoteStore for IgnoresTtl {
+    fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Bytes>> {
+        self.0.get(key)
+    }
+    fn set<'a>(
+        &'a self,
+        key: &'a [u8],
+        value: Bytes,
+        _ttl: Option<Duration>,
+    ) -> StoreFuture<'a, ()> {
+        self.0.set(key, value, None)
+    }
+    fn delete<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, ()> {
+        self.0.delete(key)
+    }
+}
+
+#[tokio::test]
+async fn the_envelope_expires_values_a_store_keeps_too_long() {
+    let clock = ManualClock::new(START_MS);
+    let store = Arc::new(MemoryStore::with_clock(1 << 20, clock.clock()));
+    let fixture = Fixture::over(clock, store.clone(), Arc::new(IgnoresTtl(store)));
+    let cache: Cache<Thumbs> = fixture
+        .client
+        .cache()
+        .local_capacity(0)
+        .ttl(Duration::from_secs(1))
+        .build()
+        .expect("valid cache");
+    let mine = key(1, 2, 3);
+    cache
+        .insert(&mine, Bytes::from_static(b"jpeg"))
+        .await
+        .expect("insert");
+    fixture.clock.advance(Duration::from_secs(1));
+    assert!(fixture.stored(&mine).await.is_some(), "the store kept it");
+    assert_eq!(cache.get(&mine).await, None);
+    assert_eq!(cache.stats().violations.get(ViolationKind::Expired), 1);
+    assert_eq!(
+        fixture.reports()[0].violation,
+        Violation::Expired {
+            expires_ms: START_MS + 1_000,
+            now_ms: START_MS + 1_000
+        }
+    );
+    assert_eq!(fixture.stored(&mine).await, None, "not deleted");
+}
+
+#[tokio::test]
+async fn invalidate_removes_from_both_tiers() {
+    let fixture = Fixture::new();
+    let cache = fixture.cache();
+    let (mine, neighbour) = (key(1, 2, 3), key(1, 2, 4));
+    for k in [&mine, &neighbour] {
+        cache
+            .insert(k, Bytes::from_static(b"jpeg"))
+            .await
+            .expect("insert");
+    }
+    cache.invalidate(&mine).await.expect("invalidate");
+    assert_eq!(fixture.stored(&mine).await, None);
+    assert_eq!(cache.get(&mine).await, None);
+    assert_eq!(
+        cache.get(&neighbour).await,
+        Some(Bytes::from_static(b"jpeg"))
+    );
+}
+
+/// A store whose every call fails.
+struct DownStore;
+
+impl RemoteStore for DownStore {
+    fn get<'a>(&'a self, _key: &'a [u8]) -> StoreFuture<'a, Option<Bytes>> {
+        Box::pin(async { Err(StoreError::Unavailable("down".to_owned())) })
+    }
+    fn set<'a>(
+        &'a self,
+        _key: &'a [u8],
+        _value: Bytes,
+        _ttl: Option<Duration>,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async { Err(StoreError::Unavailable("down".to_owned())) })
+    }
+    fn delete<'a>(&'a self, _key: &'a [u8]) -> StoreFuture<'a, ()> {
+        Box::pin(async { Err(StoreError::Unavailable("down".to_owned())) })
+    }
+}
+
+#[tokio::test]
+async fn a_failing_store_means_misses_and_write_errors_never_wrong_values() {
+    let clock = ManualClock::new(START_MS);
+    let store = Arc::new(MemoryStore::with_clock(1 << 20, clock.clock()));
+    let fixture = Fixture::over(clock, store, Arc::new(DownStore));
+    let cache: Cache<Thumbs> = fixture
+        .client
+        .cache()
+        .local_capacity(0)
+        .build()
+        .expect("valid cache");
+    let mine = key(1, 2, 3);
+    let result = cache.insert(&mine, Bytes::from_static(b"jpeg")).await;
+    assert!(
+        matches!(result, Err(Error::Remote(StoreError::Unavailable(_)))),
+        "{result:?}"
+    );
+    assert_eq!(cache.get(&mine).await, None);
+    let stats = cache.stats();
+    assert_eq!((stats.remote_errors, stats.misses), (2, 1));
+    assert_eq!(stats.violations.total(), 0);
+}
+
+#[tokio::test]
+async fn garbage_that_starts_like_an_envelope_is_still_refused() {
+    let fixture = Fixture::new();
+    let cache = fixture.cache();
+    let mine = key(1, 2, 3);
+    let mut fake = MAGIC.to_vec();
+    fake.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 1]);
+    fake.resize(300, 0xaa);
+    fixture.poison(&mine, Bytes::from(fake)).await;
+    assert_eq!(cache.get(&mine).await, None);
+    assert_eq!(cache.stats().violations.get(ViolationKind::Malformed), 1);
+    assert_eq!(fixture.stored(&mine).await, None);
+}
