@@ -278,6 +278,28 @@ proptest! {
     }
 
     #[test]
+    fn every_item_type_encodes_injectively(
+        owner in owner_strategy(),
+        wide in (prop_oneof![0u128..3, any::<u128>()], prop_oneof![0u128..3, any::<u128>()]),
+        signed in (-1i64..2, -1i64..2),
+        small in (0u32..3, 0u32..3),
+        uuid in (0u8..2, 0u8..2),
+        raw in (item_bytes_strategy(), item_bytes_strategy()),
+    ) {
+        fn same<N: Namespace>(owner: &Owner, a: N::Item, b: N::Item) -> Result<(), TestCaseError> {
+            let (ka, kb) = (Key::<N>::for_owner(owner.clone(), a), Key::<N>::for_owner(owner.clone(), b));
+            prop_assert_eq!(ka == kb, ka.encode() == kb.encode(), "items of {}: {:?} / {:?}", N::NAME, ka, kb);
+            Ok(())
+        }
+        same::<EventsU128>(&owner, wide.0, wide.1)?;
+        same::<SignedI64>(&owner, signed.0, signed.1)?;
+        same::<SmallU32>(&owner, small.0, small.1)?;
+        same::<BlobsUuid>(&owner, [uuid.0; 16], [uuid.1; 16])?;
+        same::<RawItems>(&owner, Bytes::from(raw.0), Bytes::from(raw.1))?;
+        same::<RelationsUnit>(&owner, (), ())?;
+    }
+
+    #[test]
     fn key_decode_refuses_other_namespaces(key in u64_key_strategy()) {
         let bytes = key.encode();
         prop_assert_eq!(

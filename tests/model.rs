@@ -280,10 +280,11 @@ fn check_bounded<S: BuildHasher + Clone>(
 }
 
 fn roomy_cache<S: BuildHasher + Clone>(clock: &ManualClock, hasher: S) -> LocalCache<Thumbs, S> {
-    // 127 entries keep one policy shard (so a constant hasher does not shrink the room) and
-    // exceed the 27 keys of the pool: nothing is ever evicted.
+    // More room than any sequence has operations. Capacity is split between policy shards of
+    // at least 64 entries each, and the pool has 27 keys, so even when every key lands in one
+    // shard (as under the constant hasher) nothing is ever evicted.
     LocalCache::builder()
-        .max_entries(127)
+        .max_entries(1_000)
         .ttl(Duration::from_millis(TTL_MS))
         .clock(clock.clock())
         .hasher(hasher)
