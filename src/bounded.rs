@@ -13,8 +13,7 @@ mod s3fifo;
 use crate::clock::Clock;
 use crate::envelope::NEVER;
 use crate::stats::{Counters, Event};
-use crate::sync::{AtomicU8, Mutex, Ordering, lock};
-use dashmap::DashMap;
+use crate::sync::{AtomicU8, ConcurrentMap, Mutex, Ordering, lock};
 use s3fifo::{S3Fifo, Visit};
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
@@ -42,7 +41,7 @@ pub(crate) enum Lookup<R> {
 }
 
 pub(crate) struct BoundedMap<K, V, S> {
-    map: DashMap<K, Slot<V>, S>,
+    map: ConcurrentMap<K, Slot<V>, S>,
     policy: Box<[Mutex<S3Fifo<K>>]>,
     weigher: Option<Weigher<K, V>>,
     clock: Clock,
@@ -76,7 +75,7 @@ where
             })
             .collect();
         Self {
-            map: DashMap::with_hasher(hasher),
+            map: ConcurrentMap::with_hasher(hasher),
             policy,
             weigher,
             clock,
@@ -104,18 +103,21 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let expired_id = {
-            let Some(slot) = self.map.get(key) else {
-                return Lookup::Miss;
-            };
+        let looked = self.map.view(key, |_, slot| {
             if slot.expires_ms == NEVER || self.clock.expiry_now_ms() < slot.expires_ms {
                 let freq = slot.freq.load(Ordering::Relaxed);
                 if freq < 3 {
                     slot.freq.store(freq + 1, Ordering::Relaxed);
                 }
-                return Lookup::Hit(read(&slot.value));
+                Ok(read(&slot.value))
+            } else {
+                Err(slot.id)
             }
-            slot.id
+        });
+        let expired_id = match looked {
+            None => return Lookup::Miss,
+            Some(Ok(value)) => return Lookup::Hit(value),
+            Some(Err(expired_id)) => expired_id,
         };
         if self.remove_where(key, |slot| slot.id == expired_id) {
             self.counters.record(Event::Expiration);
@@ -157,8 +159,8 @@ where
         if policy.needs_compaction() {
             policy.compact(|record| {
                 self.map
-                    .get(&record.key)
-                    .is_some_and(|slot| slot.id == record.id)
+                    .view(&record.key, |_, slot| slot.id == record.id)
+                    .unwrap_or(false)
             });
         }
         true
@@ -202,10 +204,7 @@ where
 
     /// Decides the fate of a popped record; called with its policy shard locked.
     fn visit(&self, record: &s3fifo::Record<K>, force: bool, now_ms: u64) -> Visit {
-        let expired = {
-            let Some(slot) = self.map.get(&record.key) else {
-                return Visit::Stale;
-            };
+        let decision = self.map.view(&record.key, |_, slot| {
             if slot.id != record.id {
                 return Visit::Stale;
             }
@@ -215,7 +214,12 @@ where
                 slot.freq.store(freq - 1, Ordering::Relaxed);
                 return Visit::Referenced;
             }
-            expired
+            Visit::Evicted { expired }
+        });
+        let expired = match decision {
+            None | Some(Visit::Stale) => return Visit::Stale,
+            Some(Visit::Referenced) => return Visit::Referenced,
+            Some(Visit::Evicted { expired }) => expired,
         };
         match self
             .map

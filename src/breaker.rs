@@ -339,3 +339,70 @@ mod tests {
         );
     }
 }
+
+/// Loom models: `RUSTFLAGS="--cfg scoped_cache_loom" cargo test --release --lib loom_`.
+#[cfg(all(test, scoped_cache_loom))]
+mod loom_models {
+    use super::*;
+    use crate::sync::Arc;
+    use loom::thread;
+
+    #[test]
+    fn loom_racing_violations_open_the_breaker_exactly_once() {
+        loom::model(|| {
+            let breaker = Arc::new(Breaker::new(
+                "thumb",
+                2,
+                Duration::from_secs(10),
+                Duration::ZERO,
+            ));
+            let other = {
+                let breaker = Arc::clone(&breaker);
+                thread::spawn(move || breaker.record_violation(1))
+            };
+            let mine = breaker.record_violation(1);
+            let theirs = other.join().unwrap();
+            let opened = [mine, theirs]
+                .into_iter()
+                .flatten()
+                .filter(|e| e.to == BreakerState::Open)
+                .count();
+            assert_eq!(opened, 1, "two violations at threshold 2 open it once");
+            assert_eq!(breaker.report(1).trips, 1);
+        });
+    }
+
+    #[test]
+    fn loom_racing_admissions_half_open_once_and_bound_the_probes() {
+        loom::model(|| {
+            let breaker = Arc::new(Breaker::new(
+                "thumb",
+                1,
+                Duration::from_secs(10),
+                Duration::ZERO,
+            ));
+            let _ = breaker.record_violation(0);
+            let other = {
+                let breaker = Arc::clone(&breaker);
+                thread::spawn(move || {
+                    let first = breaker.admit(|| 1);
+                    (first, breaker.record_clean_probe())
+                })
+            };
+            let mine = breaker.admit(|| 1);
+            let ((theirs, their_close), my_close) =
+                (other.join().unwrap(), breaker.record_clean_probe());
+            let half_opened = [&mine.1, &theirs.1].into_iter().flatten().count();
+            assert_eq!(half_opened, 1, "the cool-down ends once");
+            assert!(
+                [mine.0, theirs.0].iter().all(|a| *a == Admission::Probe),
+                "both fit in the probe budget"
+            );
+            assert!(
+                their_close.is_none() && my_close.is_none(),
+                "two clean probes of three do not close it"
+            );
+            assert_eq!(breaker.report(1).state, BreakerState::HalfOpen);
+        });
+    }
+}

@@ -355,3 +355,59 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCacheBuilder<N, S> {
         })
     }
 }
+
+/// Loom models: `RUSTFLAGS="--cfg scoped_cache_loom" cargo test --release --lib loom_`.
+#[cfg(all(test, scoped_cache_loom))]
+mod loom_models {
+    use super::*;
+    use crate::codec::RawBytes;
+    use crate::id::{DeviceId, TenantId};
+    use bytes::Bytes;
+    use loom::thread;
+
+    struct Thumbs;
+    impl Namespace for Thumbs {
+        const NAME: &'static str = "thumb";
+        const SCHEMA: u16 = 1;
+        type Item = u64;
+        type Value = Bytes;
+        type Codec = RawBytes;
+    }
+
+    fn key(tenant: u64, device: u64) -> Key<Thumbs> {
+        Key::new(TenantId::from_u64(tenant), DeviceId::from_u64(device), 1)
+    }
+
+    #[test]
+    fn loom_reads_racing_insert_overwrite_and_remove_see_only_their_own_values() {
+        loom::model(|| {
+            let cache = crate::sync::Arc::new(
+                LocalCache::<Thumbs>::new(2).unwrap_or_else(|_| unreachable!()),
+            );
+            let (mine, swapped) = (key(1, 2), key(2, 1));
+            let writer = {
+                let (cache, mine, swapped) = (cache.clone(), mine.clone(), swapped.clone());
+                thread::spawn(move || {
+                    cache.insert(&mine, Bytes::from_static(b"1/2 v1"));
+                    cache.insert(&swapped, Bytes::from_static(b"2/1"));
+                    cache.insert(&mine, Bytes::from_static(b"1/2 v2"));
+                })
+            };
+            let remover = {
+                let (cache, mine) = (cache.clone(), mine.clone());
+                thread::spawn(move || {
+                    cache.remove(&mine);
+                })
+            };
+            let seen = cache.get(&mine);
+            assert!(
+                matches!(seen.as_deref(), None | Some(b"1/2 v1" | b"1/2 v2")),
+                "a read of (1, 2) saw {seen:?}"
+            );
+            writer.join().unwrap();
+            remover.join().unwrap();
+            assert!(cache.len() <= 2);
+            assert_eq!(cache.stats().violations.total(), 0);
+        });
+    }
+}

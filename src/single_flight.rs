@@ -6,10 +6,9 @@
 //! flight, and its waiters race to lead a new one with their own loaders: nobody waits on a load
 //! that no one is running.
 
-use crate::sync::{Arc, Mutex, lock};
+use crate::sync::{Arc, Condvar, Mutex, lock};
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Condvar;
 
 /// The loads in flight, by key.
 pub(crate) struct Flights<K, V> {
@@ -191,5 +190,91 @@ mod tests {
         drop(leader);
         assert_eq!(flight.wait_blocking(), None);
         assert!(matches!(flights.join(&1), Role::Leader(_)));
+    }
+}
+
+/// Loom models: `RUSTFLAGS="--cfg scoped_cache_loom" cargo test --release --lib loom_`.
+#[cfg(all(test, scoped_cache_loom))]
+mod loom_models {
+    use super::*;
+    use loom::thread;
+    use std::hash::Hasher;
+
+    /// A key whose every value hashes alike: flights must still be told apart by `Eq`.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    struct Colliding(u8);
+
+    impl Hash for Colliding {
+        fn hash<H: Hasher>(&self, state: &mut H) {
+            state.write_u8(0);
+        }
+    }
+
+    /// Joins the flight for `key`; a leader "loads" the key's own value (or abandons, when
+    /// told to), a waiter takes the leader's outcome or, if abandoned, tries again.
+    fn get_or_load(flights: &Flights<Colliding, u8>, key: Colliding, abandon_first: bool) -> u8 {
+        let mut abandon = abandon_first;
+        loop {
+            match flights.join(&key) {
+                Role::Leader(leader) if abandon => {
+                    abandon = false;
+                    drop(leader); // cancelled mid-load
+                }
+                Role::Leader(leader) => {
+                    leader.finish(key.0 * 10);
+                    return key.0 * 10;
+                }
+                Role::Waiter(flight) => {
+                    if let Some(value) = flight.wait_blocking() {
+                        return value;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn loom_leader_and_two_waiters_all_get_the_value() {
+        loom::model(|| {
+            let flights = Arc::new(Flights::default());
+            let handles: Vec<_> = (0..2)
+                .map(|_| {
+                    let flights = Arc::clone(&flights);
+                    thread::spawn(move || get_or_load(&flights, Colliding(1), false))
+                })
+                .collect();
+            assert_eq!(get_or_load(&flights, Colliding(1), false), 10);
+            for handle in handles {
+                assert_eq!(handle.join().unwrap(), 10);
+            }
+            assert_eq!(lock(&flights.map).len(), 0, "every flight ended");
+        });
+    }
+
+    #[test]
+    fn loom_a_cancelled_leader_hands_over_and_nobody_hangs() {
+        loom::model(|| {
+            let flights = Arc::new(Flights::default());
+            let waiter = {
+                let flights = Arc::clone(&flights);
+                thread::spawn(move || get_or_load(&flights, Colliding(1), false))
+            };
+            // This caller abandons its first lead (if it leads); loom explores both orders.
+            assert_eq!(get_or_load(&flights, Colliding(1), true), 10);
+            assert_eq!(waiter.join().unwrap(), 10);
+        });
+    }
+
+    #[test]
+    fn loom_colliding_keys_never_share_a_result() {
+        loom::model(|| {
+            let flights = Arc::new(Flights::default());
+            let other = {
+                let flights = Arc::clone(&flights);
+                thread::spawn(move || get_or_load(&flights, Colliding(2), false))
+            };
+            assert_eq!(get_or_load(&flights, Colliding(1), false), 10);
+            assert_eq!(other.join().unwrap(), 20);
+        });
     }
 }

@@ -84,7 +84,8 @@ pub(crate) enum Event {
 
 const PLAIN_EVENTS: usize = 10;
 const SLOTS: usize = PLAIN_EVENTS + ViolationKind::ALL.len();
-const STRIPES: usize = 16;
+/// Under loom every atomic access is a scheduling point: one stripe keeps the models small.
+const STRIPES: usize = if cfg!(scoped_cache_loom) { 1 } else { 16 };
 
 impl Event {
     fn slot(self) -> usize {

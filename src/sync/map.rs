@@ -1,0 +1,56 @@
+//! Under loom: a `Mutex<HashMap>` with the part of `DashMap`'s API the crate uses, so that loom
+//! sees every access to the map as a synchronisation point it can interleave.
+
+use super::imp::Mutex;
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
+
+pub(crate) struct ConcurrentMap<K, V, S> {
+    map: Mutex<HashMap<K, V, S>>,
+    hasher: S,
+}
+
+impl<K: Hash + Eq, V, S: BuildHasher + Clone> ConcurrentMap<K, V, S> {
+    pub(crate) fn with_hasher(hasher: S) -> Self {
+        Self {
+            map: Mutex::new(HashMap::with_hasher(hasher.clone())),
+            hasher,
+        }
+    }
+
+    pub(crate) fn hasher(&self) -> &S {
+        &self.hasher
+    }
+
+    pub(crate) fn view<Q, R>(&self, key: &Q, f: impl FnOnce(&K, &V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let map = super::lock(&self.map);
+        map.get_key_value(key).map(|(k, v)| f(k, v))
+    }
+
+    pub(crate) fn insert(&self, key: K, value: V) -> Option<V> {
+        super::lock(&self.map).insert(key, value)
+    }
+
+    pub(crate) fn remove_if<Q>(&self, key: &Q, f: impl FnOnce(&K, &V) -> bool) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut map = super::lock(&self.map);
+        let (k, v) = map.get_key_value(key)?;
+        if f(k, v) { map.remove_entry(key) } else { None }
+    }
+
+    pub(crate) fn clear(&self) {
+        super::lock(&self.map).clear();
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        super::lock(&self.map).len()
+    }
+}
