@@ -60,7 +60,14 @@ pub struct LocalCache<N: Namespace, S = ahash::RandomState> {
     ttl: Option<Duration>,
     sink: Option<ViolationSink>,
     flights: Flights<Key<N>, Result<N::Value, LoadError>>,
+    #[cfg(feature = "testing")]
+    chaos: Option<LookupChaos<N>>,
 }
+
+/// A fault for tests: given the requested key, the key whose entry the map should hand back
+/// instead (`None`: no fault). Simulates a map or hasher bug to prove in-process verification.
+#[cfg(feature = "testing")]
+pub type LookupChaos<N> = Arc<dyn Fn(&Key<N>) -> Option<Key<N>> + Send + Sync>;
 
 impl<N: Namespace> LocalCache<N> {
     /// A cache of at most `max_entries` entries, no TTL, default hasher.
@@ -81,6 +88,8 @@ impl<N: Namespace> LocalCache<N> {
             clock: Clock::system(),
             sink: None,
             hasher: ahash::RandomState::new(),
+            #[cfg(feature = "testing")]
+            chaos: None,
         }
     }
 }
@@ -88,7 +97,14 @@ impl<N: Namespace> LocalCache<N> {
 impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     /// The value for `key`, if present, unexpired, and stored for exactly this key.
     pub fn get(&self, key: &Key<N>) -> Option<N::Value> {
-        let lookup = self.map.get_with(key, |entry| {
+        #[cfg(feature = "testing")]
+        let redirected = self.chaos.as_ref().and_then(|chaos| chaos(key));
+        #[cfg(feature = "testing")]
+        let looked_up = redirected.as_ref().unwrap_or(key);
+        #[cfg(not(feature = "testing"))]
+        let looked_up = key;
+        // Verified against `key`, whatever entry the map hands back for `looked_up`.
+        let lookup = self.map.get_with(looked_up, |entry| {
             if entry.owner != *key.owner() {
                 Err(Violation::OwnerMismatch {
                     expected: key.owner().clone(),
@@ -277,6 +293,8 @@ pub struct LocalCacheBuilder<N: Namespace, S = ahash::RandomState> {
     clock: Clock,
     sink: Option<ViolationSink>,
     hasher: S,
+    #[cfg(feature = "testing")]
+    chaos: Option<LookupChaos<N>>,
 }
 
 impl<N: Namespace, S: BuildHasher + Clone> LocalCacheBuilder<N, S> {
@@ -319,6 +337,17 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCacheBuilder<N, S> {
         self
     }
 
+    /// Test-only fault injection (feature `testing`): lookups of a key are answered with the
+    /// entry of the key `chaos` returns, as a buggy map would. Every such hit must be refused.
+    #[cfg(feature = "testing")]
+    pub fn lookup_chaos(
+        mut self,
+        chaos: impl Fn(&Key<N>) -> Option<Key<N>> + Send + Sync + 'static,
+    ) -> Self {
+        self.chaos = Some(Arc::new(chaos));
+        self
+    }
+
     /// Hashes keys with `hasher` instead of aHash.
     pub fn hasher<S2: BuildHasher + Clone>(self, hasher: S2) -> LocalCacheBuilder<N, S2> {
         LocalCacheBuilder {
@@ -328,6 +357,8 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCacheBuilder<N, S> {
             clock: self.clock,
             sink: self.sink,
             hasher,
+            #[cfg(feature = "testing")]
+            chaos: self.chaos,
         }
     }
 
@@ -352,6 +383,8 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCacheBuilder<N, S> {
             ttl: self.ttl,
             sink: self.sink,
             flights: Flights::default(),
+            #[cfg(feature = "testing")]
+            chaos: self.chaos,
         })
     }
 }
