@@ -281,7 +281,7 @@ fn check_bounded<S: BuildHasher + Clone>(
 
 fn roomy_cache<S: BuildHasher + Clone>(clock: &ManualClock, hasher: S) -> LocalCache<Thumbs, S> {
     // More room than any sequence has operations. Capacity is split between policy shards of
-    // at least 64 entries each, and the pool has 27 keys, so even when every key lands in one
+    // at least 4096 units each (one shard here), and the pool has 27 keys, so even when every key lands in one
     // shard (as under the constant hasher) nothing is ever evicted.
     LocalCache::builder()
         .max_entries(1_000)
