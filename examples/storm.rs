@@ -570,6 +570,9 @@ impl Report {
         }
         let _ = writeln!(out);
         match self.mismatch_reason() {
+            None if self.injected.total() == 0 => {
+                let _ = writeln!(out, "  detection: no faults injected, none refused");
+            }
             None => {
                 let _ = writeln!(
                     out,
