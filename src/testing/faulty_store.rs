@@ -1,28 +1,51 @@
 //! `FaultyStore`: a `RemoteStore` wrapper that answers reads with wrong bytes, on purpose.
 
 use super::fault::{FaultCounts, FaultKind, FaultRates, FaultRatesError};
+use super::history::History;
 use super::rng::SharedRng;
+use super::timer;
+use crate::clock::Clock;
 use crate::id::{DeviceId, TenantId};
 use crate::key::{Owner, RawKey};
 use crate::store::{RemoteStore, StoreError, StoreFuture};
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 use bytes::Bytes;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Recently written (key, value) pairs kept for [`FaultKind::Swap`] by default.
 const DEFAULT_SWAP_POOL: usize = 1024;
+/// Values kept per key for [`FaultKind::Stale`] and [`FaultKind::Replay`] by default.
+const DEFAULT_HISTORY_DEPTH: usize = 4;
+/// Keys whose values are kept for [`FaultKind::Stale`] and [`FaultKind::Replay`] by default.
+const DEFAULT_HISTORY_KEYS: usize = 1 << 20;
+
+/// Called with the key read and the kind of each fault injected; see
+/// [`FaultyStoreBuilder::on_fault`].
+pub type FaultObserver = Arc<dyn Fn(&[u8], FaultKind) + Send + Sync>;
 
 /// A [`RemoteStore`] that wraps another and, at seeded per-kind rates, answers reads with the
-/// wrong bytes, counting every fault it injects.
+/// wrong bytes, an error, or late, counting every fault it injects.
 ///
 /// On each `get` (and each key of `get_many`) one uniform draw picks at most one
 /// [`FaultKind`] with the probabilities of its [`FaultRates`]. When the picked fault cannot be
 /// made (no other key written yet for `swap`, no value under the exchanged key for `confuse`, no
-/// value for `corrupt`), the read is answered truthfully and nothing is counted; so
-/// [`injected`](FaultyStore::injected) counts exactly the wrong answers handed out. Writes and
-/// deletes go to the inner store unchanged; errors of the inner store are passed through and are
-/// never counted as faults.
+/// value for `corrupt` or `truncate`, no expired or earlier value in the history for `stale` or
+/// `replay`), the read is answered truthfully and nothing is counted; so
+/// [`injected`](FaultyStore::injected) counts exactly the faults handed out. Writes and deletes
+/// go to the inner store unchanged; errors of the inner store are passed through and are never
+/// counted as faults.
+///
+/// `stale` and `replay` seal nothing: they hand back values the store was given. For them the
+/// store keeps, per key, the last few values written with their TTL deadline (a bounded
+/// history, kept across deletes as a lagging replica would; see
+/// [`history`](FaultyStoreBuilder::history)). A value is expired once its TTL, as given to
+/// [`set`](RemoteStore::set) and measured on the store's [`Clock`], has passed; values written
+/// without a TTL never are.
+///
+/// `delay` and `timeout` wait on a timer thread of their own, so they work under any async
+/// runtime, with or without Tokio's time driver.
 ///
 /// The random stream is fixed by the seed; under concurrency which read receives which draw
 /// depends on scheduling, so counts vary slightly between concurrent runs with one seed.
@@ -77,38 +100,45 @@ pub struct FaultyStore<S: RemoteStore> {
     inner: S,
     rates: FaultRates,
     rng: SharedRng,
+    clock: Clock,
     recent: Option<Mutex<Recent>>,
+    history: Option<History>,
+    observer: Option<FaultObserver>,
     reads: AtomicU64,
     injected: [AtomicU64; FaultKind::ALL.len()],
 }
 
+/// What an attempt to inject a fault came to.
+enum Attempt {
+    /// The fault was made: this is the (wrong, late or failed) answer; counted.
+    Injected(Result<Option<Bytes>, StoreError>),
+    /// The fault could not be made, and reading the inner store for it gave this answer.
+    Truthful(Result<Option<Bytes>, StoreError>),
+    /// The fault could not be made without reading the inner store.
+    NotMade,
+}
+
 impl<S: RemoteStore> FaultyStore<S> {
-    /// A builder around `inner`: no faults, seed 0, a swap pool of 1024 pairs.
+    /// A builder around `inner`: no faults, seed 0, the system clock, a swap pool of 1024
+    /// pairs, a history of 4 values for each of up to 2^20 keys.
     pub fn builder(inner: S) -> FaultyStoreBuilder<S> {
         FaultyStoreBuilder {
             inner,
             rates: FaultRates::none(),
             pending: Vec::new(),
             seed: 0,
+            clock: Clock::system(),
             swap_pool: DEFAULT_SWAP_POOL,
+            history_depth: DEFAULT_HISTORY_DEPTH,
+            history_keys: DEFAULT_HISTORY_KEYS,
+            observer: None,
         }
     }
 
-    /// A store around `inner` injecting faults at `rates`, seeded with `seed`.
+    /// A store around `inner` injecting faults at `rates`, seeded with `seed`, with the
+    /// builder's other defaults.
     pub fn new(inner: S, rates: FaultRates, seed: u64) -> Self {
-        Self::with_swap_pool(inner, rates, seed, DEFAULT_SWAP_POOL)
-    }
-
-    fn with_swap_pool(inner: S, rates: FaultRates, seed: u64, swap_pool: usize) -> Self {
-        Self {
-            inner,
-            rates,
-            rng: SharedRng::new(seed),
-            // Written pairs are remembered only when they may be swapped in.
-            recent: (rates.get(FaultKind::Swap) > 0.0).then(|| Mutex::new(Recent::new(swap_pool))),
-            reads: AtomicU64::new(0),
-            injected: Default::default(),
-        }
+        Self::builder(inner).seed(seed).assemble(rates)
     }
 
     /// How many faults of each kind were handed out so far.
@@ -135,8 +165,11 @@ impl<S: RemoteStore> FaultyStore<S> {
         &self.inner
     }
 
-    fn count(&self, kind: FaultKind) {
+    fn count(&self, key: &[u8], kind: FaultKind) {
         self.injected[kind.index()].fetch_add(1, Ordering::Relaxed);
+        if let Some(observer) = &self.observer {
+            observer(key, kind);
+        }
     }
 
     /// Reads `key`, perhaps answering wrongly.
@@ -145,17 +178,46 @@ impl<S: RemoteStore> FaultyStore<S> {
         let Some(kind) = self.rates.pick(self.rng.next_f64()) else {
             return self.inner.get(key).await;
         };
-        let wrong = match kind {
-            FaultKind::Swap => self.swapped(key),
-            FaultKind::Confuse => self.confused(key).await?,
-            FaultKind::Corrupt => self.corrupted(key).await?,
-        };
-        match wrong {
-            Some(wrong) => {
-                self.count(kind);
-                Ok(Some(wrong))
+        match self.attempt(kind, key).await {
+            Attempt::Injected(answer) => {
+                self.count(key, kind);
+                answer
             }
-            None => self.inner.get(key).await,
+            Attempt::Truthful(answer) => answer,
+            Attempt::NotMade => self.inner.get(key).await,
+        }
+    }
+
+    async fn attempt(&self, kind: FaultKind, key: &[u8]) -> Attempt {
+        let made = |wrong: Option<Bytes>| {
+            wrong.map_or(Attempt::NotMade, |v| Attempt::Injected(Ok(Some(v))))
+        };
+        match kind {
+            FaultKind::Swap => made(self.swapped(key)),
+            FaultKind::Confuse => self.confused(key).await,
+            FaultKind::Corrupt | FaultKind::Truncate => self.damaged(kind, key).await,
+            FaultKind::Stale => made(
+                self.history
+                    .as_ref()
+                    .and_then(|history| history.stale(key, self.clock.now_ms(), &self.rng)),
+            ),
+            FaultKind::Replay => made(
+                self.history
+                    .as_ref()
+                    .and_then(|history| history.replay(key, self.clock.now_ms(), &self.rng)),
+            ),
+            FaultKind::Drop => Attempt::Injected(Err(StoreError::Unavailable(
+                "injected fault: connection dropped before the reply".into(),
+            ))),
+            FaultKind::Delay => {
+                timer::sleep(self.rates.duration(kind).unwrap_or_default()).await;
+                Attempt::Injected(self.inner.get(key).await)
+            }
+            FaultKind::Timeout => {
+                let after = self.rates.duration(kind).unwrap_or_default();
+                timer::sleep(after).await;
+                Attempt::Injected(Err(StoreError::Timeout(after)))
+            }
         }
     }
 
@@ -166,9 +228,9 @@ impl<S: RemoteStore> FaultyStore<S> {
     }
 
     /// The value of the same namespace and item with tenant and device exchanged.
-    async fn confused(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+    async fn confused(&self, key: &[u8]) -> Attempt {
         let Ok(raw) = RawKey::decode(key) else {
-            return Ok(None);
+            return Attempt::NotMade;
         };
         // The mix-up this fault models: a device id used as a tenant id and vice versa.
         let exchanged = Owner::new(
@@ -176,29 +238,31 @@ impl<S: RemoteStore> FaultyStore<S> {
             DeviceId(raw.owner.tenant.0.clone()),
         );
         if exchanged == raw.owner {
-            return Ok(None);
+            return Attempt::NotMade;
         }
         let confused = RawKey {
             owner: exchanged,
             ..raw
         };
-        self.inner.get(&confused.encode()).await
+        match self.inner.get(&confused.encode()).await {
+            Ok(Some(value)) => Attempt::Injected(Ok(Some(value))),
+            Ok(None) => Attempt::NotMade,
+            // An error of the inner store is its own, not a fault: passed through uncounted.
+            Err(error) => Attempt::Truthful(Err(error)),
+        }
     }
 
-    /// The stored value with one byte flipped or cut short.
-    async fn corrupted(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
-        let Some(value) = self.inner.get(key).await? else {
-            return Ok(None);
+    /// The stored value with one byte flipped (`corrupt`) or cut short (`truncate`).
+    async fn damaged(&self, kind: FaultKind, key: &[u8]) -> Attempt {
+        let value = match self.inner.get(key).await {
+            Ok(Some(value)) if !value.is_empty() => value,
+            truthful => return Attempt::Truthful(truthful),
         };
-        if value.is_empty() {
-            return Ok(None);
-        }
-        let bits = self.rng.next_u64();
         let at = self.rng.below(value.len());
-        Ok(Some(if bits & 1 == 0 {
+        Attempt::Injected(Ok(Some(if kind == FaultKind::Corrupt {
             let mut flipped = value.to_vec();
             // A mask in 1..=255: the byte always changes.
-            let mask = (bits >> 8) as u8 % 255 + 1;
+            let mask = (self.rng.next_u64() % 255 + 1) as u8;
             if let Some(byte) = flipped.get_mut(at) {
                 *byte ^= mask;
             }
@@ -206,7 +270,7 @@ impl<S: RemoteStore> FaultyStore<S> {
         } else {
             // `at < len`: strictly shorter, possibly empty.
             value.slice(..at)
-        }))
+        })))
     }
 }
 
@@ -233,14 +297,22 @@ impl<S: RemoteStore> RemoteStore for FaultyStore<S> {
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             self.inner.set(key, value.clone(), ttl).await?;
+            if self.recent.is_none() && self.history.is_none() {
+                return Ok(());
+            }
+            let key = Bytes::copy_from_slice(key);
+            if let Some(history) = &self.history {
+                history.record(key.clone(), value.clone(), ttl, self.clock.now_ms());
+            }
             if let Some(recent) = &self.recent {
-                lock(recent).push(Bytes::copy_from_slice(key), value);
+                lock(recent).push(key, value);
             }
             Ok(())
         })
     }
 
     fn delete<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, ()> {
+        // The history keeps the key's values: what a store once said can come back.
         self.inner.delete(key)
     }
 }
@@ -255,15 +327,24 @@ impl<S: RemoteStore + fmt::Debug> fmt::Debug for FaultyStore<S> {
     }
 }
 
+/// A setting given to the builder, validated together in `build`.
+enum Pending {
+    Rate(FaultKind, f64),
+    Duration(FaultKind, Duration),
+}
+
 /// Configures a [`FaultyStore`]; from [`FaultyStore::builder`].
 #[must_use]
 pub struct FaultyStoreBuilder<S: RemoteStore> {
     inner: S,
     rates: FaultRates,
-    /// Rates set one by one, validated together in `build`.
-    pending: Vec<(FaultKind, f64)>,
+    pending: Vec<Pending>,
     seed: u64,
+    clock: Clock,
     swap_pool: usize,
+    history_depth: usize,
+    history_keys: usize,
+    observer: Option<FaultObserver>,
 }
 
 impl<S: RemoteStore> FaultyStoreBuilder<S> {
@@ -273,7 +354,7 @@ impl<S: RemoteStore> FaultyStoreBuilder<S> {
         self
     }
 
-    /// All rates at once (replacing any set before).
+    /// All rates and durations at once (replacing any set before).
     pub fn rates(mut self, rates: FaultRates) -> Self {
         self.rates = rates;
         self.pending.clear();
@@ -282,7 +363,28 @@ impl<S: RemoteStore> FaultyStoreBuilder<S> {
 
     /// The rate of one kind; checked by [`build`](Self::build).
     pub fn rate(mut self, kind: FaultKind, rate: f64) -> Self {
-        self.pending.push((kind, rate));
+        self.pending.push(Pending::Rate(kind, rate));
+        self
+    }
+
+    /// How long a `delay` fault holds a read before answering it (default 10 ms).
+    pub fn delay(mut self, duration: Duration) -> Self {
+        self.pending
+            .push(Pending::Duration(FaultKind::Delay, duration));
+        self
+    }
+
+    /// How long a `timeout` fault holds a read before failing it (default 100 ms).
+    pub fn timeout(mut self, duration: Duration) -> Self {
+        self.pending
+            .push(Pending::Duration(FaultKind::Timeout, duration));
+        self
+    }
+
+    /// The clock that decides when a remembered value has expired, for `stale` and `replay`
+    /// (default the system clock, the one envelopes are stamped with).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -292,23 +394,56 @@ impl<S: RemoteStore> FaultyStoreBuilder<S> {
         self
     }
 
+    /// The history `stale` and `replay` pick from: the last `depth` values written under each
+    /// key (default 4; at least 1), for the first `keys` keys written (default 2^20; later keys
+    /// are not remembered). Kept only when `stale` or `replay` has a rate above 0.
+    pub fn history(mut self, depth: usize, keys: usize) -> Self {
+        self.history_depth = depth.max(1);
+        self.history_keys = keys;
+        self
+    }
+
+    /// Calls `observer` with the key read and the kind of every fault injected, as it is
+    /// counted (before the answer reaches the caller), e.g. so that a harness can tell which
+    /// keys' reads were refused. It runs on the reading task: keep it short, and do not call
+    /// the store from it.
+    pub fn on_fault(mut self, observer: impl Fn(&[u8], FaultKind) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
     /// Builds the store.
     ///
     /// # Errors
     ///
     /// [`FaultRatesError`] when a rate given with [`rate`](Self::rate) is outside `[0, 1]` or
     /// the rates add up to more than 1.
-    pub fn build(self) -> Result<FaultyStore<S>, FaultRatesError> {
+    pub fn build(mut self) -> Result<FaultyStore<S>, FaultRatesError> {
         let mut rates = self.rates;
-        for (kind, rate) in self.pending {
-            rates = rates.with(kind, rate)?;
+        for pending in std::mem::take(&mut self.pending) {
+            rates = match pending {
+                Pending::Rate(kind, rate) => rates.with(kind, rate)?,
+                Pending::Duration(kind, duration) => rates.with_duration(kind, duration)?,
+            };
         }
-        Ok(FaultyStore::with_swap_pool(
-            self.inner,
+        Ok(self.assemble(rates))
+    }
+
+    fn assemble(self, rates: FaultRates) -> FaultyStore<S> {
+        let remembers = rates.get(FaultKind::Stale) > 0.0 || rates.get(FaultKind::Replay) > 0.0;
+        FaultyStore {
+            inner: self.inner,
             rates,
-            self.seed,
-            self.swap_pool,
-        ))
+            rng: SharedRng::new(self.seed),
+            clock: self.clock,
+            // Written pairs are remembered only when they may be handed out.
+            recent: (rates.get(FaultKind::Swap) > 0.0)
+                .then(|| Mutex::new(Recent::new(self.swap_pool))),
+            history: remembers.then(|| History::new(self.history_depth, self.history_keys)),
+            observer: self.observer,
+            reads: AtomicU64::new(0),
+            injected: Default::default(),
+        }
     }
 }
 
@@ -463,7 +598,7 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_always_changes_the_bytes() {
+    fn corrupt_flips_one_byte() {
         block_on(async {
             let store = store(FaultKind::Corrupt, 1.0);
             let value = Bytes::from_static(b"a value of some length");
@@ -471,12 +606,237 @@ mod tests {
             store.set(b"empty", Bytes::new(), None).await.ok();
             for _ in 0..500 {
                 let got = store.get(b"k").await.ok().flatten().unwrap_or_default();
-                assert_ne!(got, value, "corrupt returned the stored value");
-                assert!(got.len() <= value.len());
+                let differing = got.iter().zip(&value).filter(|(a, b)| a != b).count();
+                assert_eq!(got.len(), value.len(), "corrupt changed the length");
+                assert_eq!(differing, 1, "corrupt must change exactly one byte");
             }
             assert_eq!(store.get(b"empty").await.ok().flatten(), Some(Bytes::new()));
             assert_eq!(store.get(b"absent").await.ok().flatten(), None);
             assert_eq!(store.injected().get(FaultKind::Corrupt), 500);
+            assert_eq!(store.injected().total(), 500, "only corrupt was injected");
+        });
+    }
+
+    #[test]
+    fn truncate_returns_a_strict_prefix() {
+        block_on(async {
+            let store = store(FaultKind::Truncate, 1.0);
+            let value = Bytes::from_static(b"a value of some length");
+            store.set(b"k", value.clone(), None).await.ok();
+            store.set(b"empty", Bytes::new(), None).await.ok();
+            let mut lengths = std::collections::BTreeSet::new();
+            for _ in 0..500 {
+                let got = store.get(b"k").await.ok().flatten().unwrap_or_default();
+                assert!(got.len() < value.len(), "truncate must shorten");
+                assert!(value.starts_with(&got), "truncate must keep a prefix");
+                lengths.insert(got.len());
+            }
+            assert!(lengths.len() > 10, "cut at varied lengths: {lengths:?}");
+            assert_eq!(store.get(b"empty").await.ok().flatten(), Some(Bytes::new()));
+            assert_eq!(store.get(b"absent").await.ok().flatten(), None);
+            assert_eq!(store.injected().get(FaultKind::Truncate), 500);
+        });
+    }
+
+    #[test]
+    fn stale_replays_an_expired_value_of_the_same_key() {
+        block_on(async {
+            let manual = crate::clock::ManualClock::new(1_000_000);
+            let store = FaultyStore::builder(MemoryStore::with_clock(1 << 20, manual.clock()))
+                .seed(3)
+                .rate(FaultKind::Stale, 1.0)
+                .clock(manual.clock())
+                .build()
+                .unwrap_or_else(|error| unreachable!("{error}"));
+            let ttl = Some(Duration::from_secs(10));
+            store.set(b"k", Bytes::from_static(b"old"), ttl).await.ok();
+            store
+                .set(b"other", Bytes::from_static(b"theirs"), ttl)
+                .await
+                .ok();
+            // Nothing expired yet: truthful answers, not counted.
+            assert_eq!(
+                store.get(b"k").await.ok().flatten().as_deref(),
+                Some(&b"old"[..])
+            );
+            manual.advance(Duration::from_secs(10));
+            // The inner store dropped it; the stale fault hands it back.
+            assert_eq!(store.inner().get(b"k").await.ok().flatten(), None);
+            store.set(b"k", Bytes::from_static(b"new"), ttl).await.ok();
+            store.delete(b"k").await.ok();
+            for _ in 0..20 {
+                assert_eq!(
+                    store.get(b"k").await.ok().flatten().as_deref(),
+                    Some(&b"old"[..])
+                );
+            }
+            assert_eq!(store.injected().get(FaultKind::Stale), 20);
+            // A key never written has no history: no fault.
+            assert_eq!(store.get(b"absent").await.ok().flatten(), None);
+            assert_eq!(store.injected().get(FaultKind::Stale), 20);
+        });
+    }
+
+    #[test]
+    fn replay_returns_an_earlier_unexpired_value_of_the_same_key() {
+        block_on(async {
+            let store = store(FaultKind::Replay, 1.0);
+            let ttl = Some(Duration::from_secs(600));
+            store.set(b"k", Bytes::from_static(b"v1"), ttl).await.ok();
+            assert_eq!(
+                store.get(b"k").await.ok().flatten().as_deref(),
+                Some(&b"v1"[..])
+            );
+            assert_eq!(
+                store.injected().get(FaultKind::Replay),
+                0,
+                "no earlier value"
+            );
+            store.set(b"k", Bytes::from_static(b"v2"), ttl).await.ok();
+            store.set(b"j", Bytes::from_static(b"j1"), ttl).await.ok();
+            for _ in 0..20 {
+                assert_eq!(
+                    store.get(b"k").await.ok().flatten().as_deref(),
+                    Some(&b"v1"[..])
+                );
+            }
+            assert_eq!(store.injected().get(FaultKind::Replay), 20);
+        });
+    }
+
+    #[test]
+    fn drop_and_timeout_fail_the_read_and_are_counted() {
+        block_on(async {
+            let store = store(FaultKind::Drop, 1.0);
+            store.set(b"k", Bytes::from_static(b"v"), None).await.ok();
+            let dropped = store.get(b"k").await;
+            assert!(
+                matches!(dropped, Err(StoreError::Unavailable(_))),
+                "{dropped:?}"
+            );
+            let many = store.get_many(&[b"k".to_vec(), b"k".to_vec()]).await;
+            assert!(many.is_err(), "get_many fails with its first key");
+            assert_eq!(store.injected().get(FaultKind::Drop), 2);
+
+            let store = FaultyStore::builder(MemoryStore::default())
+                .rate(FaultKind::Timeout, 1.0)
+                .timeout(Duration::from_millis(15))
+                .build()
+                .unwrap_or_else(|error| unreachable!("{error}"));
+            let started = std::time::Instant::now();
+            let timed_out = store.get(b"k").await;
+            assert!(
+                matches!(timed_out, Err(StoreError::Timeout(after)) if after == Duration::from_millis(15)),
+                "{timed_out:?}"
+            );
+            assert!(
+                started.elapsed() >= Duration::from_millis(15),
+                "timed out early"
+            );
+            assert_eq!(store.injected().get(FaultKind::Timeout), 1);
+        });
+    }
+
+    #[test]
+    fn delay_answers_truthfully_but_late() {
+        // A runtime without a time driver: the fault must not need one.
+        block_on(async {
+            let store = FaultyStore::builder(MemoryStore::default())
+                .rates("delay=1@20ms".parse().unwrap_or_default())
+                .build()
+                .unwrap_or_else(|error| unreachable!("{error}"));
+            store.set(b"k", Bytes::from_static(b"v"), None).await.ok();
+            let started = std::time::Instant::now();
+            assert_eq!(
+                store.get(b"k").await.ok().flatten().as_deref(),
+                Some(&b"v"[..])
+            );
+            assert!(
+                started.elapsed() >= Duration::from_millis(20),
+                "not delayed"
+            );
+            assert_eq!(store.injected().get(FaultKind::Delay), 1);
+        });
+    }
+
+    #[test]
+    fn the_observer_sees_each_injected_fault_with_its_key() {
+        block_on(async {
+            let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let log = Arc::clone(&seen);
+            let store = FaultyStore::builder(MemoryStore::default())
+                .seed(9)
+                .rate(FaultKind::Truncate, 0.5)
+                .on_fault(move |key, kind| {
+                    if let Ok(mut log) = log.lock() {
+                        log.push((key.to_vec(), kind));
+                    }
+                })
+                .build()
+                .unwrap_or_else(|error| unreachable!("{error}"));
+            store
+                .set(b"k", Bytes::from_static(b"value"), None)
+                .await
+                .ok();
+            for _ in 0..100 {
+                let _ = store.get(b"k").await;
+                let _ = store.get(b"absent").await; // never injectable
+            }
+            let seen = seen.lock().map(|seen| seen.clone()).unwrap_or_default();
+            let injected = store.injected().get(FaultKind::Truncate);
+            assert!(
+                (20..80).contains(&injected),
+                "{injected} of 100 at rate 0.5"
+            );
+            assert_eq!(seen.len() as u64, injected);
+            assert!(
+                seen.iter()
+                    .all(|(key, kind)| key == b"k" && *kind == FaultKind::Truncate)
+            );
+        });
+    }
+
+    #[test]
+    fn every_kind_at_once_never_panics_and_counts_add_up() {
+        block_on(async {
+            let rates: FaultRates = FaultKind::ALL
+                .iter()
+                .map(|kind| format!("{kind}=0.1"))
+                .collect::<Vec<_>>()
+                .join(",")
+                .parse()
+                .unwrap_or_default();
+            let rates = rates
+                .with_duration(FaultKind::Delay, Duration::from_micros(50))
+                .and_then(|rates| rates.with_duration(FaultKind::Timeout, Duration::ZERO))
+                .unwrap_or_default();
+            let store = FaultyStore::new(MemoryStore::default(), rates, 5);
+            // Pairs of keys with tenant and device exchanged, and two that are no keys at all.
+            let keys: Vec<Vec<u8>> = (0..4)
+                .flat_map(|i| [key(i, i + 1), key(i + 1, i)])
+                .chain([Vec::new(), b"\xff\x00".to_vec()])
+                .collect();
+            for (i, key) in keys.iter().enumerate() {
+                // An expired value, an earlier unexpired one, the latest (empty for the first).
+                let short = Some(Duration::from_millis(1));
+                store.set(key, Bytes::from(vec![1; i]), short).await.ok();
+                store.set(key, Bytes::from(vec![2; i]), None).await.ok();
+                store.set(key, Bytes::from(vec![3; i]), None).await.ok();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            for round in 0..300 {
+                let key = &keys[round % keys.len()];
+                let _ = store.get(key).await;
+            }
+            let injected = store.injected();
+            assert_eq!(store.reads(), 300);
+            assert!(injected.total() <= 300);
+            for kind in FaultKind::ALL {
+                assert!(
+                    injected.get(kind) > 0,
+                    "{kind} never injected: {injected:?}"
+                );
+            }
         });
     }
 
