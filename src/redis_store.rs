@@ -151,12 +151,15 @@ impl RedisStore {
         self.replaced.load(Ordering::Relaxed)
     }
 
-    /// The Redis key under which `key` is stored: the prefix, then the key.
-    fn redis_key(&self, key: &[u8]) -> Vec<u8> {
-        let mut full = Vec::with_capacity(self.prefix.len() + key.len());
-        full.extend_from_slice(&self.prefix);
-        full.extend_from_slice(key);
-        full
+    /// Appends the Redis key under which `key` is stored (the prefix, then the key) to `cmd`
+    /// as one argument, without an intermediate buffer.
+    fn key_arg(&self, cmd: &mut Cmd, key: &[u8]) {
+        use redis::RedisWrite as _;
+        use std::io::Write as _;
+        let mut arg = cmd.writer_for_next_arg();
+        // Writing to the command's own buffer cannot fail.
+        let _ = arg.write_all(&self.prefix);
+        let _ = arg.write_all(key);
     }
 
     /// The next connection, round robin.
@@ -294,7 +297,9 @@ impl RedisStoreBuilder {
             .map_err(|err| StoreError::Config(format!("redis url: {err}")))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout))
+            // No timer of redis-rs's own: every call is bounded by `request`'s timeout, which
+            // also covers waiting for a reconnection; one timer per call instead of two.
+            .set_response_timeout(None)
             // Short back-off: a few quick attempts, then the next call starts another round.
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(20))
@@ -384,7 +389,7 @@ impl RemoteStore for RedisStore {
     fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Bytes>> {
         Box::pin(async move {
             let mut cmd = redis::cmd("GET");
-            cmd.arg(self.redis_key(key));
+            self.key_arg(&mut cmd, key);
             let (reply, used) = self.request(&cmd).await?;
             self.value(used, "GET", key, reply)
         })
@@ -397,7 +402,7 @@ impl RemoteStore for RedisStore {
             }
             let mut cmd = redis::cmd("MGET");
             for key in keys {
-                cmd.arg(self.redis_key(key));
+                self.key_arg(&mut cmd, key);
             }
             let (reply, used) = self.request(&cmd).await?;
             let elements = match reply {
@@ -419,7 +424,8 @@ impl RemoteStore for RedisStore {
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let mut cmd = redis::cmd("SET");
-            cmd.arg(self.redis_key(key)).arg(value.as_ref());
+            self.key_arg(&mut cmd, key);
+            cmd.arg(value.as_ref());
             if let Some(ttl) = ttl {
                 // Redis refuses PX 0; a sub-millisecond TTL is rounded up to 1 ms.
                 let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
@@ -435,7 +441,7 @@ impl RemoteStore for RedisStore {
     fn delete<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let mut cmd = redis::cmd("DEL");
-            cmd.arg(self.redis_key(key));
+            self.key_arg(&mut cmd, key);
             match self.request(&cmd).await? {
                 (Value::Int(_), _) => Ok(()),
                 (other, used) => Err(self.out_of_step(used, "DEL", &other)),
