@@ -1,6 +1,6 @@
 //! `Cache<N>`: the async front over the in-process and remote tiers.
 
-use crate::breaker::{Admission, Breaker};
+use crate::breaker::{Admission, Breaker, BreakerEvent, BreakerState};
 use crate::client::Shared;
 use crate::clock::deadline;
 use crate::codec::Codec;
@@ -8,6 +8,8 @@ use crate::error::{BuildError, Error, LoadError};
 use crate::key::Key;
 use crate::local::LocalCache;
 use crate::namespace::Namespace;
+use crate::observe::{self, Op, OpKind, Outcome};
+use crate::owned;
 use crate::single_flight::{Flights, Role};
 use crate::stats::{Counters, Event, Stats};
 use crate::violation::{Tier, Violation, ViolationReport, ViolationSink};
@@ -112,10 +114,16 @@ impl<N: Namespace> Cache<N> {
     /// Cancel safe: dropping the future leaves no state behind, and a value is either returned
     /// whole and verified or not at all.
     pub async fn get(&self, key: &Key<N>) -> Option<N::Value> {
-        match self.admit() {
-            Admission::Bypass => None,
-            admission => self.get_admitted(key, admission).await,
-        }
+        let get = async {
+            match self.admit() {
+                Admission::Bypass => (None, Outcome::Bypass),
+                admission => {
+                    let (value, tier) = self.get_admitted(key, admission).await;
+                    (value, Outcome::read(tier))
+                }
+            }
+        };
+        Op::start(N::NAME, OpKind::Get).run(get).await
     }
 
     /// How this operation may use the cache, per the policy and the breaker.
@@ -125,14 +133,26 @@ impl<N: Namespace> Cache<N> {
             (Policy::Bypass, _) => Admission::Bypass,
             (_, Some(breaker)) => {
                 let (admission, event) = breaker.admit(|| inner.shared.clock.now_ms());
-                inner.shared.breaker_event(event);
+                self.breaker_event(event);
                 admission
             }
             _ => Admission::Use,
         }
     }
 
-    async fn get_admitted(&self, key: &Key<N>, admission: Admission) -> Option<N::Value> {
+    /// Hands a breaker state change to the client's sink (and the breaker gauge).
+    fn breaker_event(&self, event: Option<BreakerEvent>) {
+        if let Some(event) = &event {
+            observe::breaker(N::NAME, event.to);
+        }
+        self.inner.shared.breaker_event(event);
+    }
+
+    async fn get_admitted(
+        &self,
+        key: &Key<N>,
+        admission: Admission,
+    ) -> (Option<N::Value>, Option<Tier>) {
         let inner = &*self.inner;
         let (value, tier) = self.lookup(key).await;
         match tier {
@@ -142,9 +162,9 @@ impl<N: Namespace> Cache<N> {
         }
         if let (Admission::Probe, Some(breaker)) = (admission, &inner.breaker) {
             // A violation during this read has already reopened the breaker; then this is a no-op.
-            inner.shared.breaker_event(breaker.record_clean_probe());
+            self.breaker_event(breaker.record_clean_probe());
         }
-        value
+        (value, tier)
     }
 
     /// The verified value for `key` from either tier, and the tier that had it.
@@ -152,7 +172,11 @@ impl<N: Namespace> Cache<N> {
         if let Some(value) = self.inner.local.as_ref().and_then(|local| local.get(key)) {
             return (Some(value), Some(Tier::Local));
         }
-        match self.get_remote(key).await {
+        let value = self.get_remote(key).await;
+        if self.inner.shared.remote.is_some() {
+            observe::lookup(N::NAME, Tier::Remote, value.is_some());
+        }
+        match value {
             Some(value) => (Some(value), Some(Tier::Remote)),
             None => (None, None),
         }
@@ -192,8 +216,11 @@ impl<N: Namespace> Cache<N> {
     /// # Errors
     ///
     /// [`LoadError::Loader`] with the loader's error; [`LoadError::Timeout`] when the load took
-    /// longer than the cache's load timeout (see [`CacheBuilder::load_timeout`]). A failure to
-    /// store the loaded value is not an error (it is counted in `remote_errors`).
+    /// longer than the cache's load timeout (see [`CacheBuilder::load_timeout`]);
+    /// [`LoadError::OwnerMismatch`] when the namespace checks value owners
+    /// ([`Owned`](crate::Owned)) and the loader returned another owner's value (not cached, not
+    /// returned). A failure to store the loaded value is not an error (it is counted in
+    /// `remote_errors`).
     ///
     /// # Panics
     ///
@@ -210,13 +237,28 @@ impl<N: Namespace> Cache<N> {
         Fut: Future<Output = Result<N::Value, E>>,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let get_or_load = self.get_or_load_observed(key, load);
+        Op::start(N::NAME, OpKind::GetOrLoad).run(get_or_load).await
+    }
+
+    async fn get_or_load_observed<F, Fut, E>(
+        &self,
+        key: &Key<N>,
+        load: F,
+    ) -> (Result<N::Value, LoadError>, Outcome)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<N::Value, E>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let inner = &*self.inner;
         let admission = self.admit();
         if admission == Admission::Bypass {
-            return self.run_loader(load).await;
+            let outcome = self.run_loader(key, load).await;
+            return (outcome.clone(), Outcome::Bypass.unless_err(&outcome));
         }
-        if let Some(value) = self.get_admitted(key, admission).await {
-            return Ok(value);
+        if let (Some(value), tier) = self.get_admitted(key, admission).await {
+            return (Ok(value), Outcome::read(tier));
         }
         let mut load = Some(load);
         loop {
@@ -224,32 +266,32 @@ impl<N: Namespace> Cache<N> {
                 Role::Waiter(flight) => {
                     inner.counters.record(Event::Coalesced);
                     if let Some(outcome) = flight.wait().await {
-                        return outcome;
+                        return (outcome.clone(), Outcome::Coalesced.unless_err(&outcome));
                     }
                     // The leader gave up; try to lead with our own loader.
                 }
                 Role::Leader(leader) => {
                     // A load that finished between our miss and our lead has filled the cache.
-                    if let (Some(value), _) = self.lookup(key).await {
+                    if let (Some(value), tier) = self.lookup(key).await {
                         leader.finish(Ok(value.clone()));
-                        return Ok(value);
+                        return (Ok(value), Outcome::read(tier));
                     }
                     // A caller leads at most once (leading always returns), so `load` is there.
                     let Some(load) = load.take() else { continue };
-                    let outcome = self.run_loader(load).await;
+                    let outcome = self.run_loader(key, load).await;
                     if let Ok(value) = &outcome {
                         // Stored before the flight ends, so later callers find it; a failed
                         // remote write is counted and the value still returned.
-                        let _ = self.insert(key, value.clone()).await;
+                        let _ = self.write(key, value.clone()).await;
                     }
                     leader.finish(outcome.clone());
-                    return outcome;
+                    return (outcome.clone(), Outcome::Loaded.unless_err(&outcome));
                 }
             }
         }
     }
 
-    async fn run_loader<F, Fut, E>(&self, load: F) -> Result<N::Value, LoadError>
+    async fn run_loader<F, Fut, E>(&self, key: &Key<N>, load: F) -> Result<N::Value, LoadError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<N::Value, E>>,
@@ -257,20 +299,21 @@ impl<N: Namespace> Cache<N> {
     {
         let counters = &self.inner.counters;
         counters.record(Event::Load);
-        let outcome = match self.inner.load_timeout {
-            Some(limit) => match tokio::time::timeout(limit, load()).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    counters.record(Event::LoadError);
-                    return Err(LoadError::Timeout(limit));
-                }
-            },
-            None => load().await,
+        observe::load(N::NAME);
+        let loaded = match self.inner.load_timeout {
+            Some(limit) => tokio::time::timeout(limit, load())
+                .await
+                .map_err(|_| LoadError::Timeout(limit)),
+            None => Ok(load().await),
         };
-        outcome.map_err(|error| {
+        let outcome = loaded
+            .and_then(|outcome| outcome.map_err(|error| LoadError::Loader(Arc::from(error.into()))))
+            .and_then(|value| owned::check_loaded(key, value));
+        if let Err(error) = &outcome {
             counters.record(Event::LoadError);
-            LoadError::Loader(Arc::from(error.into()))
-        })
+            observe::load_error(N::NAME, error);
+        }
+        outcome
     }
 
     async fn get_remote(&self, key: &Key<N>) -> Option<N::Value> {
@@ -290,6 +333,7 @@ impl<N: Namespace> Cache<N> {
             .open_encoded(&sealed, key, &encoded, now_ms, &remote.ring);
         let decoded = opened.and_then(|opened| {
             let value = N::Codec::decode(opened.payload).map_err(|_| Violation::Undecodable)?;
+            owned::check_read(key, &value)?;
             Ok((value, opened.expires_ms))
         });
         match decoded {
@@ -313,15 +357,14 @@ impl<N: Namespace> Cache<N> {
     async fn refuse_remote(&self, key: &Key<N>, encoded: &[u8], violation: Violation) {
         let inner = &*self.inner;
         inner.counters.record(Event::Violation(violation.kind()));
+        observe::violation(N::NAME, Tier::Remote, &violation);
         let report = ViolationReport {
             namespace: N::NAME,
             tier: Tier::Remote,
             expected: key.owner().clone(),
             violation,
         };
-        inner
-            .shared
-            .report_violation(&report, inner.breaker.as_deref());
+        report_violation(&inner.shared, &report, inner.breaker.as_deref());
         if let Some(remote) = &inner.shared.remote
             && remote.store.delete(encoded).await.is_err()
         {
@@ -334,13 +377,29 @@ impl<N: Namespace> Cache<N> {
     /// # Errors
     ///
     /// [`Error::Codec`] or [`Error::Seal`] when the value cannot be encoded or is too large
-    /// (nothing is stored); [`Error::Remote`] when the remote write failed (the in-process tier
-    /// holds the value).
+    /// (nothing is stored); [`Error::OwnerMismatch`] when the namespace checks value owners
+    /// ([`Owned`](crate::Owned)) and `value` names another owner than `key` (nothing is stored);
+    /// [`Error::Remote`] when the remote write failed (the in-process tier holds the value).
     ///
     /// # Cancel safety
     ///
     /// If cancelled, the value may be in the in-process tier only, or in both.
     pub async fn insert(&self, key: &Key<N>, value: N::Value) -> Result<(), Error> {
+        let insert = async {
+            let written = self.write(key, value).await;
+            let outcome = match written {
+                Ok(true) => Outcome::Stored,
+                Ok(false) => Outcome::Bypass,
+                Err(_) => Outcome::Error,
+            };
+            (written.map(drop), outcome)
+        };
+        Op::start(N::NAME, OpKind::Insert).run(insert).await
+    }
+
+    /// [`Cache::insert`], unobserved; `Ok(false)` when the policy or breaker skipped the cache.
+    async fn write(&self, key: &Key<N>, value: N::Value) -> Result<bool, Error> {
+        owned::check_write(key, &value)?;
         let inner = &*self.inner;
         if inner.policy == Policy::Bypass
             || inner
@@ -348,7 +407,7 @@ impl<N: Namespace> Cache<N> {
                 .as_ref()
                 .is_some_and(|breaker| breaker.is_open())
         {
-            return Ok(());
+            return Ok(false);
         }
         let now_ms = inner.shared.clock.now_ms();
         let expires_ms = deadline(now_ms, inner.ttl);
@@ -379,7 +438,7 @@ impl<N: Namespace> Cache<N> {
                 .await
                 .inspect_err(|_| inner.counters.record(Event::RemoteError))?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Removes `key` from both tiers.
@@ -388,18 +447,24 @@ impl<N: Namespace> Cache<N> {
     ///
     /// [`Error::Remote`] when the remote delete failed (the in-process entry is gone).
     pub async fn invalidate(&self, key: &Key<N>) -> Result<(), Error> {
-        let inner = &*self.inner;
-        if let Some(local) = &inner.local {
-            local.remove(key);
-        }
-        if let Some(remote) = &inner.shared.remote {
-            remote
-                .store
-                .delete(&key.encode())
-                .await
-                .inspect_err(|_| inner.counters.record(Event::RemoteError))?;
-        }
-        Ok(())
+        let invalidate = async {
+            let inner = &*self.inner;
+            if let Some(local) = &inner.local {
+                local.remove(key);
+            }
+            let removed = match &inner.shared.remote {
+                Some(remote) => remote
+                    .store
+                    .delete(&key.encode())
+                    .await
+                    .inspect_err(|_| inner.counters.record(Event::RemoteError))
+                    .map_err(Error::from),
+                None => Ok(()),
+            };
+            let outcome = Outcome::Invalidated.unless_err(&removed);
+            (removed, outcome)
+        };
+        Op::start(N::NAME, OpKind::Invalidate).run(invalidate).await
     }
 
     /// Counters of both tiers: hits per tier, misses, inserts, evictions and expirations of the
@@ -522,8 +587,9 @@ impl<N: Namespace> CacheBuilder<N> {
             None => self.shared.sink.clone(),
             Some(breaker) => {
                 let (breaker, shared) = (Arc::clone(breaker), Arc::clone(&self.shared));
+                observe::breaker(N::NAME, BreakerState::Closed);
                 Some(Arc::new(move |report: &ViolationReport| {
-                    shared.report_violation(report, Some(&breaker))
+                    report_violation(&shared, report, Some(&breaker))
                 }))
             }
         };
@@ -550,4 +616,10 @@ impl<N: Namespace> CacheBuilder<N> {
             }),
         })
     }
+}
+
+/// Hands a violation to the client's sink and breaker, and keeps the breaker gauge current.
+fn report_violation(shared: &Shared, report: &ViolationReport, breaker: Option<&Breaker>) {
+    shared.report_violation(report, breaker);
+    observe::breaker_after_violation(report.namespace, breaker, || shared.clock.now_ms());
 }

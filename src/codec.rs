@@ -1,6 +1,12 @@
 //! Value codecs: how a namespace's values become the payload of an envelope.
 
+#[cfg(feature = "serde")]
+mod postcard;
+
 use bytes::Bytes;
+
+#[cfg(feature = "serde")]
+pub use self::postcard::Postcard;
 
 /// A value could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]

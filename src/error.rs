@@ -2,6 +2,7 @@
 
 use crate::codec::CodecError;
 use crate::envelope::SealError;
+use crate::key::Owner;
 use crate::store::StoreError;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,16 @@ pub enum Error {
     /// The remote store failed; the in-process tier was still updated.
     #[error("remote store failed: {0}")]
     Remote(#[from] StoreError),
+    /// The value names another owner than the key it was written for (see
+    /// [`Owned`](crate::Owned)); nothing was stored. A caller bug: it was about to cache one
+    /// owner's data under another's key.
+    #[error("value belongs to {found}, not to the key's owner {expected}: nothing was stored")]
+    OwnerMismatch {
+        /// The key's owner.
+        expected: Owner,
+        /// The owner the value names.
+        found: Owner,
+    },
 }
 
 /// A cache or client configuration was refused.
@@ -48,4 +59,13 @@ pub enum LoadError {
     /// The loader did not finish within the cache's load timeout.
     #[error("loader did not finish within {0:?}")]
     Timeout(Duration),
+    /// The loader returned a value of another owner than the key's (see
+    /// [`Owned`](crate::Owned)): it was neither cached nor returned. Check the source of truth.
+    #[error("loader returned a value of {found} for a key of {expected}: refused, not cached")]
+    OwnerMismatch {
+        /// The key's owner.
+        expected: Owner,
+        /// The owner the loaded value names.
+        found: Owner,
+    },
 }

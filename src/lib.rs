@@ -66,6 +66,20 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 //!
+//! ## Cargo features
+//!
+//! | feature | default | what it adds | cost when off / on |
+//! |---|---|---|---|
+//! | `testing` | off | `scoped_cache::testing`: fault-injecting test doubles (`FaultyStore`, L1 lookup chaos) | none / not for production builds |
+//! | `redis` | off | `RedisStore`: Redis or Valkey as the shared tier (redis-rs, tokio) | none / redis-rs and its dependencies |
+//! | `serde` | off | `Postcard<T>`: a codec for any `Serialize + DeserializeOwned` value | none / serde and postcard |
+//! | `tracing` | off | a `DEBUG` span per [`Cache`] operation (`get`, `insert`, `invalidate`, `get_or_load`; fields `namespace`, `outcome`), an `ERROR` event per violation (`namespace`, `tier`, `kind`); target `scoped_cache` | none (compiled out) / a span per operation, free when its level is disabled |
+//! | `metrics` | off | counters for hits and misses per tier, loads, load errors, violations by kind; the breaker state gauge; an operation latency histogram (`describe_metrics` lists them) | none (compiled out) / a clock read and a few recorder calls per operation |
+//!
+//! Spans, events and metric labels never carry a tenant, device or item: only the namespace,
+//! tier, operation, outcome and violation kind. The expected and found owners of a violation go
+//! to the violation sink only. [`Stats`] are always available, with or without these features.
+//!
 //! ## Minimum supported Rust version
 //!
 //! Rust 1.88 (edition 2024).
@@ -94,6 +108,8 @@ mod local;
 mod mac;
 mod memory_store;
 mod namespace;
+mod observe;
+mod owned;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod single_flight;
@@ -113,6 +129,8 @@ pub use breaker::{BreakerEvent, BreakerState};
 pub use cache::{Cache, CacheBuilder, Policy};
 pub use client::{BreakerSink, Client, ClientBuilder};
 pub use clock::{Clock, ManualClock};
+#[cfg(feature = "serde")]
+pub use codec::Postcard;
 pub use codec::{Codec, CodecError, RawBytes};
 pub use envelope::{
     DEFAULT_MAX_PAYLOAD, Envelope, FORMAT_VERSION, MAGIC, MAX_KEY_LEN, NEVER, Opened, SealError,
@@ -125,6 +143,9 @@ pub use keyring::{KeyId, KeyRing, KeyRingError, MIN_SECRET_LEN};
 pub use local::{LocalCache, LocalCacheBuilder};
 pub use memory_store::MemoryStore;
 pub use namespace::{MAX_NAMESPACE_LEN, Namespace, NamespaceError, validate_namespace};
+#[cfg(feature = "metrics")]
+pub use observe::describe_metrics;
+pub use owned::Owned;
 #[cfg(feature = "redis")]
 pub use redis_store::{RedisStore, RedisStoreBuilder};
 pub use stats::{Stats, ViolationCounts};

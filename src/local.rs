@@ -2,9 +2,11 @@
 
 use crate::bounded::{BoundedMap, Lookup, Weigher};
 use crate::clock::{Clock, deadline};
-use crate::error::{BuildError, LoadError};
+use crate::error::{BuildError, Error, LoadError};
 use crate::key::{Key, Owner};
 use crate::namespace::Namespace;
+use crate::observe;
+use crate::owned;
 use crate::single_flight::{Flights, Role};
 use crate::stats::{Event, Stats};
 use crate::violation::{Tier, Violation, ViolationReport, ViolationSink};
@@ -113,11 +115,12 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
             } else if entry.item != *key.item() {
                 Err(Violation::ItemMismatch)
             } else {
+                owned::check_read(key, &entry.value)?;
                 Ok(entry.value.clone())
             }
         });
         let counters = self.map.counters();
-        match lookup {
+        let value = match lookup {
             Lookup::Hit(Ok(value)) => {
                 counters.record(Event::HitLocal);
                 Some(value)
@@ -130,7 +133,9 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
                 counters.record(Event::Miss);
                 None
             }
-        }
+        };
+        observe::lookup(N::NAME, Tier::Local, value.is_some());
+        value
     }
 
     /// The value for `key`, or else the value `load` returns, which is then inserted.
@@ -162,7 +167,9 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     ///
     /// # Errors
     ///
-    /// [`LoadError::Loader`] with the loader's error.
+    /// [`LoadError::Loader`] with the loader's error; [`LoadError::OwnerMismatch`] when the
+    /// namespace checks value owners ([`Owned`](crate::Owned)) and the loader returned another
+    /// owner's value (not cached, not returned).
     pub fn get_or_load<E>(
         &self,
         key: &Key<N>,
@@ -192,12 +199,18 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
                     // A caller leads at most once (leading always returns), so `load` is there.
                     let Some(load) = load.take() else { continue };
                     counters.record(Event::Load);
-                    let outcome = load().map_err(|error| {
-                        counters.record(Event::LoadError);
-                        LoadError::Loader(Arc::from(error.into()))
-                    });
-                    if let Ok(value) = &outcome {
-                        self.insert(key, value.clone());
+                    observe::load(N::NAME);
+                    let outcome = load()
+                        .map_err(|error| LoadError::Loader(Arc::from(error.into())))
+                        .and_then(|value| owned::check_loaded(key, value));
+                    match &outcome {
+                        Ok(value) => {
+                            self.insert(key, value.clone());
+                        }
+                        Err(error) => {
+                            counters.record(Event::LoadError);
+                            observe::load_error(N::NAME, error);
+                        }
                     }
                     leader.finish(outcome.clone());
                     return outcome;
@@ -207,14 +220,51 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     }
 
     /// Stores `value` for `key`, replacing any previous value, with the cache's TTL.
-    /// Evicts other entries if the cache is full. Returns `false` when the entry alone exceeds
-    /// the capacity (and is not stored).
+    /// Evicts other entries if the cache is full. Returns `false` when nothing was stored: the
+    /// entry alone exceeds the capacity, or the namespace checks value owners
+    /// ([`Owned`](crate::Owned)) and `value` names another owner than `key`. Use
+    /// [`try_insert`](Self::try_insert) to tell these apart.
     pub fn insert(&self, key: &Key<N>, value: N::Value) -> bool {
-        self.insert_until(key, value, deadline(self.map.clock().now_ms(), self.ttl))
+        self.try_insert(key, value).unwrap_or(false)
+    }
+
+    /// Like [`LocalCache::insert`], with an error for a value of another owner.
+    ///
+    /// Returns `Ok(true)` when stored, `Ok(false)` when the entry alone exceeds the capacity.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use scoped_cache::{DeviceId, Key, LocalCache, Namespace, RawBytes, TenantId};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let cache = LocalCache::<Thumbnails>::new(1_000)?;
+    /// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+    /// assert!(cache.try_insert(&key, bytes::Bytes::from_static(b"jpeg"))?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OwnerMismatch`] when the namespace checks value owners and `value` names another
+    /// owner than `key` (nothing is stored); no other error.
+    pub fn try_insert(&self, key: &Key<N>, value: N::Value) -> Result<bool, Error> {
+        owned::check_write(key, &value)?;
+        let expires_ms = deadline(self.map.clock().now_ms(), self.ttl);
+        Ok(self.insert_until(key, value, expires_ms))
     }
 
     /// Like [`LocalCache::insert`], with this entry's own TTL.
     pub fn insert_with_ttl(&self, key: &Key<N>, value: N::Value, ttl: Duration) -> bool {
+        if owned::check_write(key, &value).is_err() {
+            return false;
+        }
         self.insert_until(key, value, deadline(self.map.clock().now_ms(), Some(ttl)))
     }
 
@@ -263,6 +313,7 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
         let counters = self.map.counters();
         counters.record(Event::Violation(violation.kind()));
         counters.record(Event::Miss);
+        observe::violation(N::NAME, Tier::Local, &violation);
         self.map.remove(key);
         if let Some(sink) = &self.sink {
             sink(&ViolationReport {

@@ -2,6 +2,7 @@
 
 use crate::codec::Codec;
 use crate::item::ItemKey;
+use crate::key::Owner;
 
 /// Longest namespace name, in bytes.
 pub const MAX_NAMESPACE_LEN: usize = 32;
@@ -39,6 +40,17 @@ pub trait Namespace: Send + Sync + 'static {
     type Value: Clone + Send + Sync + 'static;
     /// How `Value` becomes bytes for the remote tier.
     type Codec: Codec<Self::Value>;
+
+    /// The owner a value names itself, for values that carry one: then writes refuse a value
+    /// of another owner than the key's, and reads check it again. See [`Owned`](crate::Owned).
+    ///
+    /// The default, `None`, checks nothing and costs nothing. To opt in, implement
+    /// [`Owned`](crate::Owned) for the value type and return `Some(value.owner())`.
+    #[inline]
+    fn value_owner(value: &Self::Value) -> Option<Owner> {
+        let _ = value;
+        None
+    }
 }
 
 /// Why a namespace name is invalid.
