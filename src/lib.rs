@@ -34,8 +34,10 @@
 //!
 //! Not protected: an attacker or bug holding the key ring's secret that seals a wrong value *for
 //! your key*; a source of truth that itself returns another owner's data (the cache stores what it
-//! is given, for the key it is given); stale-but-authentic values of the same key within their TTL
-//! (use [`Cache::invalidate`]); anything that reads process memory.
+//! is given, for the key it is given) — unless the value names its owner: a namespace whose value
+//! type implements [`Owned`] and opts in with [`Namespace::value_owner`] refuses such a value on
+//! insert and load, and checks it again on every read; stale-but-authentic values of the same key
+//! within their TTL (use [`Cache::invalidate`]); anything that reads process memory.
 //!
 //! ## Example
 //!
