@@ -10,7 +10,6 @@ use scoped_cache::{
     RemoteStore, TenantId,
 };
 use std::sync::Arc;
-use std::time::Duration;
 
 struct Thumbs;
 impl Namespace for Thumbs {
@@ -262,6 +261,7 @@ mod meters {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
     use metrics_util::{CompositeKey, MetricKind};
     use std::collections::BTreeMap;
+    use std::time::Duration;
 
     type Labels = Vec<(String, String)>;
 
