@@ -39,6 +39,16 @@ fn client(store: Arc<MemoryStore>) -> Client {
         .expect("valid client")
 }
 
+/// Tests here run one at a time: `tracing` caches each callsite's interest when it is first
+/// hit, and a callsite first hit on a thread without a subscriber *while* another thread
+/// installs its scoped one can stay disabled for the latter (a race in `with_default`).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -180,6 +190,7 @@ mod spans {
 
     #[test]
     fn every_operation_has_a_span_with_namespace_and_outcome_only() {
+        let _serial = serial();
         let capture = Capture::default();
         let subscriber = tracing_subscriber::registry().with(capture.clone());
         tracing::subscriber::with_default(subscriber, || {
@@ -310,6 +321,7 @@ mod meters {
 
     #[test]
     fn counters_and_histogram_carry_namespace_tier_kind_and_outcome_only() {
+        let _serial = serial();
         let metrics = record(|| runtime().block_on(workload(Arc::new(MemoryStore::default()))));
         let ns = ("namespace", "thumb");
 
@@ -400,6 +412,7 @@ mod meters {
 
     #[test]
     fn the_breaker_gauge_follows_the_breaker() {
+        let _serial = serial();
         let store = Arc::new(MemoryStore::default());
         let metrics = record(|| {
             runtime().block_on(async {
