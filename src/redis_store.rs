@@ -131,7 +131,7 @@ impl RedisStore {
     /// A builder for a store at `url`.
     ///
     /// The URL selects transport, credentials and database: `redis://[user:password@]host[:port][/db]`,
-    /// `rediss://…` for TLS (when redis-rs is built with a TLS feature), and
+    /// `rediss://…` for TLS (with the `redis-tls` feature), and
     /// `redis+unix:///path/to/socket?db=N&user=U&pass=P` for a unix socket. Defaults: connect
     /// timeout [`RedisStore::DEFAULT_CONNECT_TIMEOUT`], response timeout [`RedisStore::DEFAULT_RESPONSE_TIMEOUT`], no key
     /// prefix, one multiplexed connection.
@@ -292,6 +292,12 @@ impl RedisStoreBuilder {
             return Err(StoreError::Config(
                 "at least one connection is needed".into(),
             ));
+        }
+        #[cfg(feature = "redis-tls")]
+        if self.url.starts_with("rediss:") || self.url.starts_with("valkeys:") {
+            // redis-rs builds its TLS config from the process-wide rustls provider; install ring
+            // unless the application installed one, so that building it cannot panic.
+            let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let client = redis::Client::open(self.url.as_str())
             .map_err(|err| StoreError::Config(format!("redis url: {err}")))?;
@@ -537,6 +543,24 @@ mod tests {
                 RedisStore::builder("redis://127.0.0.1").response_timeout(Duration::ZERO),
             ] {
                 assert!(matches!(builder.connect_lazy(), Err(StoreError::Config(_))));
+            }
+        });
+    }
+
+    #[test]
+    fn tls_urls_need_the_tls_feature() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let store = RedisStore::builder("rediss://127.0.0.1:1").connect_lazy();
+            if cfg!(feature = "redis-tls") {
+                let store = store.unwrap();
+                // Nothing listens there: a typed error, within the timeout, no panic.
+                assert!(store.get(b"k").await.is_err());
+            } else {
+                assert!(matches!(store, Err(StoreError::Config(_))));
             }
         });
     }
