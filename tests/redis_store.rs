@@ -460,6 +460,15 @@ async fn server_down_reads_miss_within_the_timeout_and_counts_remote_errors() {
         assert_eq!(stats.remote_errors, 21);
         assert_eq!(stats.misses, 20);
 
+        // get_or_load goes to the loader: one failed read, then one failed write of the
+        // loaded value, each within the timeout.
+        let started = Instant::now();
+        let load = || async { Ok::<_, std::io::Error>(Bytes::from_static(b"from the origin")) };
+        let loaded = thumbs.get_or_load(&k, load).await.unwrap();
+        assert_eq!(loaded, Bytes::from_static(b"from the origin"));
+        assert!(started.elapsed() < 2 * timeout + Duration::from_millis(300));
+        assert_eq!(thumbs.stats().loads, 1);
+
         // Back up (empty): the client reconnects by itself.
         server.restart();
         let deadline = Instant::now() + Duration::from_secs(5);
