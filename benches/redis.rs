@@ -97,9 +97,10 @@ where
 enum Contender {
     /// A raw redis-rs `GET` of the sealed bytes on a `MultiplexedConnection`, unverified.
     RawGet,
-    /// `Cache::get` (local tier off) through `RedisStore`: `GET`, then the envelope opened.
+    /// `Cache::get` (local tier off) through a one-connection `RedisStore`: `GET`, then the
+    /// envelope opened.
     Verified,
-    /// The same over two multiplexed connections.
+    /// The same over two multiplexed connections (the `RedisStore` default).
     Verified2,
     /// A raw `MGET` of this many keys.
     RawMget(u64),
@@ -313,7 +314,12 @@ fn setup(server: &support::RedisServer) -> Bench {
     let ring = KeyRing::new(KeyId(1), b"bench secret: thirty-two bytes or more").expect("ring");
     let bench = runtime.block_on(async {
         let url = server.url();
-        let store = Arc::new(RedisStore::connect(&url).await.expect("connect"));
+        let store = RedisStore::builder(&url)
+            .connections(1)
+            .connect()
+            .await
+            .expect("connect");
+        let store = Arc::new(store);
         let store_2 = RedisStore::builder(&url)
             .connections(2)
             .connect()
