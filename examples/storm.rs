@@ -611,16 +611,40 @@ struct OriginSummary {
     loads_while_open: u64,
 }
 
-/// Any store behind one type, so that `FaultyStore` can wrap whichever backend was chosen.
-struct DynStore(Arc<dyn RemoteStore>);
+/// The chosen backend behind one type, so that `FaultyStore` can wrap whichever it is. It also
+/// ends a key's fill where the backend loses the key's value: when the key is deleted (the cache
+/// deletes a key whose read it refused; the delete is not conditional, so it can remove a value
+/// another caller has just loaded and written), and when a read or write of it fails on its own
+/// (not injected): a failed read is a miss, a failed write leaves the value out of the shared tier.
+struct Backend {
+    store: Arc<dyn RemoteStore>,
+    origin: Arc<Origin>,
+    errors: AtomicU64,
+}
 
-impl RemoteStore for DynStore {
-    fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Bytes>> {
-        self.0.get(key)
+impl Backend {
+    fn observe<'a, T: Send + 'a>(
+        &'a self,
+        key: &'a [u8],
+        call: StoreFuture<'a, T>,
+        ends_fill: bool,
+    ) -> StoreFuture<'a, T> {
+        Box::pin(async move {
+            let outcome = call.await;
+            if outcome.is_err() {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                if ends_fill {
+                    self.origin.end_fill(key);
+                }
+            }
+            outcome
+        })
     }
+}
 
-    fn get_many<'a>(&'a self, keys: &'a [Vec<u8>]) -> StoreFuture<'a, Vec<Option<Bytes>>> {
-        self.0.get_many(keys)
+impl RemoteStore for Backend {
+    fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Bytes>> {
+        self.observe(key, self.store.get(key), true)
     }
 
     fn set<'a>(
@@ -629,11 +653,15 @@ impl RemoteStore for DynStore {
         value: Bytes,
         ttl: Option<Duration>,
     ) -> StoreFuture<'a, ()> {
-        self.0.set(key, value, ttl)
+        self.observe(key, self.store.set(key, value, ttl), true)
     }
 
     fn delete<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, ()> {
-        self.0.delete(key)
+        Box::pin(async move {
+            let outcome = self.observe(key, self.store.delete(key), false).await;
+            self.origin.end_fill(key);
+            outcome
+        })
     }
 }
 
@@ -981,6 +1009,8 @@ struct RunReport {
     origin: OriginSummary,
     injected: FaultCounts,
     remote_reads: u64,
+    /// Calls the backend itself failed (not injected).
+    backend_errors: u64,
     l2_evictions: Option<u64>,
     sink_local: u64,
     sink_remote: u64,
@@ -1095,6 +1125,7 @@ impl RunReport {
             "load_errors": self.counts.load_errors,
             "remote_reads": self.remote_reads,
             "remote_errors": self.counts.remote_errors,
+            "backend_errors": self.backend_errors,
             "l2_evictions": self.l2_evictions,
             "origin_loads_per_key_max": o.per_key_max_per_fill,
             "origin": {
@@ -1305,9 +1336,10 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "  remote         {:>10} reads, {} errors{}",
+            "  remote         {:>10} reads, {} errors ({} from the backend itself){}",
             v.remote_reads,
             k.remote_errors,
+            v.backend_errors,
             v.l2_evictions
                 .map(|n| format!(", {n} evictions"))
                 .unwrap_or_default()
@@ -1316,7 +1348,7 @@ impl Report {
         let _ = writeln!(
             out,
             "  origin         {:>10} loads of {} keys; {} reloads after a refused or failed \
-             read of the key, {} unexplained{}",
+             read (or failed write) of the key, {} unexplained{}",
             o.loads,
             o.keys_loaded,
             o.reloads_after_refused_read,
@@ -1358,15 +1390,16 @@ impl Report {
             );
         }
         let errors = v.errors_injected();
+        let errors = errors + v.backend_errors;
         let mark = if errors == k.remote_errors {
             "ok"
         } else {
-            "differs: the backend failed too"
+            "DIFFERS"
         };
         let _ = writeln!(
             out,
             "  {:<38} injected {errors:>8}   errors  {:>8}   {mark}",
-            "failed reads (drop, timeout)", k.remote_errors
+            "failed calls (drop, timeout, backend)", k.remote_errors
         );
         if !v.sink_examples.is_empty() {
             let _ = writeln!(
@@ -1534,8 +1567,13 @@ async fn run(
 ) -> Result<RunReport, String> {
     let preparing = Instant::now();
     let label = if naive { "unverified" } else { "verified" };
-    let (backend, memory) = open_backend(config, label).await?;
+    let (store, memory) = open_backend(config, label).await?;
     let origin = Arc::new(Origin::new(config, origin_server));
+    let backend = Backend {
+        store,
+        origin: Arc::clone(&origin),
+        errors: AtomicU64::new(0),
+    };
     let observer = {
         let origin = Arc::clone(&origin);
         move |key: &[u8], kind: FaultKind| {
@@ -1552,7 +1590,7 @@ async fn run(
         }
     };
     let store = Arc::new(
-        FaultyStore::builder(DynStore(backend))
+        FaultyStore::builder(backend)
             .seed(config.seed)
             .rates(config.faults)
             .history(3, config.population().keys() as usize)
@@ -1727,6 +1765,7 @@ async fn run(
         origin: origin.summary(),
         injected,
         remote_reads: store.reads(),
+        backend_errors: store.inner().errors.load(Ordering::Relaxed),
         l2_evictions: memory.map(|memory| memory.stats().evictions),
         sink_local: sink.local.load(Ordering::Relaxed),
         sink_remote: sink.remote.load(Ordering::Relaxed),
