@@ -36,11 +36,15 @@
 //! computes for that owner and item (not with anything the library reports); any difference is a
 //! *leak*. Every wrong value the store handed out must come back as a violation; every dropped or
 //! timed-out read as a remote error. `origin_loads_per_key_max` is the most origin loads of one
-//! key *within one fill*: a fill ends when a read of that key is refused or fails, because the
-//! cache then deletes the entry (fail closed) and the next read must load again. Those reloads
-//! are real origin traffic and are reported next to it (`reloads_after_refused_read`, and the
-//! most loads of one key over the whole run); a second load of a key within one fill is a
-//! double load that single-flight should have prevented (`reloads_unexplained`).
+//! key *within one fill*. A fill of a key ends when the cache loses its value: a read of it is
+//! refused (the cache then deletes the entry: fail closed) or fails, the entry is deleted (a
+//! refusal's delete is unconditional, so with Redis it can remove a value another caller has
+//! just written), a write of it fails, or the breaker changes state (while it is open, loaded
+//! values are not written). A load after that is a reload the design requires; those are real
+//! origin traffic and are reported next to it (`reloads_after_fill_ended`, the most loads of
+//! one key over the whole run, and the loads made while the breaker was open). A second load of
+//! a key within one fill is a double load that single-flight should have prevented
+//! (`reloads_unexplained`, expected 0).
 //!
 //! **The baseline.** `--baseline-unverified` runs the same storm again through a naive cache
 //! built here: a plain `quick_cache` L1 keyed by the key bytes, the payload cut out of the
@@ -486,11 +490,14 @@ struct Origin {
     loads: Box<[AtomicU32]>,
     /// Reads of each key that a fault made fail (refused or errored): each ends a fill.
     fills_ended: Box<[AtomicU32]>,
-    /// Per key: (the fill its last load belonged to) << 32 | (loads in that fill).
+    /// Per key: (the fill its last load belonged to) << 24 | (loads in that fill).
     fill_loads: Box<[AtomicU64]>,
+    /// Breaker transitions so far: each ends every key's fill (while the breaker is open, or
+    /// turning, loaded values are not written, so they load again once it closes).
+    breaker_transitions: AtomicU32,
     total: AtomicU64,
     max_per_fill: AtomicU32,
-    reloads_after_refused_read: AtomicU64,
+    reloads_after_fill_ended: AtomicU64,
     reloads_unexplained: AtomicU64,
     /// Whether the namespace's breaker is open (set by the client's breaker sink).
     breaker_open: AtomicBool,
@@ -511,9 +518,10 @@ impl Origin {
             fill_loads: (0..keys).map(|_| AtomicU64::new(0)).collect(),
             total: AtomicU64::new(0),
             max_per_fill: AtomicU32::new(0),
-            reloads_after_refused_read: AtomicU64::new(0),
+            reloads_after_fill_ended: AtomicU64::new(0),
             reloads_unexplained: AtomicU64::new(0),
             breaker_open: AtomicBool::new(false),
+            breaker_transitions: AtomicU32::new(0),
             loads_while_open: AtomicU64::new(0),
         }
     }
@@ -561,21 +569,24 @@ impl Origin {
             self.loads_while_open.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let fill = u64::from(ended.load(Ordering::Acquire));
+        // A fill is named by the key's ended fills and the breaker's transitions, 20 bits each
+        // (wrapping; a false match needs 2^20 of either between two loads of one key).
+        let fill = u64::from(self.breaker_transitions.load(Ordering::Acquire) & 0xf_ffff) << 20
+            | u64::from(ended.load(Ordering::Acquire) & 0xf_ffff);
         let mut in_fill = 1;
         let _ = fill_loads.fetch_update(Ordering::AcqRel, Ordering::Acquire, |packed| {
-            let (last_fill, count) = (packed >> 32, packed & 0xffff_ffff);
+            let (last_fill, count) = (packed >> 24, packed & 0xff_ffff);
             in_fill = if last_fill == fill && count > 0 {
-                count + 1
+                (count + 1).min(0xff_ffff)
             } else {
                 1
             };
-            Some(fill << 32 | in_fill)
+            Some(fill << 24 | in_fill)
         });
         if in_fill > 1 {
             self.reloads_unexplained.fetch_add(1, Ordering::Relaxed);
         } else if earlier > 0 {
-            self.reloads_after_refused_read
+            self.reloads_after_fill_ended
                 .fetch_add(1, Ordering::Relaxed);
         }
         self.max_per_fill
@@ -592,7 +603,7 @@ impl Origin {
             keys_loaded,
             per_key_max_per_fill: self.max_per_fill.load(Ordering::Relaxed),
             per_key_max_total: max_total,
-            reloads_after_refused_read: self.reloads_after_refused_read.load(Ordering::Relaxed),
+            reloads_after_fill_ended: self.reloads_after_fill_ended.load(Ordering::Relaxed),
             reloads_unexplained: self.reloads_unexplained.load(Ordering::Relaxed),
             loads_while_open: self.loads_while_open.load(Ordering::Relaxed),
         }
@@ -606,7 +617,7 @@ struct OriginSummary {
     keys_loaded: u64,
     per_key_max_per_fill: u32,
     per_key_max_total: u32,
-    reloads_after_refused_read: u64,
+    reloads_after_fill_ended: u64,
     reloads_unexplained: u64,
     loads_while_open: u64,
 }
@@ -1133,7 +1144,7 @@ impl RunReport {
                 "keys_loaded": o.keys_loaded,
                 "loads_per_key_max_per_fill": o.per_key_max_per_fill,
                 "loads_per_key_max_over_run": o.per_key_max_total,
-                "reloads_after_refused_read": o.reloads_after_refused_read,
+                "reloads_after_fill_ended": o.reloads_after_fill_ended,
                 "reloads_unexplained": o.reloads_unexplained,
                 "loads_while_breaker_open": o.loads_while_open,
             },
@@ -1347,11 +1358,11 @@ impl Report {
         let o = &v.origin;
         let _ = writeln!(
             out,
-            "  origin         {:>10} loads of {} keys; {} reloads after a refused or failed \
-             read (or failed write) of the key, {} unexplained{}",
+            "  origin         {:>10} loads of {} keys; {} reloads after the key's fill ended \
+             (refused, deleted or unstored value), {} unexplained{}",
             o.loads,
             o.keys_loaded,
-            o.reloads_after_refused_read,
+            o.reloads_after_fill_ended,
             o.reloads_unexplained,
             if o.loads_while_open > 0 {
                 format!(", {} while the breaker was open", o.loads_while_open)
@@ -1627,6 +1638,9 @@ async fn run(
             .on_breaker(move |event| {
                 let open = event.to == BreakerState::Open;
                 breaker_origin.breaker_open.store(open, Ordering::Relaxed);
+                breaker_origin
+                    .breaker_transitions
+                    .fetch_add(1, Ordering::AcqRel);
             })
             .build()
             .map_err(|e| e.to_string())?;
