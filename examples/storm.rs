@@ -98,7 +98,7 @@ usage: cargo run --release --example storm -- [flags]
   --devices-per-tenant N    devices of each tenant (1..tenants-1; symmetric)      [8]
   --items-per-device N      thumbnails per device                                 [4]
   --sessions-per-device N   concurrent fetchers per device (camera + apps)        [2]
-  --requests N              total get_or_load calls, split over the sessions      [3000000]
+  --requests N              total get_or_load calls, split over the sessions      [6000000]
   --duration D              run for D (e.g. 10s) instead of --requests
   --l1-capacity N           in-process entries; 0 disables the in-process tier    [10000]
   --ttl D                   time to live of cached values (nothing expires
@@ -179,7 +179,7 @@ impl Default for Config {
             devices_per_tenant: 8,
             items_per_device: 4,
             sessions_per_device: 2,
-            stop: Stop::Requests(3_000_000),
+            stop: Stop::Requests(6_000_000),
             l1_capacity: 10_000,
             ttl: Duration::from_secs(600),
             origin_latency: Duration::from_millis(1),
@@ -1710,12 +1710,14 @@ async fn run(
                 {
                     run.stopped.store(true, Ordering::Relaxed);
                 }
+                let done = run.done.load(Ordering::Relaxed);
                 progress.set_position(match stop {
-                    Stop::Requests(_) => run.done.load(Ordering::Relaxed),
+                    Stop::Requests(_) => done,
                     Stop::After(_) => started.elapsed().as_millis() as u64,
                 });
                 progress.set_message(format!(
-                    "{} loads, {} refused",
+                    "{:.0} req/s, {} loads, {} refused",
+                    done as f64 / started.elapsed().as_secs_f64().max(1e-3),
                     run.origin.total.load(Ordering::Relaxed),
                     sink.remote.load(Ordering::Relaxed) + sink.local.load(Ordering::Relaxed)
                 ));
@@ -1797,7 +1799,7 @@ fn progress_bar(config: &Config, label: &str) -> ProgressBar {
     let (length, template) = match config.stop {
         Stop::Requests(total) => (
             total,
-            "{prefix:>10} [{elapsed_precise}] {bar:30} {pos}/{len} req ({per_sec}) {msg}",
+            "{prefix:>10} [{elapsed_precise}] {bar:30} {pos}/{len} req  {msg}",
         ),
         Stop::After(limit) => (
             limit.as_millis() as u64,
