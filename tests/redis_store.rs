@@ -422,6 +422,11 @@ async fn poisoned_values_are_refused_counted_reported_and_deleted() {
     .await;
 }
 
+/// How far past its timeout a call may return on a loaded 2-core CI machine. These checks prove
+/// that calls are bounded by their timeout rather than hanging (a dead server would otherwise
+/// hold them for the OS's TCP timeouts), not how fast they are.
+const SCHEDULING_SLACK: Duration = Duration::from_secs(1);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_down_reads_miss_within_the_timeout_and_counts_remote_errors() {
     let Some(mut server) = RedisServer::start() else {
@@ -448,14 +453,14 @@ async fn server_down_reads_miss_within_the_timeout_and_counts_remote_errors() {
             let started = Instant::now();
             assert_eq!(thumbs.get(&k).await, None);
             assert!(
-                started.elapsed() < timeout + Duration::from_millis(200),
+                started.elapsed() < timeout + SCHEDULING_SLACK,
                 "a read took {:?}",
                 started.elapsed()
             );
         }
         let started = Instant::now();
         assert!(thumbs.insert(&k, Bytes::from_static(b"v")).await.is_err());
-        assert!(started.elapsed() < timeout + Duration::from_millis(200));
+        assert!(started.elapsed() < timeout + SCHEDULING_SLACK);
         let stats = thumbs.stats();
         assert_eq!(stats.remote_errors, 21);
         assert_eq!(stats.misses, 20);
@@ -466,7 +471,7 @@ async fn server_down_reads_miss_within_the_timeout_and_counts_remote_errors() {
         let load = || async { Ok::<_, std::io::Error>(Bytes::from_static(b"from the origin")) };
         let loaded = thumbs.get_or_load(&k, load).await.unwrap();
         assert_eq!(loaded, Bytes::from_static(b"from the origin"));
-        assert!(started.elapsed() < 2 * timeout + Duration::from_millis(300));
+        assert!(started.elapsed() < 2 * timeout + SCHEDULING_SLACK);
         assert_eq!(thumbs.stats().loads, 1);
 
         // Back up (empty): the client reconnects by itself.
@@ -504,7 +509,7 @@ async fn connect_errors_are_typed_and_bounded() {
             matches!(err, StoreError::Unavailable(_) | StoreError::Timeout(_)),
             "{err:?}"
         );
-        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(started.elapsed() < Duration::from_millis(300) + SCHEDULING_SLACK);
 
         // A database that does not exist is refused by the server.
         let err = RedisStore::builder(format!("{}?db=9999", server.url()))
@@ -523,7 +528,7 @@ async fn connect_errors_are_typed_and_bounded() {
         .unwrap();
         let started = Instant::now();
         assert!(lazy.get(b"k").await.is_err());
-        assert!(started.elapsed() < Duration::from_millis(500));
+        assert!(started.elapsed() < Duration::from_millis(200) + SCHEDULING_SLACK);
 
         // A key holding a non-string is a server error, not a panic or a value.
         let mut raw = raw(&server).await;
