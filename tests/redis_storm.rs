@@ -402,9 +402,10 @@ async fn server_killed_and_restarted_during_a_storm() {
             hits_after_restart.load(Ordering::Relaxed) > 100,
             "the client reconnected by itself"
         );
-        // A read is one remote call, plus a delete after a violation: two timeouts at most.
+        // A read is one remote call, plus a delete after a violation: two timeouts at most, plus
+        // scheduling slack for 48 tasks on a loaded 2-core machine. This proves no call hangs.
         assert!(
-            slowest < 2 * timeout + Duration::from_millis(400),
+            slowest < 2 * timeout + Duration::from_secs(1),
             "a call took {slowest:?}"
         );
     })
