@@ -105,19 +105,14 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
         let looked_up = redirected.as_ref().unwrap_or(key);
         #[cfg(not(feature = "testing"))]
         let looked_up = key;
-        // Verified against `key`, whatever entry the map hands back for `looked_up`.
+        // Verified against `key`, whatever entry the map hands back for `looked_up`. The
+        // violation is boxed and built out of line so the hit path moves only the value.
         let lookup = self.map.get_with(looked_up, |entry| {
-            if entry.owner != *key.owner() {
-                Err(Violation::OwnerMismatch {
-                    expected: key.owner().clone(),
-                    found: entry.owner.clone(),
-                })
-            } else if entry.item != *key.item() {
-                Err(Violation::ItemMismatch)
-            } else {
-                owned::check_read(key, &entry.value)?;
-                Ok(entry.value.clone())
+            if entry.owner != *key.owner() || entry.item != *key.item() {
+                return Err(mismatch(key, entry));
             }
+            owned::check_read(key, &entry.value).map_err(Box::new)?;
+            Ok(entry.value.clone())
         });
         let counters = self.map.counters();
         let value = match lookup {
@@ -126,7 +121,7 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
                 Some(value)
             }
             Lookup::Hit(Err(violation)) => {
-                self.refuse(key, violation);
+                self.refuse(key, *violation);
                 None
             }
             Lookup::Miss => {
@@ -324,6 +319,20 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
             });
         }
     }
+}
+
+/// The violation of an entry that is not `key`'s (another owner, or another item of its owner).
+#[cold]
+#[inline(never)]
+fn mismatch<N: Namespace>(key: &Key<N>, entry: &Entry<N>) -> Box<Violation> {
+    Box::new(if entry.owner != *key.owner() {
+        Violation::OwnerMismatch {
+            expected: key.owner().clone(),
+            found: entry.owner.clone(),
+        }
+    } else {
+        Violation::ItemMismatch
+    })
 }
 
 impl<N: Namespace, S> fmt::Debug for LocalCache<N, S> {

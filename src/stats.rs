@@ -88,6 +88,7 @@ const SLOTS: usize = PLAIN_EVENTS + ViolationKind::ALL.len();
 const STRIPES: usize = if cfg!(scoped_cache_loom) { 1 } else { 16 };
 
 impl Event {
+    #[inline]
     fn slot(self) -> usize {
         match self {
             Event::HitLocal => 0,
@@ -124,10 +125,12 @@ impl Default for Counters {
 }
 
 impl Counters {
+    #[inline]
     pub(crate) fn add(&self, event: Event, n: u64) {
         self.stripes[stripe_index()].0[event.slot()].fetch_add(n, Ordering::Relaxed);
     }
 
+    #[inline]
     pub(crate) fn record(&self, event: Event) {
         self.add(event, 1);
     }
@@ -189,6 +192,7 @@ impl std::ops::Add for Stats {
 }
 
 /// This thread's stripe: threads are dealt stripes round-robin on first use.
+#[inline]
 fn stripe_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
