@@ -13,6 +13,7 @@ use crate::owned;
 use crate::single_flight::{Flights, Role};
 use crate::stats::{Counters, Event, Stats};
 use crate::violation::{Tier, Violation, ViolationReport, ViolationSink};
+use bytes::Bytes;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -327,10 +328,23 @@ impl<N: Namespace> Cache<N> {
                 return None;
             }
         };
+        self.accept_remote(key, &encoded, &sealed).await
+    }
+
+    /// Opens a remote value for `key` and decodes it (promoting it to the in-process tier), or
+    /// refuses it.
+    async fn accept_remote(
+        &self,
+        key: &Key<N>,
+        encoded: &[u8],
+        sealed: &Bytes,
+    ) -> Option<N::Value> {
+        let inner = &*self.inner;
+        let remote = inner.shared.remote.as_ref()?;
         let now_ms = inner.shared.clock.now_ms();
         let opened = remote
             .envelope
-            .open_encoded(&sealed, key, &encoded, now_ms, &remote.ring);
+            .open_encoded(sealed, key, encoded, now_ms, &remote.ring);
         let decoded = opened.and_then(|opened| {
             let value = N::Codec::decode(opened.payload).map_err(|_| Violation::Undecodable)?;
             owned::check_read(key, &value)?;
@@ -348,10 +362,76 @@ impl<N: Namespace> Cache<N> {
                 Some(value)
             }
             Err(violation) => {
-                self.refuse_remote(key, &encoded, violation).await;
+                self.refuse_remote(key, encoded, violation).await;
                 None
             }
         }
+    }
+
+    /// The verified values for `keys`, in the same order (`None` for a miss), reading the keys the
+    /// in-process tier lacks from the remote tier in one batch.
+    ///
+    /// Each remote value is matched to its key by position *and* opened for that key, so a store
+    /// that returns a batch out of order or short causes misses, never another key's value. A
+    /// batch of the wrong length is refused whole (counted as a remote error).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use scoped_cache::{Client, DeviceId, Key, KeyId, KeyRing, MemoryStore, Namespace, RawBytes, TenantId};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let client = Client::builder().key_ring(KeyRing::new(KeyId(1), &[42; 32])?).remote(MemoryStore::default()).build()?;
+    /// let thumbs = client.cache::<Thumbnails>().local_capacity(0).build()?;
+    /// let keys: Vec<_> = (0..3).map(|item| Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), item)).collect();
+    /// thumbs.insert(&keys[1], bytes::Bytes::from_static(b"jpeg")).await?;
+    /// assert_eq!(thumbs.get_many(&keys).await, [None, Some(bytes::Bytes::from_static(b"jpeg")), None]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Cache::get`].
+    pub async fn get_many(&self, keys: &[Key<N>]) -> Vec<Option<N::Value>> {
+        let inner = &*self.inner;
+        let admission = self.admit();
+        if admission == Admission::Bypass {
+            return keys.iter().map(|_| None).collect();
+        }
+        let mut values: Vec<Option<N::Value>> = match &inner.local {
+            Some(local) => keys.iter().map(|key| local.get(key)).collect(),
+            None => keys.iter().map(|_| None).collect(),
+        };
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| values[i].is_none()).collect();
+        if let (Some(remote), false) = (&inner.shared.remote, missing.is_empty()) {
+            let encoded: Vec<Vec<u8>> = missing.iter().map(|&i| keys[i].encode()).collect();
+            match remote.store.get_many(&encoded).await {
+                Ok(found) if found.len() == encoded.len() => {
+                    for ((&i, encoded), sealed) in missing.iter().zip(&encoded).zip(found) {
+                        if let Some(sealed) = sealed {
+                            values[i] = self.accept_remote(&keys[i], encoded, &sealed).await;
+                            if values[i].is_some() {
+                                inner.counters.record(Event::HitRemote);
+                            }
+                        }
+                    }
+                }
+                Ok(_) | Err(_) => inner.counters.record(Event::RemoteError),
+            }
+        }
+        let misses = values.iter().filter(|value| value.is_none()).count();
+        inner.counters.add(Event::Miss, misses as u64);
+        if let (Admission::Probe, Some(breaker)) = (admission, &inner.breaker) {
+            inner.shared.breaker_event(breaker.record_clean_probe());
+        }
+        values
     }
 
     async fn refuse_remote(&self, key: &Key<N>, encoded: &[u8], violation: Violation) {
