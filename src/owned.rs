@@ -47,10 +47,15 @@ use std::sync::Arc;
 ///     }
 /// }
 ///
+/// # /// This example stays in-process, so its values are never encoded.
 /// # struct ThumbnailCodec;
 /// # impl scoped_cache::Codec<Thumbnail> for ThumbnailCodec {
-/// #     fn encode(_: &Thumbnail) -> Result<Bytes, scoped_cache::CodecError> { unimplemented!() }
-/// #     fn decode(_: Bytes) -> Result<Thumbnail, scoped_cache::CodecError> { unimplemented!() }
+/// #     fn encode(_: &Thumbnail) -> Result<Bytes, scoped_cache::CodecError> {
+/// #         Err(scoped_cache::CodecError("in-process example".into()))
+/// #     }
+/// #     fn decode(_: Bytes) -> Result<Thumbnail, scoped_cache::CodecError> {
+/// #         Err(scoped_cache::CodecError("in-process example".into()))
+/// #     }
 /// # }
 /// struct Thumbnails;
 /// impl Namespace for Thumbnails {
