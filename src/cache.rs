@@ -261,9 +261,10 @@ impl<N: Namespace> Cache<N> {
         if let (Some(value), tier) = self.get_admitted(key, admission).await {
             return (Ok(value), Outcome::read(tier));
         }
-        let mut load = Some(load);
-        loop {
+        // Wait on another caller's load until one finishes, or lead when there is none.
+        let leader = loop {
             match inner.flights.join(key) {
+                Role::Leader(leader) => break leader,
                 Role::Waiter(flight) => {
                     inner.counters.record(Event::Coalesced);
                     if let Some(outcome) = flight.wait().await {
@@ -271,25 +272,21 @@ impl<N: Namespace> Cache<N> {
                     }
                     // The leader gave up; try to lead with our own loader.
                 }
-                Role::Leader(leader) => {
-                    // A load that finished between our miss and our lead has filled the cache.
-                    if let (Some(value), tier) = self.lookup(key).await {
-                        leader.finish(Ok(value.clone()));
-                        return (Ok(value), Outcome::read(tier));
-                    }
-                    // A caller leads at most once (leading always returns), so `load` is there.
-                    let Some(load) = load.take() else { continue };
-                    let outcome = self.run_loader(key, load).await;
-                    if let Ok(value) = &outcome {
-                        // Stored before the flight ends, so later callers find it; a failed
-                        // remote write is counted and the value still returned.
-                        let _ = self.write(key, value.clone()).await;
-                    }
-                    leader.finish(outcome.clone());
-                    return (outcome.clone(), Outcome::Loaded.unless_err(&outcome));
-                }
             }
+        };
+        // A load that finished between our miss and our lead has filled the cache.
+        if let (Some(value), tier) = self.lookup(key).await {
+            leader.finish(Ok(value.clone()));
+            return (Ok(value), Outcome::read(tier));
         }
+        let outcome = self.run_loader(key, load).await;
+        if let Ok(value) = &outcome {
+            // Stored before the flight ends, so later callers find it; a failed remote write is
+            // counted and the value still returned.
+            let _ = self.write(key, value.clone()).await;
+        }
+        leader.finish(outcome.clone());
+        (outcome.clone(), Outcome::Loaded.unless_err(&outcome))
     }
 
     async fn run_loader<F, Fut, E>(&self, key: &Key<N>, load: F) -> Result<N::Value, LoadError>

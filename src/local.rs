@@ -177,41 +177,38 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
             return Ok(value);
         }
         let counters = self.map.counters();
-        let mut load = Some(load);
-        loop {
+        // Wait on another caller's load until one finishes, or lead when there is none.
+        let leader = loop {
             match self.flights.join(key) {
+                Role::Leader(leader) => break leader,
                 Role::Waiter(flight) => {
                     counters.record(Event::Coalesced);
                     if let Some(outcome) = flight.wait_blocking() {
                         return outcome;
                     }
                 }
-                Role::Leader(leader) => {
-                    if let Some(value) = self.get(key) {
-                        leader.finish(Ok(value.clone()));
-                        return Ok(value);
-                    }
-                    // A caller leads at most once (leading always returns), so `load` is there.
-                    let Some(load) = load.take() else { continue };
-                    counters.record(Event::Load);
-                    observe::load(N::NAME);
-                    let outcome = load()
-                        .map_err(|error| LoadError::Loader(Arc::from(error.into())))
-                        .and_then(|value| owned::check_loaded(key, value));
-                    match &outcome {
-                        Ok(value) => {
-                            self.insert(key, value.clone());
-                        }
-                        Err(error) => {
-                            counters.record(Event::LoadError);
-                            observe::load_error(N::NAME, error);
-                        }
-                    }
-                    leader.finish(outcome.clone());
-                    return outcome;
-                }
+            }
+        };
+        if let Some(value) = self.get(key) {
+            leader.finish(Ok(value.clone()));
+            return Ok(value);
+        }
+        counters.record(Event::Load);
+        observe::load(N::NAME);
+        let outcome = load()
+            .map_err(|error| LoadError::Loader(Arc::from(error.into())))
+            .and_then(|value| owned::check_loaded(key, value));
+        match &outcome {
+            Ok(value) => {
+                self.insert(key, value.clone());
+            }
+            Err(error) => {
+                counters.record(Event::LoadError);
+                observe::load_error(N::NAME, error);
             }
         }
+        leader.finish(outcome.clone());
+        outcome
     }
 
     /// Stores `value` for `key`, replacing any previous value, with the cache's TTL.
