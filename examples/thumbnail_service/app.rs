@@ -1,0 +1,343 @@
+//! The service itself: namespaces, the simulated ownership database and thumbnail origin, the
+//! shared state and the router. `main.rs` wires it to flags and a socket; `tests/service_storm.rs`
+//! runs the same router in-process over a store that lies.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use scoped_cache::{
+    Cache, Client, Codec, CodecError, DeviceId, IdError, Key, KeyRing, LoadError, Namespace,
+    Policy, RawBytes, RemoteStore, Stats, TenantId, ViolationReport, ViolationSink,
+};
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The header an authenticating gateway sets to the caller's user id.
+pub const USER_HEADER: &str = "x-user-id";
+
+/// The one route.
+pub const THUMBNAIL_ROUTE: &str = "/users/{user}/cameras/{camera}/events/{event}/thumbnail";
+
+/// Whether a user owns a camera. Never cached: an authorisation relation must come from its
+/// source, or a revoked camera would stay visible until the entry expired.
+pub struct CameraOwnership;
+
+impl Namespace for CameraOwnership {
+    const NAME: &'static str = "camera_owner";
+    const SCHEMA: u16 = 1;
+    type Item = ();
+    type Value = bool;
+    type Codec = BoolCodec;
+}
+
+/// One byte per relation. `Policy::Bypass` stores nothing, but a namespace needs a codec.
+pub struct BoolCodec;
+
+impl Codec<bool> for BoolCodec {
+    fn encode(value: &bool) -> Result<Bytes, CodecError> {
+        Ok(Bytes::from_static(if *value { b"\x01" } else { b"\x00" }))
+    }
+
+    fn decode(payload: Bytes) -> Result<bool, CodecError> {
+        match payload.as_ref() {
+            [0] => Ok(false),
+            [1] => Ok(true),
+            _ => Err(CodecError("not a one-byte boolean".into())),
+        }
+    }
+}
+
+/// The thumbnail of one event of one camera of one user.
+pub struct Thumbnails;
+
+impl Namespace for Thumbnails {
+    const NAME: &'static str = "thumb";
+    const SCHEMA: u16 = 1;
+    type Item = u64; // the event id
+    type Value = Bytes;
+    type Codec = RawBytes;
+}
+
+/// The source of truth for who owns which camera: an in-memory table with a database's latency.
+pub struct Database {
+    cameras: HashMap<String, HashSet<String>>,
+    latency: Duration,
+}
+
+impl Database {
+    /// A database of `(user, cameras)` rows, each query taking `latency`.
+    pub fn new<U, C>(latency: Duration, rows: impl IntoIterator<Item = (U, C)>) -> Self
+    where
+        U: Into<String>,
+        C: IntoIterator,
+        C::Item: Into<String>,
+    {
+        let cameras = rows
+            .into_iter()
+            .map(|(user, cameras)| (user.into(), cameras.into_iter().map(Into::into).collect()))
+            .collect();
+        Self { cameras, latency }
+    }
+
+    /// alice owns cam-1 and cam-2, bob owns cam-3; 2 ms per query.
+    pub fn demo() -> Self {
+        Self::new(
+            Duration::from_millis(2),
+            [("alice", vec!["cam-1", "cam-2"]), ("bob", vec!["cam-3"])],
+        )
+    }
+
+    /// Whether `user` owns `camera`.
+    async fn owns(&self, user: &TenantId, camera: &DeviceId) -> Result<bool, Infallible> {
+        tokio::time::sleep(self.latency).await;
+        let owned = self
+            .cameras
+            .get(&user.to_string())
+            .is_some_and(|cameras| cameras.contains(&camera.to_string()));
+        Ok(owned)
+    }
+}
+
+/// Where thumbnails come from on a miss (an object store, a transcoder): slow, deterministic.
+pub struct ThumbnailOrigin {
+    latency: Duration,
+}
+
+impl ThumbnailOrigin {
+    /// An origin that takes `latency` per thumbnail.
+    pub fn new(latency: Duration) -> Self {
+        Self { latency }
+    }
+
+    async fn fetch(
+        &self,
+        user: &TenantId,
+        camera: &DeviceId,
+        event: u64,
+    ) -> Result<Bytes, Infallible> {
+        tokio::time::sleep(self.latency).await;
+        Ok(render_thumbnail(user, camera, event))
+    }
+}
+
+/// The thumbnail of `event` of `camera` of `user`: a JPEG start and JFIF header, a comment naming
+/// its owner, a comment with a BLAKE3 hash of the owner, and the JPEG end. Equal ids give equal
+/// bytes, so a caller can tell exactly whose thumbnail it was handed.
+pub fn render_thumbnail(user: &TenantId, camera: &DeviceId, event: u64) -> Bytes {
+    const START_AND_JFIF: [u8; 20] = [
+        0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00, 0x01, 0x01, 0x00, 0x00,
+        0x01, 0x00, 0x01, 0x00, 0x00,
+    ];
+    let (user, camera) = (user.to_string(), camera.to_string());
+    let mut hasher = blake3::Hasher::new();
+    // Length-prefixed, so ("ab", "c") and ("a", "bc") hash differently.
+    for part in [user.as_bytes(), camera.as_bytes(), &event.to_be_bytes()] {
+        hasher.update(&(part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    let owner = format!("{user}/{camera}/{event}");
+    let mut jpeg = Vec::with_capacity(START_AND_JFIF.len() + owner.len() + 64 + 10);
+    jpeg.extend_from_slice(&START_AND_JFIF);
+    push_comment(&mut jpeg, owner.as_bytes());
+    push_comment(&mut jpeg, hasher.finalize().to_hex().as_bytes());
+    jpeg.extend_from_slice(&[0xFF, 0xD9]);
+    Bytes::from(jpeg)
+}
+
+/// A JPEG comment segment. Ids are at most 128 bytes, so a comment is far below the segment's
+/// 65,533-byte limit; longer text is cut there rather than written with a wrong length.
+fn push_comment(jpeg: &mut Vec<u8>, text: &[u8]) {
+    let text = &text[..text.len().min(usize::from(u16::MAX) - 2)];
+    let length = u16::try_from(text.len() + 2).unwrap_or(u16::MAX);
+    jpeg.extend_from_slice(&[0xFF, 0xFE]);
+    jpeg.extend_from_slice(&length.to_be_bytes());
+    jpeg.extend_from_slice(text);
+}
+
+/// What the service is built from.
+pub struct Config {
+    /// The shared tier (`MemoryStore`, `RedisStore`, or a `FaultyStore` around one).
+    pub store: Arc<dyn RemoteStore>,
+    /// Seals and verifies what goes into `store`; the same secret on every instance.
+    pub key_ring: KeyRing,
+    pub database: Database,
+    pub origin: ThumbnailOrigin,
+    /// Thumbnails kept in-process; 0 sends every read to `store`.
+    pub local_capacity: u64,
+    /// How long a thumbnail stays cached.
+    pub ttl: Duration,
+    /// How long a database query or origin fetch may take before the request fails with 503.
+    pub load_timeout: Duration,
+    /// Called with every cached value the cache refused.
+    pub on_violation: ViolationSink,
+}
+
+impl Config {
+    /// The demo database, a 20 ms origin, 10,000 thumbnails in-process for 10 minutes, a 2 s load
+    /// timeout, and violations logged to stderr.
+    pub fn new(store: Arc<dyn RemoteStore>, key_ring: KeyRing) -> Self {
+        Self {
+            store,
+            key_ring,
+            database: Database::demo(),
+            origin: ThumbnailOrigin::new(Duration::from_millis(20)),
+            local_capacity: 10_000,
+            ttl: Duration::from_secs(600),
+            load_timeout: Duration::from_secs(2),
+            on_violation: Arc::new(log_violation),
+        }
+    }
+}
+
+/// A refused value is a security event: say whose read it was and what was wrong (no bytes).
+fn log_violation(report: &ViolationReport) {
+    eprintln!(
+        "refused a cached value: namespace {}, {:?} tier, read for {}: {}",
+        report.namespace, report.tier, report.expected, report.violation
+    );
+}
+
+/// The service's state, shared by every request.
+pub struct App {
+    ownership: Cache<CameraOwnership>,
+    thumbnails: Cache<Thumbnails>,
+    database: Database,
+    origin: ThumbnailOrigin,
+}
+
+impl App {
+    /// Builds the caches over `config.store`.
+    ///
+    /// # Errors
+    ///
+    /// When the cache configuration is refused (a zero TTL).
+    pub fn new(config: Config) -> Result<Arc<Self>, scoped_cache::BuildError> {
+        let sink = config.on_violation;
+        let client = Client::builder()
+            .key_ring(config.key_ring)
+            .remote_shared(config.store)
+            .on_violation(move |report| sink(report))
+            .build()?;
+        let ownership = client
+            .cache::<CameraOwnership>()
+            .policy(Policy::Bypass)
+            .load_timeout(Some(config.load_timeout))
+            .build()?;
+        let thumbnails = client
+            .cache::<Thumbnails>()
+            .local_capacity(config.local_capacity)
+            .ttl(config.ttl)
+            .load_timeout(Some(config.load_timeout))
+            .build()?;
+        Ok(Arc::new(Self {
+            ownership,
+            thumbnails,
+            database: config.database,
+            origin: config.origin,
+        }))
+    }
+
+    /// The HTTP routes over this state.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route(THUMBNAIL_ROUTE, get(thumbnail))
+            .with_state(Arc::clone(self))
+    }
+
+    /// The counters of the thumbnail cache: hits, loads, refused values by kind…
+    pub fn thumbnail_stats(&self) -> Stats {
+        self.thumbnails.stats()
+    }
+
+    /// The counters of the ownership namespace (every check is a load: it is never cached).
+    pub fn ownership_stats(&self) -> Stats {
+        self.ownership.stats()
+    }
+}
+
+/// Why a request got no thumbnail.
+#[derive(Debug)]
+enum Refusal {
+    /// No authenticated user.
+    Unauthenticated,
+    /// The authenticated user asked for another user's path.
+    OtherUser,
+    /// The path names ids that cannot be ids.
+    BadId(IdError),
+    /// The user does not own the camera (or the user or camera does not exist).
+    NotOwner,
+    /// The database or the origin failed or timed out.
+    Unavailable(&'static str, LoadError),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            Refusal::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                format!("missing or unreadable {USER_HEADER} header\n"),
+            ),
+            // One answer for both: a caller cannot tell another user's camera from a missing one.
+            Refusal::OtherUser | Refusal::NotOwner => {
+                (StatusCode::FORBIDDEN, "not your camera\n".to_owned())
+            }
+            Refusal::BadId(error) => (
+                StatusCode::BAD_REQUEST,
+                format!("bad id in path: {error}\n"),
+            ),
+            Refusal::Unavailable(what, error) => {
+                eprintln!("{what} failed: {error}");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{what} unavailable, retry later\n"),
+                )
+            }
+        };
+        (status, body).into_response()
+    }
+}
+
+/// `GET /users/{user}/cameras/{camera}/events/{event}/thumbnail`.
+async fn thumbnail(
+    State(app): State<Arc<App>>,
+    Path((user, camera, event)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let caller = headers
+        .get(USER_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .ok_or(Refusal::Unauthenticated)?;
+    if caller != user {
+        return Err(Refusal::OtherUser);
+    }
+    let user = TenantId::new(&user).map_err(Refusal::BadId)?;
+    let camera = DeviceId::new(&camera).map_err(Refusal::BadId)?;
+
+    let relation = Key::<CameraOwnership>::new(user.clone(), camera.clone(), ());
+    let owns = app
+        .ownership
+        .get_or_load(&relation, || app.database.owns(&user, &camera))
+        .await
+        .map_err(|error| Refusal::Unavailable("ownership database", error))?;
+    if !owns {
+        return Err(Refusal::NotOwner);
+    }
+
+    let key = Key::<Thumbnails>::new(user.clone(), camera.clone(), event);
+    let jpeg = app
+        .thumbnails
+        .get_or_load(&key, || app.origin.fetch(&user, &camera, event))
+        .await
+        .map_err(|error| Refusal::Unavailable("thumbnail origin", error))?;
+    let headers = [
+        (header::CONTENT_TYPE, "image/jpeg"),
+        // One user's image: no shared HTTP cache may keep it.
+        (header::CACHE_CONTROL, "private, max-age=600"),
+    ];
+    Ok((headers, jpeg).into_response())
+}

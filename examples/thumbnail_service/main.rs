@@ -1,0 +1,229 @@
+//! thumbnail_service: camera thumbnails over HTTP, cached per (user, camera, event) with
+//! scoped-cache, ownership checked against the database on every request.
+//!
+//! ```text
+//! cargo run --release --example thumbnail_service
+//! cargo run --release --example thumbnail_service -- --listen 0.0.0.0:8080
+//! cargo run --release --features redis --example thumbnail_service -- --redis redis://127.0.0.1:6379
+//! ```
+//!
+//! `GET /users/{user}/cameras/{camera}/events/{event}/thumbnail` with the caller's user id in
+//! `x-user-id` (set by an authenticating gateway in a real deployment): 401 without it, 403 for
+//! another user's path or a camera the user does not own, 503 when the database or the origin
+//! fails or is too slow, else the `image/jpeg`. A cache store that fails or lies never makes a
+//! request fail: its answer is verified, and a refused or missing value is loaded again.
+//!
+//! The key ring's secret comes from `THUMBNAIL_SERVICE_SECRET` (at least 32 bytes, the same on
+//! every instance); without it a random one is made at start, so values cached by earlier runs
+//! or other instances are refused (and reloaded), never served.
+
+mod app;
+
+use app::{App, Config, THUMBNAIL_ROUTE, USER_HEADER};
+use rand::TryRng;
+use scoped_cache::{KeyId, KeyRing, MIN_SECRET_LEN, MemoryStore, RemoteStore};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Where the key ring's secret comes from, when set.
+const SECRET_VAR: &str = "THUMBNAIL_SERVICE_SECRET";
+
+const USAGE: &str = "\
+usage: cargo run --release --example thumbnail_service -- [flags]
+
+  --listen ADDR   address to serve on                                   [127.0.0.1:3000]
+  --redis URL     keep thumbnails in Redis/Valkey (redis://host:port, redis+unix:///path);
+                  needs a build with --features redis                   [in-process store]
+  -h, --help      this text
+
+env: THUMBNAIL_SERVICE_SECRET  key-ring secret, >= 32 bytes, the same on every instance
+                               [a random one per start]";
+
+/// The parsed flags.
+struct Flags {
+    listen: SocketAddr,
+    redis: Option<String>,
+}
+
+fn parse_flags(args: impl IntoIterator<Item = String>) -> Result<Option<Flags>, String> {
+    let mut flags = Flags {
+        listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+        redis: None,
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.into())),
+            _ => (arg, None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--listen" => {
+                let text = value()?;
+                flags.listen = text.parse().map_err(|_| {
+                    format!("--listen {text:?}: expected an address like 127.0.0.1:3000")
+                })?;
+            }
+            "--redis" => flags.redis = Some(value()?),
+            other => return Err(format!("unknown flag {other:?}")),
+        }
+    }
+    Ok(Some(flags))
+}
+
+/// The key ring: from `THUMBNAIL_SERVICE_SECRET`, or a random secret for this process only.
+fn key_ring() -> Result<KeyRing, String> {
+    let secret = match std::env::var_os(SECRET_VAR) {
+        Some(secret) => {
+            eprintln!("key ring: secret from {SECRET_VAR}");
+            secret.into_encoded_bytes()
+        }
+        None => {
+            let mut secret = vec![0; 32];
+            rand::rngs::SysRng
+                .try_fill_bytes(&mut secret)
+                .map_err(|error| format!("cannot read OS randomness for a secret: {error}"))?;
+            eprintln!(
+                "key ring: {SECRET_VAR} is not set; using a random secret for this process only \
+                 (values cached by other runs or instances will be refused and reloaded)"
+            );
+            secret
+        }
+    };
+    KeyRing::new(KeyId(1), &secret).map_err(|error| {
+        format!("{SECRET_VAR}: {error} (give at least {MIN_SECRET_LEN} random bytes)")
+    })
+}
+
+#[cfg(feature = "redis")]
+async fn redis_store(url: &str) -> Result<Arc<dyn RemoteStore>, String> {
+    scoped_cache::RedisStore::builder(url)
+        // Room for other services in the same database.
+        .key_prefix("thumbnail_service:")
+        .connect()
+        .await
+        .map(|store| Arc::new(store) as Arc<dyn RemoteStore>)
+        .map_err(|error| format!("cannot connect to {url}: {error}"))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_store(url: &str) -> Result<Arc<dyn RemoteStore>, String> {
+    Err(format!(
+        "--redis {url}: this build has no Redis support; rebuild with --features redis:\n  \
+         cargo run --release --features redis --example thumbnail_service -- --redis {url}"
+    ))
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM (how container runtimes stop a service).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            eprintln!("cannot listen for Ctrl-C ({error}); stop with SIGTERM");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    eprintln!("shutting down: finishing requests in flight");
+}
+
+async fn run(flags: Flags) -> Result<(), String> {
+    let store: Arc<dyn RemoteStore> = match &flags.redis {
+        Some(url) => redis_store(url).await?,
+        None => Arc::new(MemoryStore::default()),
+    };
+    let key_ring = key_ring()?;
+    let store_name = flags.redis.as_deref().unwrap_or("in-process MemoryStore");
+    let app = App::new(Config::new(store, key_ring)).map_err(|error| error.to_string())?;
+    let listener = tokio::net::TcpListener::bind(flags.listen)
+        .await
+        .map_err(|error| format!("cannot listen on {}: {error}", flags.listen))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|error| format!("cannot read the listening address: {error}"))?;
+
+    let url = |user: &str, camera: &str| {
+        let path = THUMBNAIL_ROUTE
+            .replace("{user}", user)
+            .replace("{camera}", camera)
+            .replace("{event}", "42");
+        format!("http://{addr}{path}")
+    };
+    println!("thumbnail_service on http://{addr}, thumbnails cached in {store_name}");
+    println!("users: alice owns cam-1 and cam-2, bob owns cam-3. Try:");
+    println!(
+        "  curl -i -H '{USER_HEADER}: alice' {}   # 200 image/jpeg",
+        url("alice", "cam-1")
+    );
+    println!(
+        "  curl -i -H '{USER_HEADER}: alice' {}   # 403: bob's camera",
+        url("alice", "cam-3")
+    );
+    println!(
+        "  curl -i -H '{USER_HEADER}: bob' {}     # 403: alice's path",
+        url("alice", "cam-1")
+    );
+    println!(
+        "  curl -i {}                       # 401: no user",
+        url("alice", "cam-1")
+    );
+
+    axum::serve(listener, app.router())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|error| format!("server failed: {error}"))?;
+
+    let (thumbs, owners) = (app.thumbnail_stats(), app.ownership_stats());
+    println!(
+        "thumbnails: {} hits in-process, {} from the store, {} loads, {} refused values, {} store errors",
+        thumbs.hits_local,
+        thumbs.hits_remote,
+        thumbs.loads,
+        thumbs.violations.total(),
+        thumbs.remote_errors
+    );
+    println!("ownership checks (never cached): {}", owners.loads);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let flags = match parse_flags(std::env::args().skip(1)) {
+        Ok(Some(flags)) => flags,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("{error}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(flags).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("thumbnail_service: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
