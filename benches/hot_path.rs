@@ -1,67 +1,55 @@
-//! Hot-path benchmarks: the verified in-process hit against a raw `DashMap`, moka and
-//! quick_cache (1 and more threads), envelope seal/open by payload size, the two MAC candidates,
-//! and a remote-tier hit through `Cache`.
+//! In-process (L1) benchmarks: `LocalCache` against a raw `DashMap`, moka and quick_cache on
+//! verified hits (with and without a TTL), misses, inserts into a full cache and a 90/10
+//! read/write mix over Zipf-distributed keys, at 1, 2, … threads; and a remote-tier hit through
+//! `Cache` (L1 miss, L2 hit).
 //!
-//! Run with `cargo bench --bench hot_path`; results, machine and method are in `BENCHMARKS.md`.
-//! Every contender is measured in this one binary, over the same keys, values, hasher (aHash)
-//! and access sequence, so the ratios between them are what to quote. Under `cargo test` each
-//! benchmark runs once on a small data set, as a smoke test.
+//! Run with `cargo bench --bench hot_path`; workloads, machine and results are in
+//! `BENCHMARKS.md`. Every contender is measured in this one binary, over the same keys, values,
+//! hasher (aHash) and operation sequence, so the ratios between them are what to quote. Under
+//! `cargo test` each benchmark runs once on a small data set, as a smoke test.
 //!
-//! Adding a contender: implement [`Contender`]. Adding a workload (misses, inserts, a mix, Zipf
-//! keys): build a [`Workload`] and drive it with [`run_threads`].
+//! Adding a contender: implement [`Contender`]. Adding a workload: build a [`Workload`] (keys,
+//! values and an operation sequence) and drive it with [`bench_ops`].
+
+mod common;
 
 use bytes::Bytes;
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use dashmap::DashMap;
-use hmac::{Hmac, KeyInit, Mac};
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
-use scoped_cache::{
-    Cache, Client, DeviceId, Envelope, Key, KeyId, KeyRing, LocalCache, MemoryStore, NEVER,
-    Namespace, RawBytes, TenantId,
+use common::{BenchKey, SECRET, Thumbs, config, measuring, random_bytes, random_key};
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
-use sha2::Sha256;
+use dashmap::DashMap;
+use rand::RngExt;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Zipf};
+use scoped_cache::{Cache, Client, KeyId, KeyRing, LocalCache, MemoryStore};
 use std::future::Future;
 use std::hint::black_box;
+use std::ops::Range;
 use std::pin::pin;
 use std::sync::Barrier;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-/// The namespace every benchmark keys into.
-struct Thumbs;
-
-impl Namespace for Thumbs {
-    const NAME: &'static str = "thumb";
-    const SCHEMA: u16 = 1;
-    type Item = u64;
-    type Value = Bytes;
-    type Codec = RawBytes;
-}
-
-type BenchKey = Key<Thumbs>;
-
-/// Seed of every random choice in this file.
-const SEED: u64 = 0x5eed_cafe;
-/// Entries in each in-process cache (measurement runs; `cargo test` uses [`SMOKE_ENTRIES`]).
+/// Keys in the L1 workloads (measurement runs; `cargo test` uses [`SMOKE_ENTRIES`]).
 const ENTRIES: usize = 100_000;
 const SMOKE_ENTRIES: usize = 1_000;
-/// Capacity of each bounded cache: larger than the key set, so every read hits.
-const CAPACITY_FACTOR: usize = 2;
 /// Size of each in-process value.
 const VALUE_LEN: usize = 64;
-/// Length of the pre-generated access sequence (a power of two, so wrapping is a mask).
-const ACCESSES: usize = 1 << 20;
-/// Payload sizes of the envelope and MAC groups.
-const PAYLOAD_SIZES: [usize; 3] = [64, 1024, 16 * 1024];
+/// Length of the pre-generated operation sequence (a power of two, so wrapping is a mask).
+const OPS: usize = 1 << 20;
+/// Marks a write in an operation sequence; the other bits are the key's index.
+const WRITE: u32 = 1 << 31;
+/// The mix's writes: one operation in `WRITE_ONE_IN`.
+const WRITE_ONE_IN: u32 = 10;
+/// Zipf exponents of the mix.
+const ZIPF_EXPONENTS: [f64; 2] = [0.9, 1.1];
 /// Payload size of the remote-hit group, and how many keys it cycles through.
 const REMOTE_VALUE_LEN: usize = 1024;
 const REMOTE_ENTRIES: usize = 10_000;
-const SECRET: [u8; 32] = [0x42; 32];
 
-/// True when run by `cargo bench` (criterion's `--bench` flag), false under `cargo test`.
-fn measuring() -> bool {
-    std::env::args().any(|arg| arg == "--bench")
+fn entries() -> usize {
+    if measuring() { ENTRIES } else { SMOKE_ENTRIES }
 }
 
 /// Thread counts to sweep: 1, 2, 4, … up to the machine's parallelism, and always 1 and 2.
@@ -72,63 +60,94 @@ fn thread_counts() -> Vec<usize> {
         .collect()
 }
 
-/// Keys, their values, and the order in which readers visit them.
+/// Keys, their values, and the operations the threads perform on them.
 struct Workload {
     keys: Vec<BenchKey>,
+    /// One random `VALUE_LEN`-byte value per key; a write stores a clone (no allocation).
     values: Vec<Bytes>,
-    /// Indices into `keys`, uniformly random; `ACCESSES` long.
-    accesses: Vec<u32>,
+    /// `OPS` operations: a key index, `| WRITE` for an insert of that key's value.
+    ops: Vec<u32>,
 }
 
 impl Workload {
-    /// `entries` random keys (u64 tenant, device and item) with random `VALUE_LEN`-byte values,
-    /// read in a uniformly random order.
-    fn uniform(entries: usize) -> Self {
-        let mut rng = StdRng::seed_from_u64(SEED);
-        let keys = (0..entries)
-            .map(|_| {
-                Key::new(
-                    TenantId::from_u64(rng.random()),
-                    DeviceId::from_u64(rng.random()),
-                    rng.random(),
-                )
-            })
+    /// `key_count` random keys (u64 tenant, device and item) with random values, then `OPS`
+    /// operations drawn by `op`, all from one seeded generator.
+    fn new(key_count: usize, mut op: impl FnMut(&mut StdRng) -> u32) -> Self {
+        let mut rng = common::rng();
+        let keys = (0..key_count).map(|_| random_key(&mut rng)).collect();
+        let values = (0..key_count)
+            .map(|_| Bytes::from(random_bytes(&mut rng, VALUE_LEN)))
             .collect();
-        let values = (0..entries)
-            .map(|_| {
-                let mut value = vec![0; VALUE_LEN];
-                rng.fill(&mut value[..]);
-                Bytes::from(value)
-            })
-            .collect();
-        let accesses = (0..ACCESSES)
-            .map(|_| rng.random_range(0..entries as u32))
-            .collect();
-        Self {
-            keys,
-            values,
-            accesses,
-        }
+        let ops = (0..OPS).map(|_| op(&mut rng)).collect();
+        Self { keys, values, ops }
     }
 
-    /// The key of the `n`th access (wrapping).
-    fn key_at(&self, n: usize) -> &BenchKey {
-        &self.keys[self.accesses[n & (ACCESSES - 1)] as usize]
+    /// Reads of keys drawn uniformly from `range`.
+    fn uniform_reads(key_count: usize, range: Range<usize>) -> Self {
+        let range = range.start as u32..range.end as u32;
+        Self::new(key_count, |rng| rng.random_range(range.clone()))
     }
 
-    /// Fills `cache` with every key and checks that each one then reads back.
-    fn fill<C: Contender>(&self, cache: C) -> C {
-        for (key, value) in self.keys.iter().zip(&self.values) {
-            cache.insert(key, value.clone());
+    /// Inserts of keys drawn uniformly from all `key_count` keys.
+    fn uniform_inserts(key_count: usize) -> Self {
+        Self::new(key_count, |rng| {
+            WRITE | rng.random_range(0..key_count as u32)
+        })
+    }
+
+    /// Key of rank r (0 the most popular) drawn with probability ∝ 1/(r+1)^exponent; one
+    /// operation in `WRITE_ONE_IN` (drawn independently) is an insert, the rest are reads.
+    /// Ranks map to keys in generation order, which is random, so popular keys are spread over
+    /// every shard of every map.
+    fn zipf_mix(key_count: usize, exponent: f64) -> Self {
+        let zipf = Zipf::new(key_count as f64, exponent).expect("valid Zipf parameters");
+        Self::new(key_count, |rng| {
+            // `Zipf` samples ranks 1..=n as floats.
+            let index = zipf.sample(rng) as u32 - 1;
+            if rng.random_ratio(1, WRITE_ONE_IN) {
+                WRITE | index
+            } else {
+                index
+            }
+        })
+    }
+
+    /// Inserts `keys[resident]` into `cache` and lets it settle.
+    fn fill<C: Contender>(&self, cache: C, resident: Range<usize>) -> C {
+        for index in resident {
+            cache.insert(&self.keys[index], self.values[index].clone());
         }
         cache.settle();
-        let hits = self
-            .keys
-            .iter()
-            .filter(|key| cache.get(key).is_some())
-            .count();
-        assert_eq!(hits, self.keys.len(), "{}: not every key hits", C::NAME);
         cache
+    }
+
+    /// Panics unless exactly the keys in `resident` read back from `cache`.
+    fn check_resident<C: Contender>(&self, cache: &C, resident: Range<usize>) {
+        for (index, key) in self.keys.iter().enumerate() {
+            assert_eq!(
+                cache.get(key).is_some(),
+                resident.contains(&index),
+                "{}: key {index} should {}be resident",
+                C::NAME,
+                if resident.contains(&index) {
+                    ""
+                } else {
+                    "not "
+                },
+            );
+        }
+    }
+
+    /// Performs operation `n` (wrapping) on `cache`.
+    #[inline(always)]
+    fn perform<C: Contender>(&self, cache: &C, n: usize) {
+        let op = self.ops[n & (OPS - 1)];
+        let index = (op & !WRITE) as usize;
+        if op & WRITE == 0 {
+            black_box(cache.get(black_box(&self.keys[index])));
+        } else {
+            cache.insert(black_box(&self.keys[index]), self.values[index].clone());
+        }
     }
 }
 
@@ -233,51 +252,52 @@ fn quick_cache(capacity: usize) -> QuickCache {
     )
 }
 
-/// `threads` threads each do `gets_per_thread` reads of `workload`'s access sequence (each from
-/// its own offset), started together; returns the slowest thread's elapsed time.
+/// `threads` threads each perform `ops_per_thread` operations of `workload`'s sequence (each
+/// from its own offset), started together; returns the slowest thread's elapsed time.
 ///
-/// One criterion iteration is one read *per thread*: the reported time is the latency of one
-/// read as each thread sees it, and `Throughput::Elements(threads)` makes criterion's
-/// elements/s the aggregate read rate, comparable across thread counts.
+/// One criterion iteration is one operation *per thread*: the reported time is the latency of
+/// one operation as each thread sees it, and `Throughput::Elements(threads)` makes criterion's
+/// elements/s the aggregate operation rate, comparable across thread counts.
 fn run_threads<C: Contender>(
     cache: &C,
     workload: &Workload,
     threads: usize,
-    gets_per_thread: u64,
+    ops_per_thread: u64,
 ) -> Duration {
-    let reader = |offset: usize| {
+    let worker = |offset: usize| {
         let start = Instant::now();
         let mut n = offset;
-        for _ in 0..gets_per_thread {
-            black_box(cache.get(black_box(workload.key_at(n))));
+        for _ in 0..ops_per_thread {
+            workload.perform(cache, n);
             n = n.wrapping_add(1);
         }
         start.elapsed()
     };
     if threads == 1 {
-        return reader(0);
+        return worker(0);
     }
     let barrier = Barrier::new(threads);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let (barrier, reader) = (&barrier, &reader);
+                let (barrier, worker) = (&barrier, &worker);
                 scope.spawn(move || {
                     barrier.wait();
-                    reader(t * (ACCESSES / threads))
+                    worker(t * (OPS / threads))
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|handle| handle.join().expect("reader thread panicked"))
+            .map(|handle| handle.join().expect("worker thread panicked"))
             .max()
             .unwrap_or_default()
     })
 }
 
-fn bench_gets<C: Contender>(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+/// One benchmark per thread count: `cache` performing `workload`'s operations.
+fn bench_ops<C: Contender>(
+    group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
     cache: &C,
     workload: &Workload,
 ) {
@@ -289,124 +309,111 @@ fn bench_gets<C: Contender>(
     }
 }
 
-/// Verified in-process hits vs a raw map and the peers, no TTL anywhere.
-fn l1_get_hit(c: &mut Criterion) {
-    let entries = if measuring() { ENTRIES } else { SMOKE_ENTRIES };
-    let capacity = entries * CAPACITY_FACTOR;
-    let workload = Workload::uniform(entries);
-    let mut group = c.benchmark_group("l1_get_hit");
+/// A group of L1 benchmarks with the common timing.
+fn l1_group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+) -> BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
     group
         .sample_size(40)
         .warm_up_time(Duration::from_millis(800))
         .measurement_time(Duration::from_secs(3));
-    bench_gets(
+    group
+}
+
+/// Benchmarks every contender, each built by its constructor, filled with `keys[resident]`
+/// and (when `check` is set) checked to hold exactly those keys, on `workload`.
+fn bench_contenders(
+    c: &mut Criterion,
+    name: &str,
+    workload: &Workload,
+    capacity: usize,
+    resident: Range<usize>,
+    check: bool,
+) {
+    fn one<C: Contender>(
+        group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
+        workload: &Workload,
+        cache: C,
+        resident: &Range<usize>,
+        check: bool,
+    ) {
+        let cache = workload.fill(cache, resident.clone());
+        if check {
+            workload.check_resident(&cache, resident.clone());
+        }
+        bench_ops(group, &cache, workload);
+    }
+    let mut group = l1_group(c, name);
+    one(
         &mut group,
-        &workload.fill(local_cache(capacity, None)),
-        &workload,
+        workload,
+        local_cache(capacity, None),
+        &resident,
+        check,
     );
-    bench_gets(&mut group, &workload.fill(raw_dashmap()), &workload);
-    bench_gets(&mut group, &workload.fill(moka(capacity, None)), &workload);
-    bench_gets(&mut group, &workload.fill(quick_cache(capacity)), &workload);
+    one(&mut group, workload, raw_dashmap(), &resident, check);
+    one(&mut group, workload, moka(capacity, None), &resident, check);
+    one(
+        &mut group,
+        workload,
+        quick_cache(capacity),
+        &resident,
+        check,
+    );
     group.finish();
+}
+
+/// Verified in-process hits vs a raw map and the peers, no TTL anywhere: every key resident,
+/// reads uniform over them.
+fn l1_get_hit(c: &mut Criterion) {
+    let entries = entries();
+    let workload = Workload::uniform_reads(entries, 0..entries);
+    bench_contenders(c, "l1_get_hit", &workload, 2 * entries, 0..entries, true);
 }
 
 /// The same hits with a TTL set: every hit reads the clock.
 fn l1_get_hit_ttl(c: &mut Criterion) {
-    let entries = if measuring() { ENTRIES } else { SMOKE_ENTRIES };
-    let capacity = entries * CAPACITY_FACTOR;
+    let entries = entries();
+    let capacity = 2 * entries;
     let ttl = Some(Duration::from_secs(3600));
-    let workload = Workload::uniform(entries);
-    let mut group = c.benchmark_group("l1_get_hit_ttl");
-    group
-        .sample_size(40)
-        .warm_up_time(Duration::from_millis(800))
-        .measurement_time(Duration::from_secs(3));
-    bench_gets(
-        &mut group,
-        &workload.fill(local_cache(capacity, ttl)),
-        &workload,
-    );
-    bench_gets(&mut group, &workload.fill(moka(capacity, ttl)), &workload);
+    let workload = Workload::uniform_reads(entries, 0..entries);
+    let mut group = l1_group(c, "l1_get_hit_ttl");
+    let cache = workload.fill(local_cache(capacity, ttl), 0..entries);
+    workload.check_resident(&cache, 0..entries);
+    bench_ops(&mut group, &cache, &workload);
+    let cache = workload.fill(moka(capacity, ttl), 0..entries);
+    workload.check_resident(&cache, 0..entries);
+    bench_ops(&mut group, &cache, &workload);
     group.finish();
 }
 
-fn random_bytes(rng: &mut StdRng, len: usize) -> Vec<u8> {
-    let mut bytes = vec![0; len];
-    rng.fill(&mut bytes[..]);
-    bytes
+/// Misses: the first half of the keys resident, reads uniform over the other half.
+fn l1_get_miss(c: &mut Criterion) {
+    let entries = entries();
+    let workload = Workload::uniform_reads(2 * entries, entries..2 * entries);
+    bench_contenders(c, "l1_get_miss", &workload, 2 * entries, 0..entries, true);
 }
 
-/// Sealing and opening an envelope, per payload size.
-fn envelope(c: &mut Criterion) {
-    let mut rng = StdRng::seed_from_u64(SEED);
-    let ring = KeyRing::new(KeyId(1), &SECRET).expect("valid key ring");
-    let key = BenchKey::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
-    let envelope = Envelope::default();
-    let (created_ms, now_ms) = (1_700_000_000_000, 1_700_000_001_000);
-    let mut group = c.benchmark_group("envelope");
-    group
-        .sample_size(50)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
-    for size in PAYLOAD_SIZES {
-        let payload = random_bytes(&mut rng, size);
-        let sealed = envelope
-            .seal(&key, &payload, created_ms, NEVER, &ring)
-            .expect("payload within limits");
-        group.throughput(Throughput::Bytes(size as u64));
-        group.bench_with_input(BenchmarkId::new("seal", size), &payload, |b, payload| {
-            b.iter(|| {
-                envelope.seal(
-                    black_box(&key),
-                    black_box(payload),
-                    created_ms,
-                    NEVER,
-                    &ring,
-                )
-            });
-        });
-        group.bench_with_input(BenchmarkId::new("open", size), &sealed, |b, sealed| {
-            b.iter(|| {
-                envelope
-                    .open(black_box(sealed), black_box(&key), now_ms, &ring)
-                    .expect("opens for its own key")
-            });
-        });
+/// Inserts into a full cache: capacity half the key space, every key inserted once before
+/// measuring, then inserts of uniformly random keys (about half of them not resident in a
+/// bounded cache, so admission and eviction run).
+fn l1_insert(c: &mut Criterion) {
+    let entries = entries();
+    let workload = Workload::uniform_inserts(entries);
+    bench_contenders(c, "l1_insert", &workload, entries / 2, 0..entries, false);
+}
+
+/// 90 % reads, 10 % inserts over Zipf-distributed keys, every key resident (capacity twice the
+/// key space), so every read hits and every insert replaces a resident value.
+fn l1_mix_zipf(c: &mut Criterion) {
+    let entries = entries();
+    for exponent in ZIPF_EXPONENTS {
+        let workload = Workload::zipf_mix(entries, exponent);
+        let name = format!("l1_mix_zipf_{exponent}");
+        bench_contenders(c, &name, &workload, 2 * entries, 0..entries, true);
     }
-    group.finish();
-}
-
-/// The MAC candidates on their own: HMAC-SHA256 (pre-keyed state, cloned per message, as
-/// `src/mac.rs` does) vs keyed BLAKE3.
-fn mac(c: &mut Criterion) {
-    let mut rng = StdRng::seed_from_u64(SEED);
-    let hmac_key = Hmac::<Sha256>::new_from_slice(&SECRET).expect("HMAC takes any key length");
-    let mut group = c.benchmark_group("mac");
-    group
-        .sample_size(50)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
-    for size in PAYLOAD_SIZES {
-        let message = random_bytes(&mut rng, size);
-        group.throughput(Throughput::Bytes(size as u64));
-        group.bench_with_input(
-            BenchmarkId::new("hmac_sha256", size),
-            &message,
-            |b, message| {
-                b.iter(|| {
-                    let mut mac = hmac_key.clone();
-                    mac.update(black_box(message));
-                    mac.finalize().into_bytes()
-                });
-            },
-        );
-        group.bench_with_input(
-            BenchmarkId::new("blake3_keyed", size),
-            &message,
-            |b, message| b.iter(|| blake3::keyed_hash(&SECRET, black_box(message))),
-        );
-    }
-    group.finish();
 }
 
 /// Drives a future that never waits (`MemoryStore` answers at once) without an async runtime, so
@@ -430,7 +437,7 @@ fn cache_remote_hit(c: &mut Criterion) {
     } else {
         SMOKE_ENTRIES
     };
-    let mut rng = StdRng::seed_from_u64(SEED);
+    let mut rng = common::rng();
     let client = Client::builder()
         .key_ring(KeyRing::new(KeyId(1), &SECRET).expect("valid key ring"))
         .remote(MemoryStore::new(
@@ -443,15 +450,7 @@ fn cache_remote_hit(c: &mut Criterion) {
         .local_capacity(0)
         .build()
         .expect("valid cache");
-    let keys: Vec<BenchKey> = (0..entries)
-        .map(|_| {
-            Key::new(
-                TenantId::from_u64(rng.random()),
-                DeviceId::from_u64(rng.random()),
-                rng.random(),
-            )
-        })
-        .collect();
+    let keys: Vec<BenchKey> = (0..entries).map(|_| random_key(&mut rng)).collect();
     for key in &keys {
         let value = Bytes::from(random_bytes(&mut rng, REMOTE_VALUE_LEN));
         ready(cache.insert(key, value)).expect("insert into MemoryStore");
@@ -460,9 +459,7 @@ fn cache_remote_hit(c: &mut Criterion) {
         keys.iter().all(|key| ready(cache.get(key)).is_some()),
         "every remote key hits"
     );
-    let accesses: Vec<usize> = (0..ACCESSES)
-        .map(|_| rng.random_range(0..entries))
-        .collect();
+    let accesses: Vec<usize> = (0..OPS).map(|_| rng.random_range(0..entries)).collect();
     let mut group = c.benchmark_group("cache_remote_hit");
     group
         .sample_size(50)
@@ -473,21 +470,15 @@ fn cache_remote_hit(c: &mut Criterion) {
         let mut n = 0usize;
         b.iter(|| {
             n = n.wrapping_add(1);
-            ready(cache.get(black_box(&keys[accesses[n & (ACCESSES - 1)]])))
+            ready(cache.get(black_box(&keys[accesses[n & (OPS - 1)]])))
         });
     });
     group.finish();
 }
 
-/// Plots and the default 100,000 bootstrap resamples took ~18 s per benchmark on the 2-vCPU
-/// development machine, three times the measurement itself; the console report is what we quote.
-fn config() -> Criterion {
-    Criterion::default().without_plots().nresamples(20_000)
-}
-
 criterion_group! {
     name = benches;
     config = config();
-    targets = l1_get_hit, l1_get_hit_ttl, envelope, mac, cache_remote_hit
+    targets = l1_get_hit, l1_get_hit_ttl, l1_get_miss, l1_insert, l1_mix_zipf, cache_remote_hit
 }
 criterion_main!(benches);
