@@ -25,19 +25,61 @@
 //!   to the violation sink with the expected and (authenticated) found owner, deleted from its tier,
 //!   and read as a miss. Never data.
 //!
-//! ## What is and is not protected
+//! ## What is protected, and what is not
 //!
-//! Protected: a store or connection that returns another key's value, a value written under the
-//! wrong key by a buggy client (tenant and device swapped, another tenant, another item), a
-//! corrupted, truncated, replayed-after-expiry or forged value, a value of another namespace or
-//! schema, a hash collision or map bug in-process.
+//! The guarantee is about *which owner* a value is returned to. It holds whatever the remote
+//! store, the network or the in-process map does, as long as the key ring's secret stays secret
+//! and the key you pass names the owner you mean.
 //!
-//! Not protected: an attacker or bug holding the key ring's secret that seals a wrong value *for
-//! your key*; a source of truth that itself returns another owner's data (the cache stores what it
-//! is given, for the key it is given) — unless the value names its owner: a namespace whose value
-//! type implements [`Owned`] and opts in with [`Namespace::value_owner`] refuses such a value on
-//! insert and load, and checks it again on every read; stale-but-authentic values of the same key
-//! within their TTL (use [`Cache::invalidate`]); anything that reads process memory.
+//! **Protected** — each of these is refused as a [`Violation`] (counted, reported, deleted) and
+//! read as a miss, never returned as data:
+//!
+//! - *Mix-ups between owners or items, in either tier*: a value of another tenant, another device,
+//!   tenant and device exchanged, or another item of the same owner — whether a store, a proxy or
+//!   a buggy writer put it under the wrong store key, or a hash collision or map bug in-process
+//!   handed it back.
+//! - *Reply mismatches*: a reply read for another request, as a cancelled, timed-out or pipelined
+//!   request can cause on a shared connection (redis-py #2624), or a reordered batch from
+//!   [`Cache::get_many`]: each value is opened for the key that asked for it. (A batch of the
+//!   wrong length is refused whole, as a remote error.)
+//! - *Poisoned, swapped, corrupt or truncated remote entries*: anything not sealed with a key of
+//!   the [`KeyRing`] for exactly this key fails the 256-bit tag or the key check.
+//! - *Expired remote entries*: an authentic value read after the expiry sealed into it (a lagging
+//!   replica, a store that ignores TTLs) is refused.
+//! - *Schema and namespace changes*: a value written under another [`Namespace::SCHEMA`] or
+//!   namespace is refused, so a deploy that changes a value type never decodes old bytes as new.
+//!
+//! **Not protected:**
+//!
+//! - *A compromised key ring.* Anyone who holds a signing or verifying secret and can write to the
+//!   store can seal any value for any key; rotate the ring ([`KeyRing`]) if a secret leaks.
+//!   Likewise two services that share a secret and a store must not use one namespace `NAME` for
+//!   different data (or must give each its own `RedisStore` key prefix, which also keeps them
+//!   out of each other's keys).
+//! - *A source of truth that returns wrong data.* [`Cache::get_or_load`] stores what the loader
+//!   returns for the key it was called with. If the loader returns another owner's data, that is
+//!   what is cached and served to this key's owner — unless the value names its owner: a
+//!   namespace whose value type implements [`Owned`] and opts in with
+//!   [`Namespace::value_owner`] refuses such a value on insert and load, and checks it again on
+//!   every read.
+//! - *A caller who builds the key for the wrong owner.* The cache checks that a value belongs to
+//!   the key it is asked for, not that the key belongs to whoever is asking: deciding which
+//!   tenant and device a request may read is the caller's authorization job. Use
+//!   [`Policy::Bypass`] for the authorization relations themselves.
+//! - *Stale but authentic values of the same key.* A store may hand back an older value sealed
+//!   for the same key that has not yet expired (a replayed or lagging entry, or one deleted by
+//!   [`Cache::invalidate`] and later restored). It is the owner's own data and is accepted; keep
+//!   TTLs as short as staleness allows.
+//! - *Denial of service by a hostile or broken store.* It can make every read a miss (refused,
+//!   absent, failed or slow up to the response timeout), so load shifts to the source of truth;
+//!   with [`Policy::AutoBypass`] it can also keep the breaker open. Nothing it does yields
+//!   another owner's data.
+//! - *Timing side channels*, beyond the constant-time tag comparison. A hit is faster than a miss,
+//!   so whoever can time requests can tell whether a key was cached; comparisons of
+//!   already-authenticated fields (owner, item, namespace) are ordinary comparisons.
+//! - *Values once returned.* A returned value is a clone owned by the caller; what the caller
+//!   does with it (and anything that can read the process's memory, where in-process entries are
+//!   not sealed) is outside the cache.
 //!
 //! ## Example
 //!
@@ -74,6 +116,7 @@
 //! |---|---|---|---|
 //! | `testing` | off | `scoped_cache::testing`: fault-injecting test doubles (`FaultyStore`, L1 lookup chaos) | none / not for production builds |
 //! | `redis` | off | `RedisStore`: Redis or Valkey as the shared tier (redis-rs, tokio) | none / redis-rs and its dependencies |
+//! | `redis-tls` | off | `rediss://` URLs for `RedisStore`: TLS through rustls (ring), trusting the system's roots; enables `redis` | none / rustls and ring |
 //! | `serde` | off | `Postcard<T>`: a codec for any `Serialize + DeserializeOwned` value | none / serde and postcard |
 //! | `tracing` | off | a `DEBUG` span per [`Cache`] operation (`get`, `insert`, `invalidate`, `get_or_load`; fields `namespace`, `outcome`), an `ERROR` event per violation (`namespace`, `tier`, `kind`); target `scoped_cache` | none (compiled out) / a span per operation, free when its level is disabled |
 //! | `metrics` | off | counters for hits and misses per tier, loads, load errors, violations by kind; the breaker state gauge; an operation latency histogram (`describe_metrics` lists them) | none (compiled out) / a clock read and a few recorder calls per operation |
@@ -86,6 +129,7 @@
 //!
 //! Rust 1.88 (edition 2024).
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(
     not(test),
     deny(clippy::panic, clippy::unwrap_used, clippy::expect_used)
