@@ -19,7 +19,38 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Whether a namespace uses the cache at all.
+/// Whether a namespace uses the cache at all; set per namespace with [`CacheBuilder::policy`].
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use scoped_cache::{Client, DeviceId, Key, Namespace, Policy, RawBytes, TenantId};
+/// use std::time::Duration;
+/// # struct Relations;
+/// # impl Namespace for Relations {
+/// #     const NAME: &'static str = "user-device";
+/// #     const SCHEMA: u16 = 1;
+/// #     type Item = ();
+/// #     type Value = bytes::Bytes;
+/// #     type Codec = RawBytes;
+/// # }
+/// let client = Client::builder().build()?;
+/// // Authorisation relations always come from the source of truth.
+/// let relations = client.cache::<Relations>().policy(Policy::Bypass).build()?;
+/// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), ());
+/// relations.insert(&key, bytes::Bytes::from_static(b"owner")).await?; // stores nothing
+/// assert_eq!(relations.get(&key).await, None);
+///
+/// // A breaker: 10 violations within a minute bypass the cache for 30 s, then it is probed.
+/// let guarded = Policy::AutoBypass {
+///     threshold: 10,
+///     window: Duration::from_secs(60),
+///     cool_down: Duration::from_secs(30),
+/// };
+/// let _ = client.cache::<Relations>().policy(guarded).build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Policy {
@@ -107,13 +138,42 @@ impl<N: Namespace> Clone for Cache<N> {
 impl<N: Namespace> Cache<N> {
     /// The verified value for `key`, or `None` on a miss.
     ///
-    /// A remote failure or a refused value is a miss too (counted in [`Stats`]); a remote hit is
-    /// promoted to the in-process tier.
+    /// Reads never fail: a remote failure or a refused value is a miss too (counted in
+    /// [`Stats`]; a refused value is also reported to the violation sink and deleted from its
+    /// tier). A remote hit is promoted to the in-process tier, expiring no later than its
+    /// envelope. With [`Policy::Bypass`], or while the breaker is open, every call is a miss that
+    /// touches neither tier.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use scoped_cache::{Client, DeviceId, Key, KeyId, KeyRing, MemoryStore, Namespace, RawBytes, TenantId};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let client = Client::builder().key_ring(KeyRing::new(KeyId(1), &[42; 32])?).remote(MemoryStore::default()).build()?;
+    /// let thumbs = client.cache::<Thumbnails>().build()?;
+    /// let alices = Key::new(TenantId::new("alice")?, DeviceId::new("cam-7")?, 9);
+    /// let bobs = Key::new(TenantId::new("bob")?, DeviceId::new("cam-7")?, 9);
+    /// thumbs.insert(&alices, bytes::Bytes::from_static(b"jpeg")).await?;
+    /// assert_eq!(thumbs.get(&alices).await.as_deref(), Some(&b"jpeg"[..]));
+    /// assert_eq!(thumbs.get(&bobs).await, None); // same device name and item, another tenant
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: dropping the future leaves no state behind, and a value is either returned
-    /// whole and verified or not at all.
+    /// Cancel safe: a value is returned whole and verified, or not at all, and a dropped future
+    /// loses nothing a later call needs. If it is dropped while deleting a refused remote value,
+    /// the violation has been counted and reported but the value may still be in the store (the
+    /// next read refuses it again). A dropped read that was probing a half-open breaker never
+    /// reports; the breaker starts probing afresh after another cool-down.
     pub async fn get(&self, key: &Key<N>) -> Option<N::Value> {
         let get = async {
             match self.admit() {
@@ -231,7 +291,13 @@ impl<N: Namespace> Cache<N> {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: a cancelled waiter just stops waiting; a cancelled leader hands the load on.
+    /// Cancel safe. A cancelled waiter just stops waiting; the load goes on for the others. A
+    /// cancelled leader drops its loader's future mid-way (so the loader itself should be cancel
+    /// safe) and hands the load on: one waiting caller, if any, checks the cache again and
+    /// otherwise runs its own loader. If the leader is dropped after its loader finished, while
+    /// it stores the value, the value may be in the in-process tier only, or in both tiers
+    /// (see [`Cache::insert`]); a waiter that takes over then finds it in the in-process tier
+    /// instead of loading again.
     pub async fn get_or_load<F, Fut, E>(&self, key: &Key<N>, load: F) -> Result<N::Value, LoadError>
     where
         F: FnOnce() -> Fut,
@@ -449,18 +515,56 @@ impl<N: Namespace> Cache<N> {
         }
     }
 
-    /// Stores `value` for `key` in both tiers, with the cache's TTL.
+    /// Stores `value` for `key` in both tiers, with the cache's TTL, replacing any value there.
+    ///
+    /// The value is encoded and sealed first; then the in-process tier is updated, then the
+    /// remote one. With [`Policy::Bypass`], or while the breaker is open, nothing is stored and
+    /// the call succeeds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use scoped_cache::{Client, DeviceId, Error, Key, KeyId, KeyRing, MemoryStore, Namespace, RawBytes, TenantId};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let client = Client::builder()
+    ///     .key_ring(KeyRing::new(KeyId(1), &[42; 32])?)
+    ///     .remote(MemoryStore::default())
+    ///     .max_payload(1024)
+    ///     .build()?;
+    /// let thumbs = client.cache::<Thumbnails>().build()?;
+    /// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+    /// thumbs.insert(&key, bytes::Bytes::from_static(b"jpeg")).await?;
+    /// assert_eq!(thumbs.get(&key).await.as_deref(), Some(&b"jpeg"[..]));
+    ///
+    /// let too_large = bytes::Bytes::from(vec![0; 2048]);
+    /// assert!(matches!(thumbs.insert(&key, too_large).await, Err(Error::Seal(_))));
+    /// assert_eq!(thumbs.get(&key).await.as_deref(), Some(&b"jpeg"[..])); // unchanged
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
     /// [`Error::Codec`] or [`Error::Seal`] when the value cannot be encoded or is too large
     /// (nothing is stored); [`Error::OwnerMismatch`] when the namespace checks value owners
     /// ([`Owned`](crate::Owned)) and `value` names another owner than `key` (nothing is stored);
-    /// [`Error::Remote`] when the remote write failed (the in-process tier holds the value).
+    /// [`Error::Remote`] when the remote write failed: the in-process tier holds the new value,
+    /// the remote tier whatever it held before (which other processes, and this one once the
+    /// in-process entry is gone, may still read until it expires).
     ///
     /// # Cancel safety
     ///
-    /// If cancelled, the value may be in the in-process tier only, or in both.
+    /// Not atomic across tiers. Dropped before its first poll, it stores nothing. Once polled,
+    /// the in-process tier holds the new value; dropped while the remote write is in flight, the
+    /// remote tier holds either the new value or whatever it held before. Either way each tier
+    /// holds a complete value sealed for `key`, never a partial one.
     pub async fn insert(&self, key: &Key<N>, value: N::Value) -> Result<(), Error> {
         let insert = async {
             let written = self.write(key, value).await;
@@ -518,11 +622,45 @@ impl<N: Namespace> Cache<N> {
         Ok(true)
     }
 
-    /// Removes `key` from both tiers.
+    /// Removes `key` from both tiers: the in-process entry first, then the remote one.
+    ///
+    /// It does not stop a [`get_or_load`](Cache::get_or_load) already running for `key` from
+    /// storing the value it loaded afterwards.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use scoped_cache::{Client, DeviceId, Key, KeyId, KeyRing, MemoryStore, Namespace, RawBytes, TenantId};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let client = Client::builder().key_ring(KeyRing::new(KeyId(1), &[42; 32])?).remote(MemoryStore::default()).build()?;
+    /// let thumbs = client.cache::<Thumbnails>().build()?;
+    /// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+    /// thumbs.insert(&key, bytes::Bytes::from_static(b"jpeg")).await?;
+    /// thumbs.invalidate(&key).await?;
+    /// assert_eq!(thumbs.get(&key).await, None); // gone from both tiers
+    /// thumbs.invalidate(&key).await?; // removing an absent key is not an error
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
-    /// [`Error::Remote`] when the remote delete failed (the in-process entry is gone).
+    /// [`Error::Remote`] when the remote delete failed: the in-process entry is gone, but the
+    /// remote value may remain, and a later read (here or in another process) may return it
+    /// until it expires. Retry the invalidation.
+    ///
+    /// # Cancel safety
+    ///
+    /// Once polled, the in-process entry is gone; dropped while the remote delete is in flight,
+    /// the remote value may or may not have been deleted, with the consequences of a failed
+    /// delete above.
     pub async fn invalidate(&self, key: &Key<N>) -> Result<(), Error> {
         let invalidate = async {
             let inner = &*self.inner;
@@ -545,7 +683,32 @@ impl<N: Namespace> Cache<N> {
     }
 
     /// Counters of both tiers: hits per tier, misses, inserts, evictions and expirations of the
-    /// in-process tier, remote errors, violations by kind (both tiers).
+    /// in-process tier, remote errors, loads, violations by kind (both tiers), and the breaker's
+    /// state. A snapshot: it does not change as the cache is used.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use scoped_cache::{Client, DeviceId, Key, Namespace, RawBytes, TenantId};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let thumbs = Client::builder().build()?.cache::<Thumbnails>().build()?;
+    /// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+    /// assert_eq!(thumbs.get(&key).await, None);
+    /// thumbs.insert(&key, bytes::Bytes::from_static(b"jpeg")).await?;
+    /// assert!(thumbs.get(&key).await.is_some());
+    /// let stats = thumbs.stats();
+    /// assert_eq!((stats.hits_local, stats.misses, stats.inserts), (1, 1, 1));
+    /// assert_eq!(stats.violations.total(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
     pub fn stats(&self) -> Stats {
         let mut stats = self.inner.counters.snapshot();
         if let Some(local) = &self.inner.local {
@@ -584,6 +747,35 @@ impl<N: Namespace> fmt::Debug for Cache<N> {
 }
 
 /// Configures the [`Cache`] of one namespace; from [`Client::cache`](crate::Client::cache).
+///
+/// Defaults: 10,000 in-process entries, a 10-minute TTL, [`Policy::Cache`], a 30 s load timeout.
+///
+/// # Examples
+///
+/// ```
+/// use scoped_cache::{BuildError, Client, Namespace, RawBytes};
+/// use std::time::Duration;
+/// # struct Thumbnails;
+/// # impl Namespace for Thumbnails {
+/// #     const NAME: &'static str = "thumb";
+/// #     const SCHEMA: u16 = 1;
+/// #     type Item = u64;
+/// #     type Value = bytes::Bytes;
+/// #     type Codec = RawBytes;
+/// # }
+/// let client = Client::builder().build()?;
+/// let thumbs = client
+///     .cache::<Thumbnails>()
+///     .local_capacity(100_000)
+///     .ttl(Duration::from_secs(60))
+///     .load_timeout(Some(Duration::from_secs(2)))
+///     .build()?;
+/// assert_eq!(thumbs.local().map(|local| local.capacity()), Some(100_000));
+///
+/// let zero = client.cache::<Thumbnails>().ttl(Duration::ZERO).build();
+/// assert_eq!(zero.err(), Some(BuildError::ZeroTtl));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use]
 pub struct CacheBuilder<N: Namespace> {
     shared: Arc<Shared>,
