@@ -96,7 +96,33 @@ impl fmt::Debug for Client {
     }
 }
 
-/// Configures a [`Client`].
+/// Configures a [`Client`]; from [`Client::builder`].
+///
+/// Defaults: no remote tier (in-process caching only), no violation or breaker sink, the
+/// system clock, 8 MiB payloads. A remote tier needs a [`KeyRing`].
+///
+/// # Examples
+///
+/// ```
+/// use scoped_cache::{BuildError, Client, KeyId, KeyRing, ManualClock, MemoryStore};
+/// use std::sync::Arc;
+///
+/// let store = Arc::new(MemoryStore::default()); // kept, to inspect in a test
+/// let clock = ManualClock::new(1_700_000_000_000);
+/// let client = Client::builder()
+///     .key_ring(KeyRing::new(KeyId(1), &[42; 32])?)
+///     .remote_shared(store.clone())
+///     .clock(clock.clock())
+///     .max_payload(1 << 20)
+///     .on_violation(|report| eprintln!("refused: {report:?}"))
+///     .on_breaker(|event| eprintln!("breaker: {event:?}"))
+///     .build()?;
+/// # let _ = client;
+///
+/// let unsealed = Client::builder().remote(MemoryStore::default()).build();
+/// assert!(matches!(unsealed, Err(BuildError::MissingKeyRing)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use]
 pub struct ClientBuilder {
     ring: Option<KeyRing>,
@@ -108,13 +134,15 @@ pub struct ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// The MAC keys that seal and verify remote values. Required with a remote store.
+    /// The MAC keys that seal and verify remote values. Required with a remote store; ignored
+    /// without one.
     pub fn key_ring(mut self, ring: KeyRing) -> Self {
         self.ring = Some(ring);
         self
     }
 
-    /// A shared tier below the in-process one.
+    /// A shared tier below the in-process one ([`MemoryStore`](crate::MemoryStore), a Redis
+    /// store, or your own [`RemoteStore`]); every value written to it is sealed.
     pub fn remote(self, store: impl RemoteStore) -> Self {
         self.remote_shared(Arc::new(store))
     }
@@ -126,12 +154,16 @@ impl ClientBuilder {
     }
 
     /// Called with every violation of every cache of this client, e.g. to alert an operator.
+    ///
+    /// It runs synchronously on the thread that found the violation, before that read returns:
+    /// keep it short and non-blocking (hand the report to a channel).
     pub fn on_violation(mut self, sink: impl Fn(&ViolationReport) + Send + Sync + 'static) -> Self {
         self.sink = Some(Arc::new(sink));
         self
     }
 
-    /// Called whenever the breaker of a `Policy::AutoBypass` cache changes state.
+    /// Called whenever the breaker of a [`Policy::AutoBypass`](crate::Policy::AutoBypass) cache
+    /// changes state; synchronously, like [`on_violation`](Self::on_violation).
     pub fn on_breaker(mut self, sink: impl Fn(&BreakerEvent) + Send + Sync + 'static) -> Self {
         self.breaker_sink = Some(Arc::new(sink));
         self

@@ -8,6 +8,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A write or invalidation failed. Reads never fail: they return a verified value or a miss.
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use scoped_cache::{Client, DeviceId, Error, Key, KeyId, KeyRing, MemoryStore, Namespace, RawBytes, TenantId};
+/// # struct Thumbnails;
+/// # impl Namespace for Thumbnails {
+/// #     const NAME: &'static str = "thumb";
+/// #     const SCHEMA: u16 = 1;
+/// #     type Item = u64;
+/// #     type Value = bytes::Bytes;
+/// #     type Codec = RawBytes;
+/// # }
+/// let client = Client::builder()
+///     .key_ring(KeyRing::new(KeyId(1), &[42; 32])?)
+///     .remote(MemoryStore::default())
+///     .max_payload(4)
+///     .build()?;
+/// let thumbs = client.cache::<Thumbnails>().build()?;
+/// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+/// match thumbs.insert(&key, bytes::Bytes::from_static(b"a large jpeg")).await {
+///     Err(Error::Seal(error)) => assert!(error.to_string().contains("exceeds the limit")),
+///     other => panic!("expected a seal error, got {other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -33,6 +60,15 @@ pub enum Error {
 }
 
 /// A cache or client configuration was refused.
+///
+/// # Examples
+///
+/// ```
+/// use scoped_cache::{BuildError, Client, MemoryStore};
+/// let error = Client::builder().remote(MemoryStore::default()).build().unwrap_err();
+/// assert_eq!(error, BuildError::MissingKeyRing);
+/// assert!(error.to_string().contains("key_ring()")); // says what to do
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
@@ -49,11 +85,47 @@ pub enum BuildError {
 
 /// `get_or_load` could not produce a value. Every caller waiting on the same load gets the same
 /// error; errors are not cached, so the next call loads again.
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use scoped_cache::{Client, DeviceId, Key, LoadError, Namespace, RawBytes, TenantId};
+/// use std::time::Duration;
+/// # struct Thumbnails;
+/// # impl Namespace for Thumbnails {
+/// #     const NAME: &'static str = "thumb";
+/// #     const SCHEMA: u16 = 1;
+/// #     type Item = u64;
+/// #     type Value = bytes::Bytes;
+/// #     type Codec = RawBytes;
+/// # }
+/// let thumbs = Client::builder()
+///     .build()?
+///     .cache::<Thumbnails>()
+///     .load_timeout(Some(Duration::from_millis(50)))
+///     .build()?;
+/// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+///
+/// let failed = thumbs.get_or_load(&key, || async { Err(std::io::Error::other("db down")) }).await;
+/// let Err(LoadError::Loader(error)) = failed else { panic!("expected a loader error") };
+/// assert_eq!(error.downcast_ref::<std::io::Error>().map(|e| e.to_string()).as_deref(), Some("db down"));
+///
+/// let slow = thumbs
+///     .get_or_load(&key, || async {
+///         tokio::time::sleep(Duration::from_secs(10)).await;
+///         Ok::<_, std::io::Error>(bytes::Bytes::new())
+///     })
+///     .await;
+/// assert!(matches!(slow, Err(LoadError::Timeout(_))));
+/// assert_eq!(thumbs.stats().load_errors, 2); // and nothing was cached
+/// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
-    /// The loader returned an error (shared by every caller of that load; downcast it with
-    /// `source()` or `Arc::downcast`-style helpers on `dyn Error`).
+    /// The loader returned an error, shared by every caller of that load. It is the loader's
+    /// own error, boxed: inspect it with `downcast_ref` on `dyn Error`.
     #[error("loader failed: {0}")]
     Loader(Arc<dyn std::error::Error + Send + Sync>),
     /// The loader did not finish within the cache's load timeout.
