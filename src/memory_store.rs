@@ -14,7 +14,8 @@ const ENTRY_OVERHEAD: u64 = 64;
 /// A bounded in-process byte store with TTL, evicting with S3-FIFO by bytes.
 ///
 /// It plays the remote tier without a server: values are sealed envelopes exactly as in Redis,
-/// so everything `Cache` checks is checked here too.
+/// so everything `Cache` checks is checked here too. Its [`RemoteStore`] calls never fail and
+/// complete on their first poll, so they are trivially cancel safe.
 ///
 /// # Examples
 ///

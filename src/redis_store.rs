@@ -119,9 +119,23 @@ impl RedisStore {
     /// How long one store call may take by default, reconnection included.
     pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
 
-    /// Connects to `url` with the default settings (see [`RedisStoreBuilder`]).
+    /// Connects to `url` with the default settings (see [`RedisStore::builder`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), scoped_cache::StoreError> {
+    /// use scoped_cache::RedisStore;
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// assert_eq!(store.connections_replaced(), 0);
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
+    ///
+    /// As [`RedisStoreBuilder::connect`].
+    ///
+    /// # Cancel safety
     ///
     /// As [`RedisStoreBuilder::connect`].
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -279,12 +293,28 @@ impl RedisStoreBuilder {
     /// it (within that call's response timeout). For services that must start while Redis is
     /// down.
     ///
-    /// Must be called within a tokio runtime.
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use scoped_cache::{RedisStore, StoreError};
+    /// // No server needed: nothing is contacted yet.
+    /// let store = RedisStore::builder("redis://cache-user:secret@127.0.0.1:6379/0").connect_lazy()?;
+    /// assert!(!format!("{store:?}").contains("secret")); // the URL is never printed
+    ///
+    /// let bad = RedisStore::builder("http://127.0.0.1").connect_lazy();
+    /// assert!(matches!(bad, Err(StoreError::Config(_))));
+    /// # Ok::<(), StoreError>(()) }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
     /// [`StoreError::Config`] for an invalid URL (or `rediss://` without TLS support), a zero
     /// timeout, or zero connections.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime: redis-rs spawns a task per connection here.
     pub fn connect_lazy(self) -> Result<RedisStore, StoreError> {
         if self.connect_timeout.is_zero() || self.response_timeout.is_zero() {
             return Err(StoreError::Config(

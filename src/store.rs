@@ -35,13 +35,104 @@ pub enum StoreError {
 /// and opens every value it reads for the key it asked for, so a store that returns the wrong
 /// bytes causes a counted miss, never a leak. Implementations should still bound every call in
 /// time and must not panic on any reply.
+///
+/// The crate's implementations are [`MemoryStore`](crate::MemoryStore) (in-process), the Redis
+/// store (feature `redis`) and, for tests, `testing::FaultyStore` (feature `testing`).
+///
+/// # Examples
+///
+/// A store over a `HashMap` that ignores TTLs (expired envelopes are still refused on read):
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use bytes::Bytes;
+/// use scoped_cache::{Client, DeviceId, Key, KeyId, KeyRing, MAGIC, Namespace, RawBytes, RemoteStore, StoreFuture, TenantId};
+/// use std::collections::HashMap;
+/// use std::sync::{Arc, Mutex, PoisonError};
+/// use std::time::Duration;
+/// # struct Thumbnails;
+/// # impl Namespace for Thumbnails {
+/// #     const NAME: &'static str = "thumb";
+/// #     const SCHEMA: u16 = 1;
+/// #     type Item = u64;
+/// #     type Value = Bytes;
+/// #     type Codec = RawBytes;
+/// # }
+///
+/// #[derive(Default)]
+/// struct MapStore(Mutex<HashMap<Vec<u8>, Bytes>>);
+///
+/// impl MapStore {
+///     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Bytes>> {
+///         self.0.lock().unwrap_or_else(PoisonError::into_inner)
+///     }
+/// }
+///
+/// impl RemoteStore for MapStore {
+///     fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Bytes>> {
+///         Box::pin(async move { Ok(self.map().get(key).cloned()) })
+///     }
+///     fn set<'a>(&'a self, key: &'a [u8], value: Bytes, _ttl: Option<Duration>) -> StoreFuture<'a, ()> {
+///         Box::pin(async move {
+///             self.map().insert(key.to_vec(), value);
+///             Ok(())
+///         })
+///     }
+///     fn delete<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, ()> {
+///         Box::pin(async move {
+///             self.map().remove(key);
+///             Ok(())
+///         })
+///     }
+/// }
+///
+/// let store = Arc::new(MapStore::default());
+/// let client = Client::builder()
+///     .key_ring(KeyRing::new(KeyId(1), &[42; 32])?)
+///     .remote_shared(store.clone())
+///     .build()?;
+/// let thumbs = client.cache::<Thumbnails>().local_capacity(0).build()?;
+/// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+/// thumbs.insert(&key, Bytes::from_static(b"jpeg")).await?;
+/// assert!(store.map()[&key.encode()].starts_with(&MAGIC)); // the store holds an envelope
+/// assert_eq!(thumbs.get(&key).await.as_deref(), Some(&b"jpeg"[..]));
+/// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+/// ```
+///
+/// # Cancel safety
+///
+/// [`Cache`](crate::Cache) drops a store's future whenever its own caller is cancelled or
+/// times out, at any await point. Each method must therefore be cancel safe in this sense: a
+/// dropped call leaves the store usable, and in particular its reply, if one still arrives, is
+/// never handed to another call (the redis-py #2624 failure). Were it handed on anyway, the
+/// value would be refused as sealed for another key: a violation and a miss, not a leak. A
+/// dropped `set` or `delete` may or may not have taken effect.
 pub trait RemoteStore: Send + Sync + 'static {
     /// The bytes stored under `key`, if any.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the store cannot answer; [`Cache`](crate::Cache) reads it as a miss
+    /// (counted in `remote_errors`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Required; see the [trait docs](RemoteStore#cancel-safety).
     fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Bytes>>;
 
     /// The bytes under each of `keys`, in the same order; exactly `keys.len()` results.
     ///
     /// The default issues one `get` after another; stores with batching override it.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the store cannot answer; [`Cache::get_many`](crate::Cache::get_many)
+    /// reads the whole batch as misses. A result of the wrong length is treated the same way.
+    ///
+    /// # Cancel safety
+    ///
+    /// Required; see the [trait docs](RemoteStore#cancel-safety). The default is cancel safe
+    /// when `get` is.
     fn get_many<'a>(&'a self, keys: &'a [Vec<u8>]) -> StoreFuture<'a, Vec<Option<Bytes>>> {
         Box::pin(async move {
             let mut values = Vec::with_capacity(keys.len());
@@ -52,10 +143,31 @@ pub trait RemoteStore: Send + Sync + 'static {
         })
     }
 
-    /// Stores `value` under `key`, dropped after `ttl` if one is given.
+    /// Stores `value` under `key`, replacing any value, dropped after `ttl` if one is given
+    /// (`None`: kept until deleted or evicted).
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the value may not have been stored; returned by
+    /// [`Cache::insert`](crate::Cache::insert) as [`Error::Remote`](crate::Error::Remote).
+    ///
+    /// # Cancel safety
+    ///
+    /// Required; see the [trait docs](RemoteStore#cancel-safety). A dropped call may or may not
+    /// have stored the value.
     fn set<'a>(&'a self, key: &'a [u8], value: Bytes, ttl: Option<Duration>)
     -> StoreFuture<'a, ()>;
 
     /// Deletes `key` (no error if absent).
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the value may not have been deleted; returned by
+    /// [`Cache::invalidate`](crate::Cache::invalidate) as [`Error::Remote`](crate::Error::Remote).
+    ///
+    /// # Cancel safety
+    ///
+    /// Required; see the [trait docs](RemoteStore#cancel-safety). A dropped call may or may not
+    /// have deleted the value.
     fn delete<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, ()>;
 }
