@@ -195,7 +195,28 @@ macro_rules! define_id {
 define_id!(
     /// Who owns cached data: a user, an account, an organisation.
     ///
-    /// Distinct from [`DeviceId`]; neither converts into the other.
+    /// Distinct from [`DeviceId`]; neither converts into the other. Made of a number, a UUID or
+    /// short text; the three kinds never compare equal, so `from_u64(42)` is not `new("42")`.
+    /// Cloning is cheap (at most an `Arc` increment).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use scoped_cache::{IdError, TenantId};
+    /// let by_name = TenantId::new("user-42")?;
+    /// assert_eq!(by_name.to_string(), "user-42");
+    /// assert_ne!(TenantId::from_u64(42), TenantId::new("42")?);
+    /// assert_eq!(TenantId::from_u64(42).as_u64(), Some(42));
+    /// assert_eq!(TenantId::new("bad\nid"), Err(IdError::ControlChar { at: 3 }));
+    /// # Ok::<(), IdError>(())
+    /// ```
+    ///
+    /// A device id is not a tenant id:
+    ///
+    /// ```compile_fail
+    /// use scoped_cache::{DeviceId, TenantId};
+    /// let tenant: TenantId = DeviceId::from_u64(7);
+    /// ```
     TenantId,
     "user-42"
 );
@@ -203,7 +224,25 @@ define_id!(
 define_id!(
     /// Which of a tenant's devices the data belongs to: a camera, a phone, a sensor.
     ///
-    /// Distinct from [`TenantId`]; neither converts into the other.
+    /// Distinct from [`TenantId`]; neither converts into the other. Made of a number, a UUID or
+    /// short text, like [`TenantId`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use scoped_cache::DeviceId;
+    /// let camera = DeviceId::from_uuid([0xab; 16]);
+    /// assert_eq!(camera.to_string(), "uuid:abababab-abab-abab-abab-abababababab");
+    /// assert_eq!(camera.as_uuid(), Some([0xab; 16]));
+    /// assert_eq!(camera.as_str(), None);
+    /// ```
+    ///
+    /// A tenant id is not a device id:
+    ///
+    /// ```compile_fail
+    /// use scoped_cache::{DeviceId, TenantId};
+    /// let device: DeviceId = TenantId::from_u64(42);
+    /// ```
     DeviceId,
     "cam-7"
 );

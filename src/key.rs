@@ -76,6 +76,9 @@ pub struct Key<N: Namespace> {
 
 impl<N: Namespace> Key<N> {
     /// A key for `item` owned by `device` of `tenant`.
+    ///
+    /// The namespace's `NAME` is checked when this compiles: a name outside `[a-z0-9_-]{1,32}`
+    /// is a build error, never a runtime panic.
     pub fn new(tenant: TenantId, device: DeviceId, item: N::Item) -> Self {
         Self::for_owner(Owner::new(tenant, device), item)
     }

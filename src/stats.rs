@@ -10,6 +10,32 @@ use std::sync::atomic::AtomicUsize;
 ///
 /// Counters are summed over stripes without a global lock, so a snapshot taken while other
 /// threads work is not an atomic cut, but every counted event appears in a later snapshot.
+/// From [`Cache::stats`](crate::Cache::stats), [`LocalCache::stats`](crate::LocalCache::stats)
+/// and [`MemoryStore::stats`](crate::MemoryStore::stats) (which fill in the counters that apply).
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use scoped_cache::{Client, DeviceId, Key, KeyId, KeyRing, MemoryStore, Namespace, RawBytes, TenantId, ViolationKind};
+/// # struct Thumbnails;
+/// # impl Namespace for Thumbnails {
+/// #     const NAME: &'static str = "thumb";
+/// #     const SCHEMA: u16 = 1;
+/// #     type Item = u64;
+/// #     type Value = bytes::Bytes;
+/// #     type Codec = RawBytes;
+/// # }
+/// let client = Client::builder().key_ring(KeyRing::new(KeyId(1), &[42; 32])?).remote(MemoryStore::default()).build()?;
+/// let thumbs = client.cache::<Thumbnails>().build()?;
+/// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+/// thumbs.insert(&key, bytes::Bytes::from_static(b"jpeg")).await?;
+/// thumbs.get(&key).await;
+/// let stats = thumbs.stats();
+/// assert_eq!((stats.inserts, stats.hits_local, stats.hits_remote), (1, 1, 0));
+/// assert_eq!(stats.violations.get(ViolationKind::OwnerMismatch), 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {

@@ -7,6 +7,51 @@ use crate::keyring::KeyId;
 ///
 /// Fields that come from the stored bytes (`found` owner, namespace, schema) are reported only
 /// after the envelope's tag verified, so a report never repeats attacker-chosen data as fact.
+///
+/// A [`Cache`](crate::Cache) counts each violation in [`Stats`](crate::Stats), hands it to the
+/// client's violation sink in a [`ViolationReport`], deletes the value and reads a miss;
+/// [`Envelope::open`](crate::Envelope::open) returns it as its error.
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use scoped_cache::{Client, DeviceId, Key, KeyId, KeyRing, MemoryStore, Namespace, RawBytes, RemoteStore, TenantId, Tier, Violation};
+/// use std::sync::{Arc, Mutex};
+/// # struct Thumbnails;
+/// # impl Namespace for Thumbnails {
+/// #     const NAME: &'static str = "thumb";
+/// #     const SCHEMA: u16 = 1;
+/// #     type Item = u64;
+/// #     type Value = bytes::Bytes;
+/// #     type Codec = RawBytes;
+/// # }
+/// let store = Arc::new(MemoryStore::default());
+/// let reports = Arc::new(Mutex::new(Vec::new()));
+/// let sink = reports.clone();
+/// let client = Client::builder()
+///     .key_ring(KeyRing::new(KeyId(1), &[42; 32])?)
+///     .remote_shared(store.clone())
+///     .on_violation(move |report| sink.lock().unwrap().push(report.clone()))
+///     .build()?;
+/// let thumbs = client.cache::<Thumbnails>().local_capacity(0).build()?;
+/// let alice = Key::new(TenantId::new("alice")?, DeviceId::new("cam-7")?, 9);
+/// let bob = Key::new(TenantId::new("bob")?, DeviceId::new("cam-7")?, 9);
+/// thumbs.insert(&alice, bytes::Bytes::from_static(b"alice's jpeg")).await?;
+///
+/// // A store that hands alice's entry to bob's key (as a mixed-up connection would):
+/// let alices_entry = store.get(&alice.encode()).await?.unwrap();
+/// store.set(&bob.encode(), alices_entry, None).await?;
+/// assert_eq!(thumbs.get(&bob).await, None);
+///
+/// let reports = reports.lock().unwrap();
+/// assert_eq!(reports[0].tier, Tier::Remote);
+/// assert!(matches!(
+///     &reports[0].violation,
+///     Violation::OwnerMismatch { expected, found } if *expected == *bob.owner() && *found == *alice.owner()
+/// ));
+/// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Violation {
@@ -100,16 +145,24 @@ pub enum Malformed {
 /// The kind of a [`Violation`], without its details: for counters and metrics labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
-#[allow(missing_docs)] // each mirrors the `Violation` variant of the same name
 pub enum ViolationKind {
+    /// [`Violation::Malformed`]: not a well-formed envelope.
     Malformed,
+    /// [`Violation::BadTag`]: the tag does not verify.
     BadTag,
+    /// [`Violation::UnknownKey`]: sealed with a key id not in the ring.
     UnknownKey,
+    /// [`Violation::NamespaceMismatch`]: an authentic value of another namespace.
     NamespaceMismatch,
+    /// [`Violation::SchemaMismatch`]: an authentic value of another schema version.
     SchemaMismatch,
+    /// [`Violation::OwnerMismatch`]: an authentic value of another owner.
     OwnerMismatch,
+    /// [`Violation::ItemMismatch`]: an authentic value of another item of the same owner.
     ItemMismatch,
+    /// [`Violation::Expired`]: an authentic value past its expiry.
     Expired,
+    /// [`Violation::Undecodable`]: an authentic payload the codec cannot decode.
     Undecodable,
 }
 
