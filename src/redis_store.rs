@@ -81,6 +81,12 @@ const ENVELOPE_KEY_AT: usize = ENVELOPE_KEY_LEN_AT + 4;
 /// While the server is down, calls fail within the response timeout (immediately when the
 /// socket refuses) and the connection manager retries in the background with a short
 /// exponential back-off; the first call after the server is back uses the new connection.
+///
+/// # Panics
+///
+/// Its calls are bounded with Tokio's timer, and redis-rs drives each connection on a Tokio
+/// task: building the store and calling it must happen inside a Tokio runtime with the time
+/// driver enabled (as `#[tokio::main]` provides).
 pub struct RedisStore {
     slots: Box<[Slot]>,
     next: AtomicUsize,
