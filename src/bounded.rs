@@ -100,12 +100,16 @@ where
 
     /// Reads the entry for `key` through `read`, unless it is absent or expired.
     /// Counts neither hits nor misses: the caller knows whether `read` accepted the entry.
+    /// Inlined, like [`LocalCache::get`](crate::LocalCache::get): it is the L1 hit path.
+    #[inline]
     pub(crate) fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Lookup<R>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let looked = self.map.view(key, |_, slot| {
+        // `get`, not `view`: dashmap's `view` adds an out-of-line frame to every hit.
+        let looked = self.map.get(key).map(|entry| {
+            let slot = entry.value();
             if slot.expires_ms == NEVER || self.clock.expiry_now_ms() < slot.expires_ms {
                 let freq = slot.freq.load(Ordering::Relaxed);
                 if freq < 3 {

@@ -98,6 +98,9 @@ impl<N: Namespace> LocalCache<N> {
 
 impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     /// The value for `key`, if present, unexpired, and stored for exactly this key.
+    // Inlined into the caller with `BoundedMap::get_with`, so that a hit costs one out-of-line
+    // call (the map's), as a plain `DashMap::get` does: 335 → 284 instructions under callgrind.
+    #[inline]
     pub fn get(&self, key: &Key<N>) -> Option<N::Value> {
         #[cfg(feature = "testing")]
         let redirected = self.chaos.as_ref().and_then(|chaos| chaos(key));

@@ -1,7 +1,7 @@
 //! Under loom: a `Mutex<HashMap>` with the part of `DashMap`'s API the crate uses, so that loom
 //! sees every access to the map as a synchronisation point it can interleave.
 
-use super::imp::Mutex;
+use super::imp::{Mutex, MutexGuard};
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
@@ -32,6 +32,16 @@ impl<K: Hash + Eq, V, S: BuildHasher + Clone> ConcurrentMap<K, V, S> {
         map.get_key_value(key).map(|(k, v)| f(k, v))
     }
 
+    /// Like `DashMap::get`: the entry, read under the lock for as long as the guard lives.
+    pub(crate) fn get<'a, 'q, Q>(&'a self, key: &'q Q) -> Option<Ref<'a, 'q, K, V, S, Q>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let map = super::lock(&self.map);
+        map.contains_key(key).then_some(Ref { map, key })
+    }
+
     pub(crate) fn insert(&self, key: K, value: V) -> Option<V> {
         super::lock(&self.map).insert(key, value)
     }
@@ -52,5 +62,18 @@ impl<K: Hash + Eq, V, S: BuildHasher + Clone> ConcurrentMap<K, V, S> {
 
     pub(crate) fn len(&self) -> usize {
         super::lock(&self.map).len()
+    }
+}
+
+/// The guard `ConcurrentMap::get` returns: the map stays locked while it lives.
+pub(crate) struct Ref<'a, 'q, K, V, S, Q: ?Sized> {
+    map: MutexGuard<'a, HashMap<K, V, S>>,
+    key: &'q Q,
+}
+
+impl<K: Hash + Eq + Borrow<Q>, V, S: BuildHasher, Q: Hash + Eq + ?Sized> Ref<'_, '_, K, V, S, Q> {
+    pub(crate) fn value(&self) -> &V {
+        // Present: `get` checked it under this same lock, which is still held.
+        &self.map[self.key]
     }
 }
