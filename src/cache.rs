@@ -1,6 +1,6 @@
 //! `Cache<N>`: the async front over the in-process and remote tiers.
 
-use crate::breaker::{Admission, Breaker, BreakerEvent, BreakerState};
+use crate::breaker::{Admission, Breaker, BreakerState};
 use crate::client::Shared;
 use crate::clock::deadline;
 use crate::codec::Codec;
@@ -194,19 +194,11 @@ impl<N: Namespace> Cache<N> {
             (Policy::Bypass, _) => Admission::Bypass,
             (_, Some(breaker)) => {
                 let (admission, event) = breaker.admit(|| inner.shared.clock.now_ms());
-                self.breaker_event(event);
+                inner.shared.breaker_event(event);
                 admission
             }
             _ => Admission::Use,
         }
-    }
-
-    /// Hands a breaker state change to the client's sink (and the breaker gauge).
-    fn breaker_event(&self, event: Option<BreakerEvent>) {
-        if let Some(event) = &event {
-            observe::breaker(N::NAME, event.to);
-        }
-        self.inner.shared.breaker_event(event);
     }
 
     async fn get_admitted(
@@ -223,7 +215,7 @@ impl<N: Namespace> Cache<N> {
         }
         if let (Admission::Probe, Some(breaker)) = (admission, &inner.breaker) {
             // A violation during this read has already reopened the breaker; then this is a no-op.
-            self.breaker_event(breaker.record_clean_probe());
+            inner.shared.breaker_event(breaker.record_clean_probe());
         }
         (value, tier)
     }
@@ -507,7 +499,9 @@ impl<N: Namespace> Cache<N> {
             expected: key.owner().clone(),
             violation,
         };
-        report_violation(&inner.shared, &report, inner.breaker.as_deref());
+        inner
+            .shared
+            .report_violation(&report, inner.breaker.as_deref());
         if let Some(remote) = &inner.shared.remote
             && remote.store.delete(encoded).await.is_err()
         {
@@ -858,7 +852,7 @@ impl<N: Namespace> CacheBuilder<N> {
                 let (breaker, shared) = (Arc::clone(breaker), Arc::clone(&self.shared));
                 observe::breaker(N::NAME, BreakerState::Closed);
                 Some(Arc::new(move |report: &ViolationReport| {
-                    report_violation(&shared, report, Some(&breaker))
+                    shared.report_violation(report, Some(&breaker))
                 }))
             }
         };
@@ -885,10 +879,4 @@ impl<N: Namespace> CacheBuilder<N> {
             }),
         })
     }
-}
-
-/// Hands a violation to the client's sink and breaker, and keeps the breaker gauge current.
-fn report_violation(shared: &Shared, report: &ViolationReport, breaker: Option<&Breaker>) {
-    shared.report_violation(report, breaker);
-    observe::breaker_after_violation(report.namespace, breaker, || shared.clock.now_ms());
 }

@@ -7,6 +7,7 @@ use crate::envelope::{DEFAULT_MAX_PAYLOAD, Envelope};
 use crate::error::BuildError;
 use crate::keyring::KeyRing;
 use crate::namespace::Namespace;
+use crate::observe;
 use crate::store::RemoteStore;
 use crate::violation::{ViolationReport, ViolationSink};
 use std::fmt;
@@ -42,7 +43,8 @@ pub(crate) struct Shared {
 pub type BreakerSink = Arc<dyn Fn(&BreakerEvent) + Send + Sync>;
 
 impl Shared {
-    /// Hands a violation to the sink and, with a breaker, counts it there.
+    /// Hands a violation to the sink and, with a breaker, counts it there (a state change it
+    /// causes goes through [`Shared::breaker_event`]).
     pub(crate) fn report_violation(&self, report: &ViolationReport, breaker: Option<&Breaker>) {
         if let Some(sink) = &self.sink {
             sink(report);
@@ -52,8 +54,12 @@ impl Shared {
         }
     }
 
+    /// The one path for a breaker state change, whatever noticed it (an admission, a probe, a
+    /// violation of either tier): the breaker gauge follows it, then the breaker sink gets it.
     pub(crate) fn breaker_event(&self, event: Option<BreakerEvent>) {
-        if let (Some(sink), Some(event)) = (&self.breaker_sink, event) {
+        let Some(event) = event else { return };
+        observe::breaker(event.namespace, event.to);
+        if let Some(sink) = &self.breaker_sink {
             sink(&event);
         }
     }

@@ -200,18 +200,3 @@ impl Outcome {
         if result.is_ok() { self } else { Outcome::Error }
     }
 }
-
-/// After `breaker` counted a violation: its state now, which that violation may have changed.
-#[inline]
-pub(crate) fn breaker_after_violation(
-    namespace: &'static str,
-    breaker: Option<&crate::breaker::Breaker>,
-    now_ms: impl FnOnce() -> u64,
-) {
-    #[cfg(feature = "metrics")]
-    if let Some(breaker) = breaker {
-        meters::breaker(namespace, breaker.report(now_ms()).state);
-    }
-    #[cfg(not(feature = "metrics"))]
-    let _ = (namespace, breaker, now_ms);
-}

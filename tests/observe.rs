@@ -457,4 +457,65 @@ mod meters {
             2
         );
     }
+
+    /// The breaker gauge of `metrics`, or a panic naming what was recorded.
+    fn breaker_gauge(metrics: &BTreeMap<(MetricKind, String, Labels), DebugValue>) -> f64 {
+        match metrics.get(&(
+            MetricKind::Gauge,
+            "scoped_cache_breaker_state".to_owned(),
+            labels(&[("namespace", "thumb")]),
+        )) {
+            Some(DebugValue::Gauge(value)) => value.into_inner(),
+            other => panic!("breaker gauge: {other:?}"),
+        }
+    }
+
+    /// Every read path that moves the breaker moves the gauge with it, and the breaker sink sees
+    /// the same transitions: here `get_many` probes close it.
+    #[test]
+    fn get_many_probes_that_close_the_breaker_update_the_gauge() {
+        let _serial = serial();
+        let store = Arc::new(MemoryStore::default());
+        let clock = scoped_cache::ManualClock::new(1_000_000);
+        let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let metrics = record(|| {
+            runtime().block_on(async {
+                let thumbs: Cache<Thumbs> = Client::builder()
+                    .key_ring(KeyRing::new(KeyId(1), &[0x42; 32]).expect("valid secret"))
+                    .remote_shared(store.clone())
+                    .clock(clock.clock())
+                    .on_breaker({
+                        let events = Arc::clone(&events);
+                        move |event| events.lock().expect("events").push(event.to)
+                    })
+                    .build()
+                    .expect("valid client")
+                    .cache()
+                    .policy(Policy::AutoBypass {
+                        threshold: 1,
+                        window: Duration::from_secs(60),
+                        cool_down: Duration::from_secs(30),
+                    })
+                    .build()
+                    .expect("valid cache");
+                store
+                    .set(&key(0).encode(), Bytes::from_static(b"bad"), None)
+                    .await
+                    .expect("store write");
+                assert_eq!(thumbs.get(&key(0)).await, None, "refused: opens");
+                clock.advance(Duration::from_secs(31));
+                for _ in 0..3 {
+                    assert_eq!(thumbs.get_many(&[key(1), key(2)]).await, [None, None]);
+                }
+                assert_eq!(
+                    thumbs.stats().breaker_state,
+                    scoped_cache::BreakerState::Closed,
+                    "three clean probes close it"
+                );
+            })
+        });
+        use scoped_cache::BreakerState::{Closed, HalfOpen, Open};
+        assert_eq!(*events.lock().expect("events"), [Open, HalfOpen, Closed]);
+        assert_eq!(breaker_gauge(&metrics), 0.0, "closed is 0");
+    }
 }
