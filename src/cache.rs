@@ -455,11 +455,23 @@ impl<N: Namespace> Cache<N> {
     ///
     /// Cancel safe, as [`Cache::get`].
     pub async fn get_many(&self, keys: &[Key<N>]) -> Vec<Option<N::Value>> {
+        let get_many = async {
+            match self.admit() {
+                Admission::Bypass => (keys.iter().map(|_| None).collect(), Outcome::Bypass),
+                admission => self.get_many_admitted(keys, admission).await,
+            }
+        };
+        Op::start(N::NAME, OpKind::GetMany).run(get_many).await
+    }
+
+    /// [`Cache::get_many`] once admitted, with the batch's outcome: a miss if any key missed,
+    /// else a remote hit if any key was read remotely, else an in-process hit.
+    async fn get_many_admitted(
+        &self,
+        keys: &[Key<N>],
+        admission: Admission,
+    ) -> (Vec<Option<N::Value>>, Outcome) {
         let inner = &*self.inner;
-        let admission = self.admit();
-        if admission == Admission::Bypass {
-            return keys.iter().map(|_| None).collect();
-        }
         let mut values: Vec<Option<N::Value>> = match &inner.local {
             Some(local) => keys.iter().map(|key| local.get(key)).collect(),
             None => keys.iter().map(|_| None).collect(),
@@ -480,13 +492,22 @@ impl<N: Namespace> Cache<N> {
                 }
                 Ok(_) | Err(_) => inner.counters.record(Event::RemoteError),
             }
+            // One remote lookup per key asked for, as `get` counts them.
+            for &i in &missing {
+                observe::lookup(N::NAME, Tier::Remote, values[i].is_some());
+            }
         }
         let misses = values.iter().filter(|value| value.is_none()).count();
         inner.counters.add(Event::Miss, misses as u64);
         if let (Admission::Probe, Some(breaker)) = (admission, &inner.breaker) {
             inner.shared.breaker_event(breaker.record_clean_probe());
         }
-        values
+        let outcome = match (misses, missing.is_empty()) {
+            (0, true) => Outcome::HitLocal,
+            (0, false) => Outcome::HitRemote,
+            _ => Outcome::Miss,
+        };
+        (values, outcome)
     }
 
     async fn refuse_remote(&self, key: &Key<N>, encoded: &[u8], violation: Violation) {

@@ -23,6 +23,7 @@ use std::future::Future;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OpKind {
     Get,
+    GetMany,
     Insert,
     Invalidate,
     GetOrLoad,
@@ -33,6 +34,7 @@ impl OpKind {
     pub(crate) const fn name(self) -> &'static str {
         match self {
             OpKind::Get => "get",
+            OpKind::GetMany => "get_many",
             OpKind::Insert => "insert",
             OpKind::Invalidate => "invalidate",
             OpKind::GetOrLoad => "get_or_load",
@@ -43,11 +45,11 @@ impl OpKind {
 /// How an operation ended, as recorded in the span's `outcome` field and the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// Answered by the in-process tier.
+    /// Answered by the in-process tier (`get_many`: every key was).
     HitLocal,
-    /// Answered by the remote tier.
+    /// Answered by the remote tier (`get_many`: every key was answered, some remotely).
     HitRemote,
-    /// No verified value.
+    /// No verified value (`get_many`: for at least one key).
     Miss,
     /// The policy or the breaker skipped the cache.
     Bypass,

@@ -90,6 +90,36 @@ async fn workload(store: Arc<MemoryStore>) {
     assert_eq!(bypassed.get(&key(1)).await, None); // bypass
 }
 
+/// `get_many` batches: all missing in-process (two found remotely, one nowhere), all found
+/// in-process, one found remotely, and one bypassed.
+async fn batch_workload(store: Arc<MemoryStore>) {
+    let client = client(store);
+    let thumbs: Cache<Thumbs> = client.cache().build().expect("valid cache");
+    for item in [1, 2] {
+        thumbs
+            .insert(&key(item), Bytes::from_static(b"jpeg"))
+            .await
+            .expect("insert");
+    }
+    let local = thumbs.local().expect("local tier");
+    local.clear();
+    let found = thumbs.get_many(&[key(1), key(2), key(3)]).await;
+    assert_eq!(
+        found.iter().map(Option::is_some).collect::<Vec<_>>(),
+        [true, true, false]
+    );
+    let found = thumbs.get_many(&[key(1), key(2)]).await; // promoted: both in-process
+    assert!(found.iter().all(Option::is_some));
+    local.clear();
+    assert!(thumbs.get_many(&[key(1)]).await[0].is_some()); // remote
+    let bypassed: Cache<Thumbs> = client
+        .cache()
+        .policy(Policy::Bypass)
+        .build()
+        .expect("valid cache");
+    assert_eq!(bypassed.get_many(&[key(1)]).await, [None]);
+}
+
 #[cfg(feature = "tracing")]
 mod spans {
     use super::*;
@@ -185,6 +215,48 @@ mod spans {
                     fields,
                 });
             }
+        }
+    }
+
+    #[test]
+    fn get_many_has_a_span_with_the_batch_outcome() {
+        let _serial = serial();
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::registry().with(capture.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            runtime().block_on(batch_workload(Arc::new(MemoryStore::default())))
+        });
+        let captured = capture.0.lock().expect("capture lock");
+        let seen: Vec<(&str, &str)> = captured
+            .spans
+            .iter()
+            .map(|span| {
+                let outcome = span.fields.get("outcome").map_or("-", String::as_str);
+                (span.name, outcome)
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("insert", "stored"),
+                ("insert", "stored"),
+                ("get_many", "miss"),
+                ("get_many", "hit_local"),
+                ("get_many", "hit_remote"),
+                ("get_many", "bypass"),
+            ],
+            "one span per batch, with the batch's outcome"
+        );
+        for span in &captured.spans {
+            assert_eq!(
+                (span.target.as_str(), span.level),
+                ("scoped_cache", Level::DEBUG)
+            );
+            assert_eq!(
+                span.fields.keys().map(String::as_str).collect::<Vec<_>>(),
+                ["namespace", "outcome"],
+                "only these fields: {span:?}"
+            );
         }
     }
 
@@ -406,6 +478,39 @@ mod meters {
             for (key, value) in labels {
                 assert!(allowed.contains(&key.as_str()), "{name}: label {key}");
                 assert!(!value.contains(SECRET_MARK), "{name}: {key}={value}");
+            }
+        }
+    }
+
+    #[test]
+    fn get_many_counts_lookups_per_tier_and_records_its_latency() {
+        let _serial = serial();
+        let metrics =
+            record(|| runtime().block_on(batch_workload(Arc::new(MemoryStore::default()))));
+        let ns = ("namespace", "thumb");
+        for (name, tier, count) in [
+            ("scoped_cache_hits_total", "local", 2),
+            ("scoped_cache_misses_total", "local", 4),
+            ("scoped_cache_hits_total", "remote", 3),
+            ("scoped_cache_misses_total", "remote", 1),
+        ] {
+            assert_eq!(
+                counter(&metrics, name, &[ns, ("tier", tier)]),
+                count,
+                "{name} {tier}"
+            );
+        }
+        for outcome in ["miss", "hit_local", "hit_remote", "bypass"] {
+            let key = (
+                MetricKind::Histogram,
+                "scoped_cache_operation_duration_seconds".to_owned(),
+                labels(&[ns, ("op", "get_many"), ("outcome", outcome)]),
+            );
+            match metrics.get(&key) {
+                Some(DebugValue::Histogram(samples)) => {
+                    assert_eq!(samples.len(), 1, "get_many/{outcome} samples");
+                }
+                other => panic!("histogram get_many/{outcome}: {other:?}"),
             }
         }
     }

@@ -32,8 +32,11 @@ const DURATION: &str = "scoped_cache_operation_duration_seconds";
 /// | `scoped_cache_breaker_state` | gauge | `namespace` | 0 closed, 1 open, 2 half-open (`Policy::AutoBypass` only) |
 /// | `scoped_cache_operation_duration_seconds` | histogram | `namespace`, `op`, `outcome` | latency of `Cache` operations |
 ///
-/// `op` is `get`, `insert`, `invalidate` or `get_or_load`; `outcome` is `hit_local`,
-/// `hit_remote`, `miss`, `bypass`, `loaded`, `coalesced`, `stored`, `invalidated` or `error`.
+/// `op` is `get`, `get_many`, `insert`, `invalidate` or `get_or_load`; `outcome` is
+/// `hit_local`, `hit_remote`, `miss`, `bypass`, `loaded`, `coalesced`, `stored`, `invalidated`
+/// or `error`. A `get_many` batch is one operation: `hit_local` when every key was answered
+/// in-process, `hit_remote` when every key was answered and some remotely, `miss` when any key
+/// missed; the hit and miss counters count each of its keys, per tier.
 ///
 /// # Examples
 ///

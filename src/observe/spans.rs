@@ -11,6 +11,9 @@ pub(super) fn operation(namespace: &'static str, kind: OpKind) -> tracing::Span 
         OpKind::Get => {
             tracing::debug_span!(target: "scoped_cache", "get", namespace, outcome = Empty)
         }
+        OpKind::GetMany => {
+            tracing::debug_span!(target: "scoped_cache", "get_many", namespace, outcome = Empty)
+        }
         OpKind::Insert => {
             tracing::debug_span!(target: "scoped_cache", "insert", namespace, outcome = Empty)
         }
