@@ -85,8 +85,9 @@ const ENVELOPE_KEY_AT: usize = ENVELOPE_KEY_LEN_AT + 4;
 /// # Panics
 ///
 /// Its calls are bounded with Tokio's timer, and redis-rs drives each connection on a Tokio
-/// task: building the store and calling it must happen inside a Tokio runtime with the time
-/// driver enabled (as `#[tokio::main]` provides).
+/// task: calling the store must happen inside a Tokio runtime with the time driver enabled (as
+/// `#[tokio::main]` provides). Building it outside a runtime is refused with
+/// [`StoreError::Config`], not a panic.
 pub struct RedisStore {
     slots: Box<[Slot]>,
     next: AtomicUsize,
@@ -313,14 +314,20 @@ impl RedisStoreBuilder {
     /// # Ok::<(), StoreError>(()) }).unwrap();
     /// ```
     ///
+    /// Outside a Tokio runtime it is refused, not a panic:
+    ///
+    /// ```
+    /// use scoped_cache::{RedisStore, StoreError};
+    /// let outside = RedisStore::builder("redis://127.0.0.1:6379").connect_lazy();
+    /// assert!(matches!(outside, Err(StoreError::Config(message)) if message.contains("Tokio runtime")));
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`StoreError::Config`] for an invalid URL (or `rediss://` without TLS support), a zero
-    /// timeout, or zero connections.
-    ///
-    /// # Panics
-    ///
-    /// Outside a Tokio runtime: redis-rs spawns a task per connection here.
+    /// timeout, zero connections, or when called outside a Tokio runtime (redis-rs spawns a task
+    /// per connection here). Calls on the store then need that runtime's time and I/O drivers
+    /// (see [`RedisStore`]'s `# Panics`).
     pub fn connect_lazy(self) -> Result<RedisStore, StoreError> {
         if self.connect_timeout.is_zero() || self.response_timeout.is_zero() {
             return Err(StoreError::Config(
@@ -340,6 +347,14 @@ impl RedisStoreBuilder {
         }
         let client = redis::Client::open(self.url.as_str())
             .map_err(|err| StoreError::Config(format!("redis url: {err}")))?;
+        // redis-rs spawns each connection's task on the current runtime, and panics without one.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(StoreError::Config(
+                "connect_lazy must be called inside a Tokio runtime (redis-rs spawns a task per \
+                 connection): call it from async code or within Runtime::enter"
+                    .into(),
+            ));
+        }
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             // No timer of redis-rs's own: every call is bounded by `request`'s timeout, which

@@ -541,3 +541,16 @@ async fn connect_errors_are_typed_and_bounded() {
     })
     .await;
 }
+
+/// No server and no runtime needed: outside a Tokio runtime the builder refuses with a
+/// configuration error instead of panicking where redis-rs spawns its connection tasks.
+#[test]
+fn connect_lazy_outside_a_tokio_runtime_is_a_config_error() {
+    let built = RedisStore::builder("redis://127.0.0.1:1").connect_lazy();
+    match built {
+        Err(StoreError::Config(message)) => {
+            assert!(message.contains("Tokio runtime"), "{message}");
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
