@@ -4,6 +4,7 @@ use crate::codec::CodecError;
 use crate::envelope::SealError;
 use crate::key::Owner;
 use crate::store::StoreError;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -121,23 +122,47 @@ pub enum BuildError {
 /// assert_eq!(thumbs.stats().load_errors, 2); // and nothing was cached
 /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 /// ```
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum LoadError {
     /// The loader returned an error, shared by every caller of that load. It is the loader's
-    /// own error, boxed: inspect it with `downcast_ref` on `dyn Error`.
-    #[error("loader failed: {0}")]
+    /// own error, boxed: inspect it with `downcast_ref` on `dyn Error`. It is also this error's
+    /// [`source`](std::error::Error::source), so error reporters print its chain.
     Loader(Arc<dyn std::error::Error + Send + Sync>),
     /// The loader did not finish within the cache's load timeout.
-    #[error("loader did not finish within {0:?}")]
     Timeout(Duration),
     /// The loader returned a value of another owner than the key's (see
     /// [`Owned`](crate::Owned)): it was neither cached nor returned. Check the source of truth.
-    #[error("loader returned a value of {found} for a key of {expected}: refused, not cached")]
     OwnerMismatch {
         /// The key's owner.
         expected: Owner,
         /// The owner the loaded value names.
         found: Owner,
     },
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Loader(error) => write!(f, "loader failed: {error}"),
+            LoadError::Timeout(limit) => write!(f, "loader did not finish within {limit:?}"),
+            LoadError::OwnerMismatch { expected, found } => write!(
+                f,
+                "loader returned a value of {found} for a key of {expected}: refused, not cached"
+            ),
+        }
+    }
+}
+
+// By hand rather than derived: thiserror's `#[source]` would hand out the `Arc` itself, whose
+// own `source` skips the loader's error, so the chain could not be downcast to it.
+impl std::error::Error for LoadError {
+    /// The loader's own error for [`LoadError::Loader`] (not the `Arc` around it, so that
+    /// `downcast_ref` on it finds the loader's type); `None` otherwise.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LoadError::Loader(error) => Some(&**error),
+            LoadError::Timeout(_) | LoadError::OwnerMismatch { .. } => None,
+        }
+    }
 }

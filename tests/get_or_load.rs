@@ -254,3 +254,51 @@ fn local_get_or_load_blocks_waiters_and_survives_a_panicking_leader() {
     });
     assert!(panicked, "the leader's panic reached its own caller");
 }
+
+/// A loader's error with a cause of its own, as a database client's error would have.
+#[derive(Debug)]
+struct QueryFailed(std::io::Error);
+
+impl std::fmt::Display for QueryFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("query failed")
+    }
+}
+
+impl std::error::Error for QueryFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[tokio::test]
+async fn a_loader_error_is_the_source_of_the_load_error_and_its_chain_follows() {
+    let cache = cache(false, 100);
+    let failed = cache
+        .get_or_load(&key(1, 2, 3), || async {
+            Err::<Bytes, _>(QueryFailed(std::io::Error::other("connection reset")))
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(failed, LoadError::Loader(_)), "{failed:?}");
+    let error: &(dyn std::error::Error + 'static) = &failed;
+    let mut chain = Vec::new();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        chain.push(cause.to_string());
+        next = cause.source();
+    }
+    assert_eq!(chain, ["query failed", "connection reset"]);
+    let loader_error = error.source().expect("the loader's error");
+    assert!(
+        loader_error.downcast_ref::<QueryFailed>().is_some(),
+        "the loader's own error, not a wrapper: {loader_error:?}"
+    );
+    assert!(
+        loader_error
+            .source()
+            .and_then(|cause| cause.downcast_ref::<std::io::Error>())
+            .is_some(),
+        "then its cause"
+    );
+}
