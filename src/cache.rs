@@ -142,7 +142,7 @@ impl<N: Namespace> Cache<N> {
     /// [`Stats`]; a refused value is also reported to the violation sink and deleted from its
     /// tier). A remote hit is promoted to the in-process tier, expiring no later than its
     /// envelope. With [`Policy::Bypass`], or while the breaker is open, every call is a miss that
-    /// touches neither tier.
+    /// touches neither tier (counted in `misses`, as every read the cache did not answer).
     ///
     /// # Examples
     ///
@@ -177,7 +177,10 @@ impl<N: Namespace> Cache<N> {
     pub async fn get(&self, key: &Key<N>) -> Option<N::Value> {
         let get = async {
             match self.admit() {
-                Admission::Bypass => (None, Outcome::Bypass),
+                Admission::Bypass => {
+                    self.inner.counters.record(Event::Miss);
+                    (None, Outcome::Bypass)
+                }
                 admission => {
                     let (value, tier) = self.get_admitted(key, admission).await;
                     (value, Outcome::read(tier))
@@ -313,6 +316,7 @@ impl<N: Namespace> Cache<N> {
         let inner = &*self.inner;
         let admission = self.admit();
         if admission == Admission::Bypass {
+            inner.counters.record(Event::Miss);
             let outcome = self.run_loader(key, load).await;
             return (outcome.clone(), Outcome::Bypass.unless_err(&outcome));
         }
@@ -457,7 +461,10 @@ impl<N: Namespace> Cache<N> {
     pub async fn get_many(&self, keys: &[Key<N>]) -> Vec<Option<N::Value>> {
         let get_many = async {
             match self.admit() {
-                Admission::Bypass => (keys.iter().map(|_| None).collect(), Outcome::Bypass),
+                Admission::Bypass => {
+                    self.inner.counters.add(Event::Miss, keys.len() as u64);
+                    (keys.iter().map(|_| None).collect(), Outcome::Bypass)
+                }
                 admission => self.get_many_admitted(keys, admission).await,
             }
         };
@@ -593,7 +600,8 @@ impl<N: Namespace> Cache<N> {
         Op::start(N::NAME, OpKind::Insert).run(insert).await
     }
 
-    /// [`Cache::insert`], unobserved; `Ok(false)` when the policy or breaker skipped the cache.
+    /// [`Cache::insert`], unobserved; `Ok(false)` when the policy or breaker skipped the cache,
+    /// or it has no tier.
     async fn write(&self, key: &Key<N>, value: N::Value) -> Result<bool, Error> {
         owned::check_write(key, &value)?;
         let inner = &*self.inner;
@@ -604,6 +612,9 @@ impl<N: Namespace> Cache<N> {
                 .is_some_and(|breaker| breaker.is_open())
         {
             return Ok(false);
+        }
+        if inner.local.is_none() && inner.shared.remote.is_none() {
+            return Ok(false); // no tier to store in: nothing written, nothing counted
         }
         let now_ms = inner.shared.clock.now_ms();
         let expires_ms = deadline(now_ms, inner.ttl);
@@ -814,6 +825,11 @@ impl<N: Namespace> CacheBuilder<N> {
     }
 
     /// Entries in the in-process tier (default 10,000); 0 disables it.
+    ///
+    /// With 0 and a client without a remote tier, the cache has no tier at all: it stores
+    /// nothing (inserts succeed, store nothing and are not counted in `inserts`), every read is
+    /// a miss, and [`Cache::get_or_load`] still runs one load per key for concurrent callers
+    /// (coalescing without caching).
     pub fn local_capacity(mut self, entries: u64) -> Self {
         self.local_capacity = entries;
         self

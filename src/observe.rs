@@ -51,7 +51,7 @@ pub(crate) enum Outcome {
     HitRemote,
     /// No verified value (`get_many`: for at least one key).
     Miss,
-    /// The policy or the breaker skipped the cache.
+    /// The policy or the breaker skipped the cache (`insert`: or the cache has no tier).
     Bypass,
     /// `get_or_load` ran its loader.
     Loaded,

@@ -65,6 +65,7 @@ async fn violations_trip_the_breaker_and_clean_probes_close_it() {
 
     // Open: reads and writes bypass both tiers; loads go to the loader.
     let reads_before = store.stats().hits_local + store.stats().misses;
+    let misses_before = cache.stats().misses;
     cache
         .insert(&key(2, 2), Bytes::from_static(b"v"))
         .await
@@ -76,6 +77,11 @@ async fn violations_trip_the_breaker_and_clean_probes_close_it() {
         })
         .await;
     assert_eq!(loaded.unwrap(), "origin");
+    assert_eq!(
+        cache.stats().misses - misses_before,
+        2,
+        "the bypassed get and get_or_load are misses to their callers"
+    );
     assert_eq!(
         store.stats().hits_local + store.stats().misses,
         reads_before,

@@ -342,12 +342,36 @@ async fn bypass_never_reads_or_writes() {
         (reads_before.hits_local, reads_before.misses),
         "bypass read the remote tier"
     );
+    assert_eq!(
+        cache.get_many(&[mine.clone(), key(1, 2, 4)]).await,
+        [None, None]
+    );
     let stats = cache.stats();
     assert_eq!(
         (stats.hits_local, stats.hits_remote, stats.inserts),
         (0, 0, 0)
     );
+    assert_eq!(stats.misses, 3, "a bypassed read is a miss to its caller");
     assert!(fixture.reports().is_empty());
+}
+
+#[tokio::test]
+async fn a_cache_without_tiers_stores_and_counts_no_inserts() {
+    let cache: Cache<Thumbs> = Client::builder()
+        .build()
+        .expect("valid client")
+        .cache()
+        .local_capacity(0)
+        .build()
+        .expect("valid cache: coalescing loads without caching");
+    let mine = key(1, 2, 3);
+    cache
+        .insert(&mine, Bytes::from_static(b"jpeg"))
+        .await
+        .expect("nothing to store is not an error");
+    assert_eq!(cache.get(&mine).await, None);
+    let stats = cache.stats();
+    assert_eq!((stats.inserts, stats.misses), (0, 1), "nothing was written");
 }
 
 #[test]

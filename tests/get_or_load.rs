@@ -210,6 +210,12 @@ async fn bypass_calls_the_loader_every_time_and_stores_nothing() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     assert_eq!(relations.get(&k).await, None, "bypass never stores");
+    let stats = relations.stats();
+    assert_eq!(
+        (stats.loads, stats.misses, stats.inserts),
+        (3, 4, 0),
+        "every bypassed read is a miss, every bypassed load a load"
+    );
 }
 
 #[test]
