@@ -245,7 +245,9 @@ impl<N: Namespace> Cache<N> {
     /// every caller of that load and is not cached: the next call loads again. If the caller
     /// running the load is cancelled or its loader panics, one of the waiting callers runs its own
     /// loader instead, so nobody waits for a load that no one is running. With
-    /// [`Policy::Bypass`] every call runs its loader and nothing is shared or stored.
+    /// [`Policy::Bypass`] every call runs its loader and nothing is shared or stored. If `key`
+    /// is [invalidated](Cache::invalidate) while the load runs, its callers get the value but it
+    /// is not stored.
     ///
     /// # Examples
     ///
@@ -342,9 +344,12 @@ impl<N: Namespace> Cache<N> {
             return (Ok(value), Outcome::read(tier));
         }
         let outcome = self.run_loader(key, load).await;
-        if let Ok(value) = &outcome {
+        if let Ok(value) = &outcome
+            && leader.may_store()
+        {
             // Stored before the flight ends, so later callers find it; a failed remote write is
-            // counted and the value still returned.
+            // counted and the value still returned. Not stored when the key was invalidated
+            // while loading: the value may predate the change the invalidation announced.
             let _ = self.write(key, value.clone()).await;
         }
         leader.finish(outcome.clone());
@@ -650,8 +655,17 @@ impl<N: Namespace> Cache<N> {
 
     /// Removes `key` from both tiers: the in-process entry first, then the remote one.
     ///
-    /// It does not stop a [`get_or_load`](Cache::get_or_load) already running for `key` from
-    /// storing the value it loaded afterwards.
+    /// A [`get_or_load`](Cache::get_or_load) of this cache (or a clone of it) already running
+    /// for `key` does not store the value it loaded, which may predate the change this
+    /// invalidation announces: its callers still receive it, the next call loads again. If that
+    /// load is already storing its value, the invalidation waits for the store to finish and
+    /// then deletes.
+    ///
+    /// What it does not order (call it *after* updating the source of truth, and rely on the
+    /// TTL for the rest): a [`get`](Cache::get) that read the remote value before the delete may
+    /// still copy it to the in-process tier afterwards; loads in other processes, or of another
+    /// `Cache` built for the same namespace, are not stopped; and an [`insert`](Cache::insert)
+    /// does not stop a load in progress, whose older value may then replace the inserted one.
     ///
     /// # Examples
     ///
@@ -684,12 +698,18 @@ impl<N: Namespace> Cache<N> {
     ///
     /// # Cancel safety
     ///
-    /// Once polled, the in-process entry is gone; dropped while the remote delete is in flight,
-    /// the remote value may or may not have been deleted, with the consequences of a failed
-    /// delete above.
+    /// Dropped while waiting for a load's store to finish, it has removed nothing (a load it
+    /// found still loading stays kept from storing). Once it removes, the in-process entry is
+    /// gone; dropped while the remote delete is in flight, the remote value may or may not have
+    /// been deleted, with the consequences of a failed delete above.
     pub async fn invalidate(&self, key: &Key<N>) -> Result<(), Error> {
         let invalidate = async {
             let inner = &*self.inner;
+            // A load in progress is kept from storing; one already storing is waited for, so that
+            // the deletes below come after its writes.
+            if let Some(storing) = inner.flights.invalidate(key) {
+                storing.wait().await;
+            }
             if let Some(local) = &inner.local {
                 local.remove(key);
             }

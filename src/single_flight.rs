@@ -5,6 +5,12 @@
 //! is dropped before it finishes (cancelled, or unwinding from a panic in the loader) abandons the
 //! flight, and its waiters race to lead a new one with their own loaders: nobody waits on a load
 //! that no one is running.
+//!
+//! An invalidation of a key with a flight in progress keeps the flight's value out of the cache:
+//! while the leader is still loading, [`Flights::invalidate`] marks the flight stale and
+//! [`Leader::may_store`] then refuses; once the leader has started storing, the invalidation
+//! waits for the flight to end and deletes after it. Either way no value loaded before the
+//! invalidation is stored after it.
 
 use crate::sync::{Arc, Condvar, Mutex, lock};
 use std::collections::HashMap;
@@ -39,7 +45,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
             return Role::Waiter(Arc::clone(flight));
         }
         let flight = Arc::new(Flight {
-            state: Mutex::new(State::Running),
+            state: Mutex::new(State::Loading { stale: false }),
             notify: tokio::sync::Notify::new(),
             condvar: Condvar::new(),
         });
@@ -50,6 +56,24 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
             flight,
             finished: false,
         })
+    }
+
+    /// Keeps the value of `key`'s flight in progress, if any, out of the cache: a flight still
+    /// loading is marked stale (its leader will not store); a flight whose leader is storing is
+    /// returned, for the caller to wait for before it deletes the key.
+    pub(crate) fn invalidate(&self, key: &K) -> Option<Arc<Flight<V>>> {
+        let map = lock(&self.map);
+        let flight = map.get(key)?;
+        let mut state = lock(&flight.state);
+        match &mut *state {
+            State::Loading { stale } => {
+                *stale = true;
+                None
+            }
+            State::Storing => Some(Arc::clone(flight)),
+            // Ended: its store, if any, finished before it left the map.
+            State::Done(_) | State::Abandoned => None,
+        }
     }
 
     /// The number of flights in progress.
@@ -68,6 +92,20 @@ pub(crate) struct Leader<'a, K: Hash + Eq, V> {
 }
 
 impl<K: Hash + Eq, V> Leader<'_, K, V> {
+    /// Whether the loaded value may be stored: `false` when the key was invalidated since the
+    /// flight began. When `true`, an invalidation from now on waits until the flight ends, so
+    /// store before [`finish`](Self::finish).
+    pub(crate) fn may_store(&self) -> bool {
+        let mut state = lock(&self.flight.state);
+        match *state {
+            State::Loading { stale: false } => {
+                *state = State::Storing;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Hands `outcome` to every waiter and ends the flight.
     pub(crate) fn finish(mut self, outcome: V) {
         self.finished = true;
@@ -101,7 +139,12 @@ impl<K: Hash + Eq, V> Drop for Leader<'_, K, V> {
 }
 
 enum State<V> {
-    Running,
+    /// The leader is loading; `stale` once the key was invalidated meanwhile.
+    Loading {
+        stale: bool,
+    },
+    /// The leader is storing the value it loaded.
+    Storing,
     Done(V),
     Abandoned,
 }
@@ -136,7 +179,7 @@ impl<V: Clone> Flight<V> {
         let mut state = lock(&self.state);
         loop {
             match &*state {
-                State::Running => {
+                State::Loading { .. } | State::Storing => {
                     state = self
                         .condvar
                         .wait(state)
@@ -151,7 +194,7 @@ impl<V: Clone> Flight<V> {
     /// `None` while running; `Some(None)` when abandoned.
     fn outcome(&self) -> Option<Option<V>> {
         match &*lock(&self.state) {
-            State::Running => None,
+            State::Loading { .. } | State::Storing => None,
             State::Done(outcome) => Some(Some(outcome.clone())),
             State::Abandoned => Some(None),
         }
@@ -178,6 +221,27 @@ mod tests {
         leader.finish(7);
         assert_eq!(flight.wait_blocking(), Some(7));
         assert_eq!(flights.len(), 0);
+    }
+
+    #[test]
+    fn an_invalidation_stops_a_loading_leader_and_waits_for_a_storing_one() {
+        let flights = Flights::<u64, u32>::default();
+        assert!(flights.invalidate(&1).is_none(), "no flight, nothing to do");
+        let Role::Leader(leader) = flights.join(&1) else {
+            panic!("first caller must lead")
+        };
+        assert!(flights.invalidate(&1).is_none(), "loading: marked, no wait");
+        assert!(!leader.may_store(), "invalidated while loading");
+        leader.finish(7);
+
+        let Role::Leader(leader) = flights.join(&1) else {
+            panic!("a new flight")
+        };
+        assert!(leader.may_store(), "not invalidated");
+        let flight = flights.invalidate(&1).expect("storing: wait for it");
+        leader.finish(8);
+        assert_eq!(flight.wait_blocking(), Some(8));
+        assert!(flights.invalidate(&1).is_none(), "ended");
     }
 
     #[test]
@@ -262,6 +326,39 @@ mod loom_models {
             // This caller abandons its first lead (if it leads); loom explores both orders.
             assert_eq!(get_or_load(&flights, Colliding(1), true), 10);
             assert_eq!(waiter.join().unwrap(), 10);
+        });
+    }
+
+    /// A load that began before an invalidation is never stored after it: the leader either
+    /// sees the mark and skips its store, or the invalidation waits for the store to end and
+    /// deletes after it.
+    #[test]
+    fn loom_an_invalidation_racing_the_leader_leaves_nothing_stored() {
+        loom::model(|| {
+            let flights = Arc::new(Flights::<Colliding, u8>::default());
+            let stored = Arc::new(Mutex::new(None));
+            let Role::Leader(leader) = flights.join(&Colliding(1)) else {
+                panic!("first caller must lead")
+            };
+            let invalidator = {
+                let (flights, stored) = (Arc::clone(&flights), Arc::clone(&stored));
+                thread::spawn(move || {
+                    if let Some(flight) = flights.invalidate(&Colliding(1)) {
+                        flight.wait_blocking();
+                    }
+                    *lock(&stored) = None; // the delete
+                })
+            };
+            if leader.may_store() {
+                *lock(&stored) = Some(10);
+            }
+            leader.finish(10);
+            invalidator.join().unwrap();
+            assert_eq!(
+                *lock(&stored),
+                None,
+                "a value loaded before the invalidation"
+            );
         });
     }
 

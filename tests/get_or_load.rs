@@ -308,3 +308,123 @@ async fn a_loader_error_is_the_source_of_the_load_error_and_its_chain_follows() 
         "then its cause"
     );
 }
+
+/// A load that read the source of truth before an `invalidate` must not be cached after it:
+/// the loader here waits, on a channel, until the invalidation has run.
+#[tokio::test]
+async fn an_invalidate_during_a_load_keeps_the_loaded_value_out_of_the_cache() {
+    for (remote, local_capacity) in [(true, 100), (true, 0), (false, 100)] {
+        let cache = cache(remote, local_capacity);
+        let k = key(1, 2, 3);
+        let (started, loading) = tokio::sync::oneshot::channel();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let leader = tokio::spawn({
+            let (cache, k) = (cache.clone(), k.clone());
+            async move {
+                cache
+                    .get_or_load(&k, || async move {
+                        started.send(()).expect("test waits");
+                        released.await.expect("test releases");
+                        Ok::<_, std::io::Error>(Bytes::from_static(b"read before"))
+                    })
+                    .await
+            }
+        });
+        loading.await.expect("the loader started");
+        cache.invalidate(&k).await.expect("invalidate");
+        release.send(()).expect("loader waits");
+        let loaded = leader.await.expect("leader task").expect("loaded");
+        assert_eq!(
+            loaded, "read before",
+            "its callers still get what they asked for"
+        );
+        assert_eq!(
+            cache.get(&k).await,
+            None,
+            "remote {remote}, local {local_capacity}: not cached after the invalidation"
+        );
+        let fresh = cache
+            .get_or_load(&k, || async {
+                Ok::<_, std::io::Error>(Bytes::from_static(b"read after"))
+            })
+            .await
+            .expect("loaded");
+        assert_eq!(fresh, "read after");
+        assert_eq!(cache.get(&k).await.as_deref(), Some(&b"read after"[..]));
+    }
+}
+
+/// A `MemoryStore` whose `set`s wait until the test lets them through.
+struct GatedSets {
+    store: MemoryStore,
+    entered: tokio::sync::Semaphore,
+    release: tokio::sync::Semaphore,
+}
+
+impl scoped_cache::RemoteStore for GatedSets {
+    fn get<'a>(&'a self, key: &'a [u8]) -> scoped_cache::StoreFuture<'a, Option<Bytes>> {
+        self.store.get(key)
+    }
+    fn set<'a>(
+        &'a self,
+        key: &'a [u8],
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> scoped_cache::StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.entered.add_permits(1);
+            self.release.acquire().await.expect("open").forget();
+            self.store.set(key, value, ttl).await
+        })
+    }
+    fn delete<'a>(&'a self, key: &'a [u8]) -> scoped_cache::StoreFuture<'a, ()> {
+        self.store.delete(key)
+    }
+}
+
+/// An `invalidate` that arrives while the leader is storing its value waits for that store,
+/// then deletes: the remote write cannot land after the delete.
+#[tokio::test]
+async fn an_invalidate_during_the_leaders_store_waits_for_it_then_deletes() {
+    let store = Arc::new(GatedSets {
+        store: MemoryStore::default(),
+        entered: tokio::sync::Semaphore::new(0),
+        release: tokio::sync::Semaphore::new(0),
+    });
+    let cache = Client::builder()
+        .key_ring(KeyRing::new(KeyId(1), &[7; 32]).unwrap())
+        .remote_shared(store.clone())
+        .build()
+        .unwrap()
+        .cache::<Thumbs>()
+        .build()
+        .unwrap();
+    let k = key(1, 2, 3);
+    let leader = tokio::spawn({
+        let (cache, k) = (cache.clone(), k.clone());
+        async move {
+            cache
+                .get_or_load(&k, || async {
+                    Ok::<_, std::io::Error>(Bytes::from_static(b"read before"))
+                })
+                .await
+        }
+    });
+    store.entered.acquire().await.expect("open").forget(); // the leader is storing
+    let invalidate = tokio::spawn({
+        let (cache, k) = (cache.clone(), k.clone());
+        async move { cache.invalidate(&k).await }
+    });
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !invalidate.is_finished(),
+        "the invalidation waits for the store in progress"
+    );
+    store.release.add_permits(1);
+    invalidate.await.expect("task").expect("invalidate");
+    assert_eq!(leader.await.expect("task").expect("loaded"), "read before");
+    assert_eq!(cache.get(&k).await, None, "the delete came after the store");
+    assert!(store.store.is_empty());
+}
