@@ -68,6 +68,7 @@ pub struct LocalCache<N: Namespace, S = ahash::RandomState> {
 
 /// A fault for tests: given the requested key, the key whose entry the map should hand back
 /// instead (`None`: no fault). Simulates a map or hasher bug to prove in-process verification.
+/// Set with [`LocalCacheBuilder::lookup_chaos`] (feature `testing`), which has an example.
 #[cfg(feature = "testing")]
 pub type LookupChaos<N> = Arc<dyn Fn(&Key<N>) -> Option<Key<N>> + Send + Sync>;
 
@@ -98,6 +99,32 @@ impl<N: Namespace> LocalCache<N> {
 
 impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     /// The value for `key`, if present, unexpired, and stored for exactly this key.
+    ///
+    /// An entry the map hands back for another owner or item (a hasher or map bug) is a
+    /// [`Violation`]: counted, reported to the violation sink, the key removed, and read as a miss.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use scoped_cache::{DeviceId, Key, LocalCache, Namespace, RawBytes, TenantId};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let cache = LocalCache::<Thumbnails>::new(1_000)?;
+    /// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+    /// assert_eq!(cache.get(&key), None);
+    /// cache.insert(&key, bytes::Bytes::from_static(b"jpeg"));
+    /// assert_eq!(cache.get(&key).as_deref(), Some(&b"jpeg"[..]));
+    /// let same_item_other_device = Key::new(TenantId::from_u64(42), DeviceId::from_u64(8), 9);
+    /// assert_eq!(cache.get(&same_item_other_device), None);
+    /// assert_eq!((cache.stats().hits_local, cache.stats().misses), (1, 2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     // Inlined into the caller with `BoundedMap::get_with`, so that a hit costs one out-of-line
     // call (the map's), as a plain `DashMap::get` does: 335 → 284 instructions under callgrind.
     #[inline]
@@ -138,10 +165,13 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
 
     /// The value for `key`, or else the value `load` returns, which is then inserted.
     ///
-    /// Concurrent calls for the same full key run one `load`; the other callers block until it
-    /// finishes and share its outcome. A loader error is shared with the callers waiting at that
-    /// moment and is not cached. If the loading thread panics, a waiting caller runs its own
-    /// loader. A blocking loader cannot be timed out: bound it yourself.
+    /// Concurrent calls for the same full key run one `load`; the other callers block their
+    /// thread on a condition variable until it finishes, and share its outcome. Do not call it
+    /// from async code, where waiting would block an executor thread: use
+    /// [`Cache::get_or_load`](crate::Cache::get_or_load), whose waiters yield. A loader error is
+    /// shared with the callers waiting at that moment and is not cached. If the loading thread
+    /// panics, a waiting caller runs its own loader. A blocking loader cannot be timed out: bound
+    /// it yourself.
     ///
     /// # Examples
     ///
@@ -168,6 +198,32 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     /// [`LoadError::Loader`] with the loader's error; [`LoadError::OwnerMismatch`] when the
     /// namespace checks value owners ([`Owned`](crate::Owned)) and the loader returned another
     /// owner's value (not cached, not returned).
+    ///
+    /// # Panics
+    ///
+    /// A panic in `load` propagates to the caller that ran it. Nothing is cached, and the load
+    /// is abandoned: a caller waiting for it runs its own loader, and the next call loads again.
+    ///
+    /// ```
+    /// # use scoped_cache::{DeviceId, Key, LocalCache, Namespace, RawBytes, TenantId};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let cache = LocalCache::<Thumbnails>::new(1_000)?;
+    /// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+    /// let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    ///     cache.get_or_load(&key, || -> Result<bytes::Bytes, std::io::Error> { panic!("loader bug") })
+    /// }));
+    /// assert!(panicked.is_err());
+    /// let value = cache.get_or_load(&key, || Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"jpeg")))?;
+    /// assert_eq!(value, "jpeg"); // not stuck behind the abandoned load
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get_or_load<E>(
         &self,
         key: &Key<N>,
@@ -219,6 +275,27 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     /// entry alone exceeds the capacity, or the namespace checks value owners
     /// ([`Owned`](crate::Owned)) and `value` names another owner than `key`. Use
     /// [`try_insert`](Self::try_insert) to tell these apart.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use scoped_cache::{DeviceId, Key, LocalCache, Namespace, RawBytes, TenantId};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let cache = LocalCache::<Thumbnails>::new(1_000)?;
+    /// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+    /// assert!(cache.insert(&key, bytes::Bytes::from_static(b"v1")));
+    /// assert!(cache.insert(&key, bytes::Bytes::from_static(b"v2"))); // replaces
+    /// assert_eq!(cache.get(&key).as_deref(), Some(&b"v2"[..]));
+    /// assert_eq!((cache.len(), cache.stats().inserts), (1, 2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn insert(&self, key: &Key<N>, value: N::Value) -> bool {
         self.try_insert(key, value).unwrap_or(false)
     }
@@ -255,7 +332,33 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
         Ok(self.insert_until(key, value, expires_ms))
     }
 
-    /// Like [`LocalCache::insert`], with this entry's own TTL.
+    /// Like [`LocalCache::insert`], with this entry's own TTL (instead of the cache's).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use scoped_cache::{DeviceId, Key, LocalCache, ManualClock, Namespace, RawBytes, TenantId};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// use std::time::Duration;
+    /// let clock = ManualClock::new(1_700_000_000_000);
+    /// let cache = LocalCache::<Thumbnails>::builder()
+    ///     .ttl(Duration::from_secs(600))
+    ///     .clock(clock.clock())
+    ///     .build()?;
+    /// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+    /// assert!(cache.insert_with_ttl(&key, bytes::Bytes::from_static(b"jpeg"), Duration::from_secs(1)));
+    /// assert!(cache.get(&key).is_some());
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(cache.get(&key), None); // expired after its own second, not the cache's 10 minutes
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn insert_with_ttl(&self, key: &Key<N>, value: N::Value, ttl: Duration) -> bool {
         if owned::check_write(key, &value).is_err() {
             return false;
@@ -274,32 +377,171 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     }
 
     /// Removes the entry for `key`; returns whether there was one.
+    ///
+    /// It does not stop a [`get_or_load`](Self::get_or_load) already running for `key` from
+    /// inserting the value it loaded afterwards.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use scoped_cache::{DeviceId, Key, LocalCache, Namespace, RawBytes, TenantId};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let cache = LocalCache::<Thumbnails>::new(1_000)?;
+    /// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+    /// cache.insert(&key, bytes::Bytes::from_static(b"jpeg"));
+    /// assert!(cache.remove(&key));
+    /// assert_eq!(cache.get(&key), None);
+    /// assert!(!cache.remove(&key)); // nothing left to remove
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn remove(&self, key: &Key<N>) -> bool {
         self.map.remove(key)
     }
 
     /// Removes every entry.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use scoped_cache::{DeviceId, Key, LocalCache, Namespace, RawBytes, TenantId};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let cache = LocalCache::<Thumbnails>::new(1_000)?;
+    /// for item in 0..3 {
+    ///     cache.insert(&Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), item), bytes::Bytes::new());
+    /// }
+    /// cache.clear();
+    /// assert!(cache.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn clear(&self) {
         self.map.clear();
     }
 
     /// The number of entries (expired ones not yet dropped included).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use scoped_cache::{DeviceId, Key, LocalCache, ManualClock, Namespace, RawBytes, TenantId};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// use std::time::Duration;
+    /// let clock = ManualClock::new(1_700_000_000_000);
+    /// let cache = LocalCache::<Thumbnails>::builder().clock(clock.clock()).build()?;
+    /// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+    /// cache.insert_with_ttl(&key, bytes::Bytes::new(), Duration::from_secs(1));
+    /// assert_eq!(cache.len(), 1);
+    /// clock.advance(Duration::from_secs(2));
+    /// assert_eq!(cache.len(), 1); // expired, not dropped yet
+    /// assert_eq!(cache.get(&key), None); // dropped when read
+    /// assert_eq!(cache.len(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
-    /// Whether the cache holds no entries.
+    /// Whether the cache holds no entries (expired ones not yet dropped count as entries).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use scoped_cache::{DeviceId, Key, LocalCache, Namespace, RawBytes, TenantId};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let cache = LocalCache::<Thumbnails>::new(1_000)?;
+    /// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+    /// assert!(cache.is_empty());
+    /// cache.insert(&key, bytes::Bytes::new());
+    /// assert!(!cache.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The capacity, in entries or weight units.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use scoped_cache::{DeviceId, Key, LocalCache, Namespace, RawBytes, TenantId};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// assert_eq!(LocalCache::<Thumbnails>::new(1_000)?.capacity(), 1_000);
+    /// let by_bytes = LocalCache::<Thumbnails>::builder()
+    ///     .max_entries(1 << 20) // a total weight, with a weigher
+    ///     .weigher(|_key, value| value.len() as u64)
+    ///     .build()?;
+    /// assert_eq!(by_bytes.capacity(), 1 << 20);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn capacity(&self) -> u64 {
         self.map.capacity()
     }
 
     /// The cache's counters: `hits_local`, `misses`, `inserts`, `evictions`, `expirations`,
-    /// `violations`.
+    /// `violations` (and `loads`, `load_errors`, `coalesced` of
+    /// [`get_or_load`](Self::get_or_load)). A snapshot: it does not change as the cache is used.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use scoped_cache::{DeviceId, Key, LocalCache, Namespace, RawBytes, TenantId};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let cache = LocalCache::<Thumbnails>::new(1)?;
+    /// let (first, second) = (
+    ///     Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), 1),
+    ///     Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), 2),
+    /// );
+    /// assert_eq!(cache.get(&first), None);
+    /// cache.insert(&first, bytes::Bytes::new());
+    /// assert!(cache.get(&first).is_some());
+    /// cache.insert(&second, bytes::Bytes::new()); // over capacity: one entry is evicted
+    /// let stats = cache.stats();
+    /// assert_eq!((stats.hits_local, stats.misses, stats.inserts, stats.evictions), (1, 1, 2, 1));
+    /// assert_eq!(stats.violations.total(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn stats(&self) -> Stats {
         self.map.counters().snapshot()
     }
@@ -344,7 +586,39 @@ impl<N: Namespace, S> fmt::Debug for LocalCache<N, S> {
     }
 }
 
-/// Configures a [`LocalCache`].
+/// Configures a [`LocalCache`]; from [`LocalCache::builder`].
+///
+/// Defaults: 10,000 entries, no weigher, no TTL, the system clock, no violation sink, aHash.
+///
+/// # Examples
+///
+/// ```
+/// use scoped_cache::{BuildError, LocalCache, ManualClock, Namespace, RawBytes};
+/// use std::time::Duration;
+/// # struct Thumbnails;
+/// # impl Namespace for Thumbnails {
+/// #     const NAME: &'static str = "thumb";
+/// #     const SCHEMA: u16 = 1;
+/// #     type Item = u64;
+/// #     type Value = bytes::Bytes;
+/// #     type Codec = RawBytes;
+/// # }
+/// let clock = ManualClock::new(1_700_000_000_000);
+/// let cache = LocalCache::<Thumbnails>::builder()
+///     .max_entries(64 << 20) // bytes, with the weigher below
+///     .weigher(|_key, value| value.len() as u64)
+///     .ttl(Duration::from_secs(60))
+///     .clock(clock.clock())
+///     .on_violation(|report| eprintln!("cache violation: {report:?}"))
+///     .build()?;
+/// assert_eq!(cache.capacity(), 64 << 20);
+///
+/// let zero = LocalCache::<Thumbnails>::builder().max_entries(0).build();
+/// assert_eq!(zero.err(), Some(BuildError::ZeroCapacity));
+/// let expired_on_arrival = LocalCache::<Thumbnails>::builder().ttl(Duration::ZERO).build();
+/// assert_eq!(expired_on_arrival.err(), Some(BuildError::ZeroTtl));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use]
 pub struct LocalCacheBuilder<N: Namespace, S = ahash::RandomState> {
     capacity: u64,
@@ -358,7 +632,8 @@ pub struct LocalCacheBuilder<N: Namespace, S = ahash::RandomState> {
 }
 
 impl<N: Namespace, S: BuildHasher + Clone> LocalCacheBuilder<N, S> {
-    /// At most this many entries (or weight units, with [`weigher`](Self::weigher)).
+    /// At most this many entries (or weight units, with [`weigher`](Self::weigher)); default
+    /// 10,000. 0 is refused: [`build`](Self::build) fails with [`BuildError::ZeroCapacity`].
     pub fn max_entries(mut self, capacity: u64) -> Self {
         self.capacity = capacity;
         self
@@ -399,6 +674,33 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCacheBuilder<N, S> {
 
     /// Test-only fault injection (feature `testing`): lookups of a key are answered with the
     /// entry of the key `chaos` returns, as a buggy map would. Every such hit must be refused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use scoped_cache::{DeviceId, Key, LocalCache, Namespace, RawBytes, TenantId, ViolationKind};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let alices = Key::new(TenantId::new("alice")?, DeviceId::new("cam-7")?, 9);
+    /// let bobs = Key::new(TenantId::new("bob")?, DeviceId::new("cam-7")?, 9);
+    /// let chaos_bobs = bobs.clone();
+    /// let cache = LocalCache::<Thumbnails>::builder()
+    ///     // A map bug: reads of Alice's key find Bob's entry.
+    ///     .lookup_chaos(move |key| (key == &alices).then(|| chaos_bobs.clone()))
+    ///     .build()?;
+    /// cache.insert(&bobs, bytes::Bytes::from_static(b"bob's jpeg"));
+    /// let alices = Key::new(TenantId::new("alice")?, DeviceId::new("cam-7")?, 9);
+    /// assert_eq!(cache.get(&alices), None); // refused, not served
+    /// assert_eq!(cache.stats().violations.get(ViolationKind::OwnerMismatch), 1);
+    /// assert_eq!(cache.get(&bobs).as_deref(), Some(&b"bob's jpeg"[..])); // Bob's reads are his own
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(feature = "testing")]
     pub fn lookup_chaos(
         mut self,
