@@ -34,6 +34,27 @@ const HEADER_LEN: usize = 4 + 1 + 1 + 2 + 4 + 8 + 8 + 4;
 const MIN_LEN: usize = HEADER_LEN + 4 + TAG_LEN;
 
 /// A value could not be sealed.
+///
+/// # Examples
+///
+/// ```
+/// # use scoped_cache::{DeviceId, Envelope, Key, KeyId, KeyRing, NEVER, Namespace, RawBytes, SealError, TenantId};
+/// # struct Thumbnails;
+/// # impl Namespace for Thumbnails {
+/// #     const NAME: &'static str = "thumb";
+/// #     const SCHEMA: u16 = 1;
+/// #     type Item = u64;
+/// #     type Value = bytes::Bytes;
+/// #     type Codec = RawBytes;
+/// # }
+/// let ring = KeyRing::new(KeyId(1), &[42; 32])?;
+/// let key = Key::<Thumbnails>::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+/// let envelope = Envelope::with_max_payload(4);
+/// let error = envelope.seal(&key, b"a large jpeg", 0, NEVER, &ring).unwrap_err();
+/// assert_eq!(error, SealError::PayloadTooLarge { len: 12, limit: 4 });
+/// assert!(error.to_string().contains("raise max_payload")); // says what to do
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SealError {
@@ -53,7 +74,28 @@ pub enum SealError {
     },
 }
 
-/// An envelope that opened for the requested key.
+/// An envelope that opened for the requested key; from [`Envelope::open_details`].
+///
+/// # Examples
+///
+/// ```
+/// # use scoped_cache::{DeviceId, Envelope, Key, KeyId, KeyRing, Namespace, Opened, RawBytes, TenantId};
+/// # struct Thumbnails;
+/// # impl Namespace for Thumbnails {
+/// #     const NAME: &'static str = "thumb";
+/// #     const SCHEMA: u16 = 1;
+/// #     type Item = u64;
+/// #     type Value = bytes::Bytes;
+/// #     type Codec = RawBytes;
+/// # }
+/// let ring = KeyRing::new(KeyId(1), &[42; 32])?;
+/// let key = Key::<Thumbnails>::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+/// let sealed = Envelope::default().seal(&key, b"jpeg", 1_000, 61_000, &ring)?;
+/// let opened: Opened = Envelope::default().open_details(&sealed, &key, 2_000, &ring)?;
+/// assert_eq!(opened.payload, "jpeg");
+/// assert_eq!((opened.created_ms, opened.expires_ms), (1_000, 61_000));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Opened {
@@ -110,6 +152,35 @@ impl Default for Envelope {
 
 impl Envelope {
     /// Limits payloads to `max_payload` bytes (at most `u32::MAX`; larger values are clamped).
+    ///
+    /// The limit applies both ways: a larger payload is not sealed, and an envelope whose
+    /// payload (or whole length) exceeds it is refused as [`Malformed::TooLarge`] before its tag
+    /// is computed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use scoped_cache::{DeviceId, Envelope, Key, KeyId, KeyRing, Malformed, NEVER, Namespace, RawBytes, SealError, TenantId, Violation};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let ring = KeyRing::new(KeyId(1), &[42; 32])?;
+    /// let key = Key::<Thumbnails>::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+    /// let small = Envelope::with_max_payload(4);
+    /// assert_eq!(small.max_payload(), 4);
+    /// assert!(matches!(small.seal(&key, b"12345", 0, NEVER, &ring), Err(SealError::PayloadTooLarge { .. })));
+    /// let sealed = Envelope::default().seal(&key, b"12345", 0, NEVER, &ring)?;
+    /// assert!(matches!(
+    ///     small.open(&sealed, &key, 0, &ring),
+    ///     Err(Violation::Malformed { reason: Malformed::TooLarge { .. } })
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn with_max_payload(max_payload: usize) -> Self {
         Self {
             max_payload: max_payload.min(u32::MAX as usize),
@@ -128,6 +199,29 @@ impl Envelope {
 
     /// Seals `payload` for `key`, valid from `created_ms` until `expires_ms` (ms since the Unix
     /// epoch; [`NEVER`] for no expiry), with the ring's signing key.
+    ///
+    /// The envelope embeds the full key (namespace, owner, item) and the namespace's schema, so
+    /// it opens only for exactly that key. Pure: no I/O, no clock (time is a parameter).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use scoped_cache::{DeviceId, Envelope, Key, KeyId, KeyRing, MAGIC, NEVER, Namespace, RawBytes, TenantId};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let ring = KeyRing::new(KeyId(1), &[42; 32])?;
+    /// let key = Key::<Thumbnails>::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+    /// let sealed = Envelope::default().seal(&key, b"jpeg", 1_000, NEVER, &ring)?;
+    /// assert!(sealed.starts_with(&MAGIC));
+    /// assert_eq!(Envelope::default().open(&sealed, &key, u64::MAX, &ring)?, "jpeg"); // never expires
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -152,10 +246,66 @@ impl Envelope {
 
     /// Opens `sealed` for `key` at time `now_ms` and returns the payload.
     ///
+    /// The checks run in this order, and the first that fails is the error:
+    ///
+    /// 1. Structure, before any MAC is computed ([`Violation::Malformed`]): the length is at most
+    ///    [`max_envelope_len`](Self::max_envelope_len) and at least the minimum, then the magic,
+    ///    the format version, the reserved flags, the key length (at most [`MAX_KEY_LEN`]), the
+    ///    payload length (at most [`max_payload`](Self::max_payload)), and that the lengths
+    ///    account for every byte (truncated or trailing bytes).
+    /// 2. The key id is in `ring` ([`Violation::UnknownKey`]).
+    /// 3. The tag verifies, in constant time ([`Violation::BadTag`]). Nothing before this point is
+    ///    authenticated; everything after it is.
+    /// 4. The embedded key is `key`'s encoding: [`Violation::NamespaceMismatch`],
+    ///    [`Violation::OwnerMismatch`] or [`Violation::ItemMismatch`], in that order of
+    ///    precedence (or [`Malformed::BadKey`] if it does not decode).
+    /// 5. The schema is the namespace's ([`Violation::SchemaMismatch`]).
+    /// 6. It has not expired: `now_ms < expires_ms`, unless it is [`NEVER`]
+    ///    ([`Violation::Expired`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use scoped_cache::{DeviceId, Envelope, Key, KeyId, KeyRing, Namespace, RawBytes, TenantId, Violation};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let ring = KeyRing::new(KeyId(1), &[42; 32])?;
+    /// let alices = Key::<Thumbnails>::new(TenantId::new("alice")?, DeviceId::new("cam-7")?, 9);
+    /// let bobs = Key::<Thumbnails>::new(TenantId::new("bob")?, DeviceId::new("cam-7")?, 9);
+    /// let envelope = Envelope::default();
+    /// let sealed = envelope.seal(&alices, b"jpeg", 1_000, 61_000, &ring)?;
+    /// assert_eq!(envelope.open(&sealed, &alices, 2_000, &ring)?, "jpeg");
+    ///
+    /// // Bob's key never opens Alice's value: a violation naming both owners, not a miss.
+    /// let Err(Violation::OwnerMismatch { expected, found }) = envelope.open(&sealed, &bobs, 2_000, &ring) else {
+    ///     panic!("expected an owner mismatch");
+    /// };
+    /// assert_eq!((expected, found), (bobs.owner().clone(), alices.owner().clone()));
+    ///
+    /// // A flipped payload byte fails the tag before anything else is believed.
+    /// let mut tampered = sealed.to_vec();
+    /// let last_payload_byte = tampered.len() - 33;
+    /// tampered[last_payload_byte] ^= 1;
+    /// assert_eq!(envelope.open(&tampered.into(), &alices, 2_000, &ring), Err(Violation::BadTag));
+    ///
+    /// // Another secret under the same key id: the tag does not verify either.
+    /// let other_ring = KeyRing::new(KeyId(1), &[7; 32])?;
+    /// assert_eq!(envelope.open(&sealed, &alices, 2_000, &other_ring), Err(Violation::BadTag));
+    /// assert!(matches!(envelope.open(&sealed, &alices, 61_000, &ring), Err(Violation::Expired { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// A [`Violation`] unless the envelope is well formed, sealed by a key in `ring`, untampered,
-    /// and written for exactly this namespace, schema, owner and item, and not expired.
+    /// and written for exactly this namespace, schema, owner and item, and not expired (checked
+    /// in the order above).
     pub fn open<N: Namespace>(
         &self,
         sealed: &Bytes,
@@ -167,7 +317,29 @@ impl Envelope {
             .map(|opened| opened.payload)
     }
 
-    /// Like [`Envelope::open`], also returning the envelope's timestamps.
+    /// Like [`Envelope::open`], also returning the envelope's timestamps (the same checks, in
+    /// the same order).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use scoped_cache::{DeviceId, Envelope, Key, KeyId, KeyRing, Namespace, RawBytes, TenantId};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let ring = KeyRing::new(KeyId(1), &[42; 32])?;
+    /// let key = Key::<Thumbnails>::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+    /// let sealed = Envelope::default().seal(&key, b"jpeg", 1_000, 61_000, &ring)?;
+    /// let opened = Envelope::default().open_details(&sealed, &key, 2_000, &ring)?;
+    /// assert_eq!(opened.payload, "jpeg");
+    /// assert_eq!(opened.expires_ms - 2_000, 59_000); // time left, e.g. for a TTL downstream
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///
