@@ -15,8 +15,9 @@
 //!
 //! `.ci/icount` runs this file, reads each benchmark's instruction count (Ir) from gungraun's
 //! `summary.json`, and fails when `local_hit ÷ dashmap_get` or `envelope_open ÷ hmac_sha256`
-//! passes its budget. Both gets-benchmarks return every value they read (dropping it is counted,
-//! the same on both sides). Results and budgets: `BENCHMARKS.md`, "Instruction counts (CI check)".
+//! passes its budget. Every benchmark returns what it read (values, fixture), so a get is counted
+//! from the call to the value in hand: dropping the values is not counted, on either side.
+//! Results and budgets: `BENCHMARKS.md`, "Instruction counts (CI check)".
 //!
 //! `ICOUNT_DEMO_EXTRA_HASHES=n` (read in setup, outside the measurement) makes `local_hit` hash
 //! its key `n` more times per get with the cache's hasher: a stand-in regression that shows the
