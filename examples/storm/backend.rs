@@ -1,0 +1,100 @@
+//! The remote tier the flags chose (in-process memory or Redis), opened fresh for each run and
+//! observed for the values it loses.
+
+use crate::config::{BackendChoice, Config};
+#[cfg(feature = "redis")]
+use crate::now_ms;
+use crate::origin::Origin;
+use bytes::Bytes;
+use scoped_cache::{MemoryStore, RemoteStore, StoreFuture};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The chosen backend behind one type, so that `FaultyStore` can wrap whichever it is. It also
+/// ends a key's fill where the backend loses the key's value: when the key is deleted (the cache
+/// deletes a key whose read it refused; the delete is not conditional, so it can remove a value
+/// another caller has just loaded and written), and when a read or write of it fails on its own
+/// (not injected): a failed read is a miss, a failed write leaves the value out of the shared tier.
+pub struct Backend {
+    pub store: Arc<dyn RemoteStore>,
+    pub origin: Arc<Origin>,
+    pub errors: AtomicU64,
+}
+
+impl Backend {
+    fn observe<'a, T: Send + 'a>(
+        &'a self,
+        key: &'a [u8],
+        call: StoreFuture<'a, T>,
+        ends_fill: bool,
+    ) -> StoreFuture<'a, T> {
+        Box::pin(async move {
+            let outcome = call.await;
+            if outcome.is_err() {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                if ends_fill {
+                    self.origin.end_fill(key);
+                }
+            }
+            outcome
+        })
+    }
+}
+
+impl RemoteStore for Backend {
+    fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Bytes>> {
+        self.observe(key, self.store.get(key), true)
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a [u8],
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> StoreFuture<'a, ()> {
+        self.observe(key, self.store.set(key, value, ttl), true)
+    }
+
+    fn delete<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let outcome = self.observe(key, self.store.delete(key), false).await;
+            self.origin.end_fill(key);
+            outcome
+        })
+    }
+}
+
+/// The chosen backend, fresh for one run; the `MemoryStore` too when it is one, for its stats.
+pub async fn open_backend(
+    config: &Config,
+    run: &str,
+) -> Result<(Arc<dyn RemoteStore>, Option<Arc<MemoryStore>>), String> {
+    match &config.backend {
+        BackendChoice::Memory => {
+            // Room for every key: evictions would only cost reloads, never the checks.
+            let memory = Arc::new(MemoryStore::new(4 << 30));
+            Ok((memory.clone(), Some(memory)))
+        }
+        BackendChoice::Redis(url) => open_redis(url, run).await.map(|store| (store, None)),
+    }
+}
+
+#[cfg(feature = "redis")]
+async fn open_redis(url: &str, run: &str) -> Result<Arc<dyn RemoteStore>, String> {
+    // A prefix of its own per run, so that runs (and the baseline) never see each other's keys.
+    let prefix = format!("storm:{}:{}:{run}:", std::process::id(), now_ms());
+    scoped_cache::RedisStore::builder(url)
+        .key_prefix(prefix)
+        .connect()
+        .await
+        .map(|store| Arc::new(store) as Arc<dyn RemoteStore>)
+        .map_err(|error| format!("cannot connect to {url}: {error}"))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn open_redis(url: &str, _run: &str) -> Result<Arc<dyn RemoteStore>, String> {
+    Err(format!(
+        "{url}: this build has no Redis support; add --features redis"
+    ))
+}

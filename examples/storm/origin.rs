@@ -1,0 +1,162 @@
+//! The origin: the slow, limited source of truth, counting its loads per key and per fill.
+
+use crate::config::Config;
+use crate::ground_truth::thumbnail;
+use crate::population::Population;
+use bytes::Bytes;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// The source of truth: slow, limited, and counting what it is asked for.
+///
+/// It serves on a runtime of its own, as another service would: a load's permit is held for
+/// the origin's latency, not for as long as the storm's busy runtime takes to poll the loader
+/// again.
+pub struct Origin {
+    latency: Duration,
+    permits: Arc<Semaphore>,
+    server: tokio::runtime::Handle,
+    population: Population,
+    /// Loads of each key over the run.
+    loads: Box<[AtomicU32]>,
+    /// Reads of each key that a fault made fail (refused or errored): each ends a fill.
+    fills_ended: Box<[AtomicU32]>,
+    /// Per key: (the fill its last load belonged to) << 24 | (loads in that fill).
+    fill_loads: Box<[AtomicU64]>,
+    /// Breaker transitions so far: each ends every key's fill (while the breaker is open, or
+    /// turning, loaded values are not written, so they load again once it closes).
+    pub breaker_transitions: AtomicU32,
+    pub total: AtomicU64,
+    max_per_fill: AtomicU32,
+    reloads_after_fill_ended: AtomicU64,
+    reloads_unexplained: AtomicU64,
+    /// Whether the namespace's breaker is open (set by the client's breaker sink).
+    pub breaker_open: AtomicBool,
+    loads_while_open: AtomicU64,
+}
+
+impl Origin {
+    pub fn new(config: &Config, server: tokio::runtime::Handle) -> Self {
+        let keys = config.population().keys() as usize;
+        let zeroed32 = || (0..keys).map(|_| AtomicU32::new(0)).collect();
+        Self {
+            latency: config.origin_latency,
+            permits: Arc::new(Semaphore::new(config.origin_concurrency)),
+            server,
+            population: config.population(),
+            loads: zeroed32(),
+            fills_ended: zeroed32(),
+            fill_loads: (0..keys).map(|_| AtomicU64::new(0)).collect(),
+            total: AtomicU64::new(0),
+            max_per_fill: AtomicU32::new(0),
+            reloads_after_fill_ended: AtomicU64::new(0),
+            reloads_unexplained: AtomicU64::new(0),
+            breaker_open: AtomicBool::new(false),
+            breaker_transitions: AtomicU32::new(0),
+            loads_while_open: AtomicU64::new(0),
+        }
+    }
+
+    /// A read of the key with this encoding failed because of an injected fault.
+    pub fn end_fill(&self, encoded: &[u8]) {
+        if let Some(ended) = self
+            .population
+            .index_of_encoded(encoded)
+            .and_then(|index| self.fills_ended.get(index))
+        {
+            ended.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Loads a thumbnail, as slowly as the origin is.
+    pub async fn load(
+        &self,
+        tenant: u64,
+        device_index: u64,
+        item: u64,
+    ) -> Result<Bytes, Infallible> {
+        self.count(self.population.key_index(tenant, device_index, item));
+        if !self.latency.is_zero() {
+            let (permits, latency) = (Arc::clone(&self.permits), self.latency);
+            let served = self.server.spawn(async move {
+                // The semaphore is never closed; were it, the load would just not wait.
+                let _permit = permits.acquire().await;
+                tokio::time::sleep(latency).await;
+            });
+            // An error only means the origin's runtime is gone: the load is not slowed then.
+            let _ = served.await;
+        }
+        let device = self.population.device(tenant, device_index);
+        Ok(thumbnail(tenant, device, item))
+    }
+
+    fn count(&self, index: usize) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        let (Some(loads), Some(ended), Some(fill_loads)) = (
+            self.loads.get(index),
+            self.fills_ended.get(index),
+            self.fill_loads.get(index),
+        ) else {
+            return;
+        };
+        let earlier = loads.fetch_add(1, Ordering::Relaxed);
+        if self.breaker_open.load(Ordering::Relaxed) {
+            // A bypassed call: it loads by design and fills nothing, so it is no part of a fill.
+            self.loads_while_open.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // A fill is named by the key's ended fills and the breaker's transitions, 20 bits each
+        // (wrapping; a false match needs 2^20 of either between two loads of one key).
+        let fill = u64::from(self.breaker_transitions.load(Ordering::Acquire) & 0xf_ffff) << 20
+            | u64::from(ended.load(Ordering::Acquire) & 0xf_ffff);
+        let mut in_fill = 1;
+        let _ = fill_loads.fetch_update(Ordering::AcqRel, Ordering::Acquire, |packed| {
+            let (last_fill, count) = (packed >> 24, packed & 0xff_ffff);
+            in_fill = if last_fill == fill && count > 0 {
+                (count + 1).min(0xff_ffff)
+            } else {
+                1
+            };
+            Some(fill << 24 | in_fill)
+        });
+        if in_fill > 1 {
+            self.reloads_unexplained.fetch_add(1, Ordering::Relaxed);
+        } else if earlier > 0 {
+            self.reloads_after_fill_ended
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.max_per_fill
+            .fetch_max(in_fill as u32, Ordering::Relaxed);
+    }
+
+    pub fn summary(&self) -> OriginSummary {
+        let loads = self.loads.iter().map(|n| n.load(Ordering::Relaxed));
+        let (keys_loaded, max_total) = loads.fold((0, 0), |(keys, max), n| {
+            (keys + u64::from(n > 0), max.max(n))
+        });
+        OriginSummary {
+            loads: self.total.load(Ordering::Relaxed),
+            keys_loaded,
+            per_key_max_per_fill: self.max_per_fill.load(Ordering::Relaxed),
+            per_key_max_total: max_total,
+            reloads_after_fill_ended: self.reloads_after_fill_ended.load(Ordering::Relaxed),
+            reloads_unexplained: self.reloads_unexplained.load(Ordering::Relaxed),
+            loads_while_open: self.loads_while_open.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What the origin saw.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OriginSummary {
+    pub loads: u64,
+    pub keys_loaded: u64,
+    pub per_key_max_per_fill: u32,
+    pub per_key_max_total: u32,
+    pub reloads_after_fill_ended: u64,
+    pub reloads_unexplained: u64,
+    pub loads_while_open: u64,
+}

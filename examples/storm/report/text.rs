@@ -1,0 +1,249 @@
+//! The report as text, as the storm prints it.
+
+use super::{Report, RunReport};
+use crate::config::PolicyChoice;
+use crate::fault_plan::{GROUPS, handled_as};
+use std::fmt::Write as _;
+
+impl Report {
+    pub fn summary(&self) -> String {
+        let c = &self.config;
+        let v = &self.verified;
+        let t = &v.tally;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "storm: {} tenants x {} devices x {} items = {} keys; {} sessions per device ({} \
+             sessions, released together)",
+            c.tenants,
+            c.devices_per_tenant,
+            c.items_per_device,
+            c.population().keys(),
+            c.sessions_per_device,
+            c.sessions()
+        );
+        let _ = writeln!(
+            out,
+            "       L1 {} entries; TTL {:?}; origin {:?} x {} at once; policy {}; backend {}; seed {}",
+            c.l1_capacity,
+            c.ttl,
+            c.origin_latency,
+            c.origin_concurrency,
+            c.policy_name(),
+            c.backend_name(),
+            c.seed
+        );
+        let _ = writeln!(out, "       faults {}", c.faults);
+        let _ = writeln!(out);
+        let pct = |n: u64| 100.0 * n as f64 / t.requests.max(1) as f64;
+        let _ = writeln!(
+            out,
+            "  throughput     {:>10.0} req/s   {} requests in {:.2} s (after {:.2} s writing \
+             yesterday's values and spawning the sessions)",
+            v.ops_per_s(),
+            t.requests,
+            v.elapsed.as_secs_f64(),
+            v.prepared.as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "  latency        p50 {} us   p99 {} us   p99.9 {} us   max {} us",
+            v.latency.p50, v.latency.p99, v.latency.p999, v.latency.max
+        );
+        let k = &v.counts;
+        for (name, n, note) in [
+            ("hits L1", k.hits_l1, String::new()),
+            ("hits L2", k.hits_l2, String::new()),
+            (
+                "loads",
+                k.loads,
+                "get_or_load calls that ran the loader".into(),
+            ),
+            (
+                "coalesced",
+                k.coalesced,
+                "waited for another caller's load of the same key".into(),
+            ),
+            (
+                "errors",
+                t.errors,
+                format!(
+                    "calls that returned an error (load errors {})",
+                    k.load_errors
+                ),
+            ),
+        ] {
+            let _ = writeln!(out, "  {name:<14} {n:>10}   {:5.1} %  {note}", pct(n));
+        }
+        let _ = writeln!(
+            out,
+            "  remote         {:>10} reads, {} errors ({} from the backend itself){}",
+            v.remote_reads,
+            k.remote_errors,
+            v.backend_errors,
+            v.l2_evictions
+                .map(|n| format!(", {n} evictions"))
+                .unwrap_or_default()
+        );
+        let o = &v.origin;
+        let _ = writeln!(
+            out,
+            "  origin         {:>10} loads of {} keys; {} reloads after the key's fill ended \
+             (refused, deleted or unstored value), {} unexplained{}",
+            o.loads,
+            o.keys_loaded,
+            o.reloads_after_fill_ended,
+            o.reloads_unexplained,
+            if o.loads_while_open > 0 {
+                format!(", {} while the breaker was open", o.loads_while_open)
+            } else {
+                String::new()
+            }
+        );
+        let _ = writeln!(
+            out,
+            "  origin_loads_per_key_max: {}   (most loads of one key within one fill; over the \
+             whole run: {})",
+            o.per_key_max_per_fill, o.per_key_max_total
+        );
+        if c.policy == PolicyChoice::AutoBypass {
+            let (trips, open_ms) = v.breaker();
+            let _ = writeln!(
+                out,
+                "  breaker_trips: {trips}   (open {:.2} s in all; {} loads while open: every call \
+                 loads, uncoalesced, by design)",
+                open_ms as f64 / 1000.0,
+                o.loads_while_open
+            );
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(out, "  {:<10} {:>10}   should be", "fault", "injected");
+        for (kind, n) in v.injected.iter() {
+            let _ = writeln!(out, "  {:<10} {n:>10}   {}", kind.name(), handled_as(kind));
+        }
+        for group in &GROUPS {
+            let (injected, refused) = v.group_counts(group);
+            let mark = if injected == refused { "ok" } else { "DIFFERS" };
+            let _ = writeln!(
+                out,
+                "  {:<38} injected {injected:>8}   refused {refused:>8}   {mark}",
+                group.name
+            );
+        }
+        let errors = v.errors_injected();
+        let errors = errors + v.backend_errors;
+        let mark = if errors == k.remote_errors {
+            "ok"
+        } else {
+            "DIFFERS"
+        };
+        let _ = writeln!(
+            out,
+            "  {:<38} injected {errors:>8}   errors  {:>8}   {mark}",
+            "failed calls (drop, timeout, backend)", k.remote_errors
+        );
+        if !v.sink_examples.is_empty() {
+            let _ = writeln!(
+                out,
+                "  first refusal of each kind, as the violation sink saw it"
+            );
+        }
+        for (label, text) in &v.sink_examples {
+            let _ = writeln!(out, "    {label}:\n      {text}");
+        }
+        let _ = writeln!(out);
+        match v.mismatch_reason() {
+            None if v.wrong_values_injected() == 0 => {
+                let _ = writeln!(out, "  detection: no wrong values injected, none refused");
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  detection: all {} injected wrong values reached the cache and were refused",
+                    v.wrong_values_injected()
+                );
+            }
+            Some(reason) => {
+                let _ = writeln!(out, "  detection: MISMATCH: {reason}");
+            }
+        }
+        for example in &t.error_examples {
+            let _ = writeln!(out, "    error: {example}");
+        }
+        let _ = writeln!(
+            out,
+            "  leaks: {}   (values served that differ from the harness's own ground truth)",
+            t.leaks
+        );
+        for example in &t.leak_examples {
+            let _ = writeln!(out, "    LEAK: {example}");
+        }
+        if let Some(naive) = &self.naive {
+            let _ = writeln!(out);
+            out.push_str(&side_by_side(v, naive));
+        }
+        let _ = write!(out, "  result: {}", if self.ok() { "PASS" } else { "FAIL" });
+        out
+    }
+}
+
+/// The verified run next to the naive one.
+fn side_by_side(verified: &RunReport, naive: &RunReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "  the same storm, side by side            {:>14} {:>22}",
+        "verified", "unverified (naive)"
+    );
+    let rows: [(&str, u64, u64); 9] = [
+        ("requests", verified.tally.requests, naive.tally.requests),
+        (
+            "wrong values served (leaks)",
+            verified.tally.leaks,
+            naive.tally.leaks,
+        ),
+        (
+            "  another owner's data",
+            verified.tally.leaks_other_owner,
+            naive.tally.leaks_other_owner,
+        ),
+        (
+            "  damaged bytes",
+            verified.tally.leaks - verified.tally.leaks_other_owner,
+            naive.tally.leaks - naive.tally.leaks_other_owner,
+        ),
+        (
+            "expired values served",
+            verified.counts.expired_served,
+            naive.counts.expired_served,
+        ),
+        (
+            "wrong values injected",
+            verified.wrong_values_injected(),
+            naive.wrong_values_injected(),
+        ),
+        ("origin loads", verified.origin.loads, naive.origin.loads),
+        (
+            "origin loads per key, max",
+            u64::from(verified.origin.per_key_max_total),
+            u64::from(naive.origin.per_key_max_total),
+        ),
+        ("p99 latency (us)", verified.latency.p99, naive.latency.p99),
+    ];
+    for (name, left, right) in rows {
+        let _ = writeln!(out, "    {name:<36} {left:>14} {right:>22}");
+    }
+    let _ = writeln!(
+        out,
+        "    {:<36} {:>14.0} {:>22.0}",
+        "throughput (req/s)",
+        verified.ops_per_s(),
+        naive.ops_per_s()
+    );
+    let _ = writeln!(
+        out,
+        "  (the naive client cuts the payload out of whatever the store returns, keeps it in its \
+         L1 and serves it again; it has no single-flight)"
+    );
+    out
+}

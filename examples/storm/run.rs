@@ -1,0 +1,283 @@
+//! One run of the storm, verified or naive: the backend and its faults, the client, every session
+//! spawned behind one barrier, and what they measured.
+
+use crate::backend::{Backend, open_backend};
+use crate::config::{Config, Stop};
+use crate::latency::Latency;
+use crate::naive_cache::NaiveCache;
+use crate::namespace::{SECRET, Thumbnails};
+use crate::origin::Origin;
+use crate::population::Population;
+use crate::progress::progress_bar;
+use crate::report::{CacheCounts, RunReport};
+use crate::session::{Tally, session};
+use crate::sink_log::SinkLog;
+use crate::yesterday::remember_yesterday;
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use scoped_cache::testing::{FaultKind, FaultyStore};
+use scoped_cache::{BreakerState, Cache, Client, Key, KeyId, KeyRing};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Barrier;
+
+/// How a run reads: through the library, or through the naive client.
+pub enum Path {
+    Verified(Cache<Thumbnails>),
+    Naive(NaiveCache),
+}
+
+impl Path {
+    pub async fn fetch(
+        &self,
+        key: &Key<Thumbnails>,
+        origin: &Origin,
+        tenant: u64,
+        device_index: u64,
+        item: u64,
+    ) -> Result<Bytes, String> {
+        let load = || origin.load(tenant, device_index, item);
+        match self {
+            Path::Verified(cache) => cache
+                .get_or_load(key, load)
+                .await
+                .map_err(|error| error.to_string()),
+            Path::Naive(naive) => naive.get_or_load(key, load()).await,
+        }
+    }
+}
+
+/// Everything the sessions of one run share.
+pub struct Run {
+    pub path: Path,
+    pub origin: Arc<Origin>,
+    pub population: Population,
+    /// Requests finished so far (for the progress bar).
+    pub done: AtomicU64,
+    /// Set when `--duration` has passed.
+    pub stopped: AtomicBool,
+    pub latency_us: Mutex<Histogram<u64>>,
+}
+
+/// Runs the storm once, verified or naive.
+pub async fn run(
+    config: &Config,
+    naive: bool,
+    origin_server: tokio::runtime::Handle,
+) -> Result<RunReport, String> {
+    let preparing = Instant::now();
+    let label = if naive { "unverified" } else { "verified" };
+    let (store, memory) = open_backend(config, label).await?;
+    let origin = Arc::new(Origin::new(config, origin_server));
+    let backend = Backend {
+        store,
+        origin: Arc::clone(&origin),
+        errors: AtomicU64::new(0),
+    };
+    let observer = {
+        let origin = Arc::clone(&origin);
+        move |key: &[u8], kind: FaultKind| {
+            // The verified cache deletes a refused value and reads a failed read as a miss, so
+            // the next read must load again; the naive one only misses on a failed read.
+            let ends_fill = if naive {
+                kind.is_error()
+            } else {
+                kind.is_error() || kind.is_wrong_value()
+            };
+            if ends_fill {
+                origin.end_fill(key);
+            }
+        }
+    };
+    let store = Arc::new(
+        FaultyStore::builder(backend)
+            .seed(config.seed)
+            .rates(config.faults)
+            .history(3, config.population().keys() as usize)
+            .on_fault(observer)
+            .build()
+            .map_err(|error| error.to_string())?,
+    );
+    if config.faults.get(FaultKind::Stale) > 0.0 || config.faults.get(FaultKind::Replay) > 0.0 {
+        remember_yesterday(store.clone(), config).await?;
+    }
+
+    let sink = Arc::new(SinkLog::default());
+    let ring = KeyRing::new(KeyId(1), SECRET).map_err(|e| e.to_string())?;
+    let path = if naive {
+        Path::Naive(NaiveCache {
+            l1: (config.l1_capacity > 0)
+                .then(|| quick_cache::sync::Cache::new(config.l1_capacity as usize)),
+            store: store.clone(),
+            ring,
+            ttl: config.ttl,
+            hits_l1: AtomicU64::new(0),
+            hits_l2: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            remote_errors: AtomicU64::new(0),
+            expired_served: AtomicU64::new(0),
+        })
+    } else {
+        let sink = Arc::clone(&sink);
+        let breaker_origin = Arc::clone(&origin);
+        let client = Client::builder()
+            .key_ring(ring)
+            .remote_shared(store.clone())
+            .on_violation(move |report| sink.record(report))
+            .on_breaker(move |event| {
+                let open = event.to == BreakerState::Open;
+                breaker_origin.breaker_open.store(open, Ordering::Relaxed);
+                breaker_origin
+                    .breaker_transitions
+                    .fetch_add(1, Ordering::AcqRel);
+            })
+            .build()
+            .map_err(|e| e.to_string())?;
+        Path::Verified(
+            client
+                .cache::<Thumbnails>()
+                .local_capacity(config.l1_capacity)
+                .ttl(config.ttl)
+                .policy(config.policy())
+                .build()
+                .map_err(|e| e.to_string())?,
+        )
+    };
+    let run = Arc::new(Run {
+        path,
+        origin: Arc::clone(&origin),
+        population: config.population(),
+        done: AtomicU64::new(0),
+        stopped: AtomicBool::new(false),
+        latency_us: Mutex::new(
+            Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| e.to_string())?,
+        ),
+    });
+
+    // Every session is spawned and waiting before any starts: the reconnect storm.
+    let sessions = config.sessions();
+    let barrier = Arc::new(Barrier::new(sessions as usize + 1));
+    let population = config.population();
+    let mut tasks = Vec::with_capacity(sessions as usize);
+    let mut next = 0u64;
+    for tenant in 0..population.tenants {
+        for device_index in 0..population.devices_per_tenant {
+            for _ in 0..config.sessions_per_device {
+                let share = match config.stop {
+                    Stop::Requests(total) => {
+                        Some(total / sessions + u64::from(next < total % sessions))
+                    }
+                    Stop::After(_) => None,
+                };
+                next += 1;
+                tasks.push(tokio::spawn(session(
+                    Arc::clone(&run),
+                    Arc::clone(&barrier),
+                    tenant,
+                    device_index,
+                    share,
+                )));
+            }
+        }
+    }
+    let progress = progress_bar(config, label);
+    barrier.wait().await;
+    let prepared = preparing.elapsed();
+    let started = Instant::now();
+    let ticker = {
+        let (run, progress, sink, stop) = (
+            Arc::clone(&run),
+            progress.clone(),
+            Arc::clone(&sink),
+            config.stop,
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Stop::After(limit) = stop
+                    && started.elapsed() >= limit
+                {
+                    run.stopped.store(true, Ordering::Relaxed);
+                }
+                let done = run.done.load(Ordering::Relaxed);
+                progress.set_position(match stop {
+                    Stop::Requests(_) => done,
+                    Stop::After(_) => started.elapsed().as_millis() as u64,
+                });
+                progress.set_message(format!(
+                    "{:.0} req/s, {} loads, {} refused",
+                    done as f64 / started.elapsed().as_secs_f64().max(1e-3),
+                    run.origin.total.load(Ordering::Relaxed),
+                    sink.remote.load(Ordering::Relaxed) + sink.local.load(Ordering::Relaxed)
+                ));
+            }
+        })
+    };
+    let mut tally = Tally::default();
+    for task in tasks {
+        match task.await {
+            Ok(done) => tally.merge(done),
+            Err(error) => eprintln!("storm: a session failed: {error}"),
+        }
+    }
+    let elapsed = started.elapsed();
+    ticker.abort();
+    progress.finish_and_clear();
+
+    let latency = Latency::of(&run.latency_us.lock().unwrap_or_else(|e| e.into_inner()));
+    let (counts, stats) = match &run.path {
+        Path::Verified(cache) => {
+            let stats = cache.stats();
+            let counts = CacheCounts {
+                hits_l1: stats.hits_local,
+                hits_l2: stats.hits_remote,
+                misses: stats.misses,
+                loads: stats.loads,
+                coalesced: stats.coalesced,
+                load_errors: stats.load_errors,
+                remote_errors: stats.remote_errors,
+                expired_served: 0,
+            };
+            (counts, Some(stats))
+        }
+        Path::Naive(naive) => {
+            let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+            let counts = CacheCounts {
+                hits_l1: load(&naive.hits_l1),
+                hits_l2: load(&naive.hits_l2),
+                misses: load(&naive.misses),
+                loads: load(&naive.misses),
+                coalesced: 0,
+                load_errors: 0,
+                remote_errors: load(&naive.remote_errors),
+                expired_served: load(&naive.expired_served),
+            };
+            (counts, None)
+        }
+    };
+    // The writes before the storm read nothing, so every read and fault counted is the storm's.
+    let injected = store.injected();
+    let sink_examples = sink
+        .examples
+        .lock()
+        .map(|examples| examples.clone())
+        .unwrap_or_default();
+    Ok(RunReport {
+        label,
+        tally,
+        counts,
+        stats,
+        origin: origin.summary(),
+        injected,
+        remote_reads: store.reads(),
+        backend_errors: store.inner().errors.load(Ordering::Relaxed),
+        l2_evictions: memory.map(|memory| memory.stats().evictions),
+        sink_local: sink.local.load(Ordering::Relaxed),
+        sink_remote: sink.remote.load(Ordering::Relaxed),
+        sink_examples,
+        latency,
+        elapsed,
+        prepared,
+    })
+}

@@ -1,0 +1,63 @@
+//! The store's history before the storm: the old values that `stale` and `replay` hand back.
+
+use crate::config::Config;
+use crate::ground_truth::thumbnail;
+use crate::namespace::{SECRET, Thumbnails};
+use scoped_cache::{Client, DeviceId, Key, KeyId, KeyRing, RemoteStore, TenantId};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Writes "yesterday's" values of every key through the cache, as the service did before the
+/// outage: one generation sealed with a 1 ms TTL (expired by the time the storm starts) and one
+/// with the run's TTL that the outage then deleted. The store keeps both in its history, so
+/// `stale` and `replay` have something to hand back; the storm starts with a cold store.
+pub async fn remember_yesterday(
+    store: Arc<dyn RemoteStore>,
+    config: &Config,
+) -> Result<(), String> {
+    let client = Client::builder()
+        .key_ring(KeyRing::new(KeyId(1), SECRET).map_err(|e| e.to_string())?)
+        .remote_shared(store)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let cache = |ttl| {
+        client
+            .cache::<Thumbnails>()
+            .local_capacity(0)
+            .ttl(ttl)
+            .build()
+            .map_err(|e| e.to_string())
+    };
+    let (expired, deleted) = (cache(Duration::from_millis(1))?, cache(config.ttl)?);
+    let population = config.population();
+    let workers = 8u64;
+    let tasks: Vec<_> = (0..workers)
+        .map(|worker| {
+            let (expired, deleted) = (expired.clone(), deleted.clone());
+            tokio::spawn(async move {
+                for tenant in (worker..population.tenants).step_by(workers as usize) {
+                    for index in 0..population.devices_per_tenant {
+                        let device = population.device(tenant, index);
+                        for item in 0..population.items_per_device {
+                            let key = Key::new(
+                                TenantId::from_u64(tenant),
+                                DeviceId::from_u64(device),
+                                item,
+                            );
+                            let value = thumbnail(tenant, device, item);
+                            let _ = expired.insert(&key, value.clone()).await;
+                            let _ = deleted.insert(&key, value).await;
+                            let _ = deleted.invalidate(&key).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())?;
+    }
+    // Past the 1 ms TTL of the first generation.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    Ok(())
+}
