@@ -118,7 +118,7 @@
 //! | `redis` | off | `RedisStore`: Redis or Valkey as the shared tier (redis-rs, tokio) | none / redis-rs and its dependencies |
 //! | `redis-tls` | off | `rediss://` URLs for `RedisStore`: TLS through rustls (ring), trusting the system's roots; enables `redis` | none / rustls and ring |
 //! | `serde` | off | `Postcard<T>`: a codec for any `Serialize + DeserializeOwned` value | none / serde and postcard |
-//! | `tracing` | off | a `DEBUG` span per [`Cache`] operation (`get`, `insert`, `invalidate`, `get_or_load`; fields `namespace`, `outcome`), an `ERROR` event per violation (`namespace`, `tier`, `kind`); target `scoped_cache` | none (compiled out) / a span per operation, free when its level is disabled |
+//! | `tracing` | off | a `DEBUG` span per [`Cache`] operation (`get`, `get_many`, `insert`, `invalidate`, `get_or_load`; fields `namespace`, `outcome`), an `ERROR` event per violation (`namespace`, `tier`, `kind`); target `scoped_cache` | none (compiled out) / a span per operation, free when its level is disabled |
 //! | `metrics` | off | counters for hits and misses per tier, loads, load errors, violations by kind; the breaker state gauge; an operation latency histogram (`describe_metrics` lists them) | none (compiled out) / a clock read and a few recorder calls per operation |
 //!
 //! Spans, events and metric labels never carry a tenant, device or item: only the namespace,
