@@ -640,7 +640,9 @@ fn check(name: &str, report: &StormReport, elapsed: Duration) {
     );
 }
 
-/// 200 users with 4 cameras each, two sessions each, 20,000 requests, over the in-process store.
+/// 200 users with 4 cameras each, two sessions each, 16,000 requests, over the in-process store.
+/// (Sized to stay well under 30 s in a debug build on a busy two-core machine: a request costs
+/// about 0.7 ms of CPU there, client and server together.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storm_over_http_serves_only_the_owners_thumbnails() {
     let plan = StormPlan {
@@ -650,14 +652,14 @@ async fn storm_over_http_serves_only_the_owners_thumbnails() {
             events_per_camera: 6,
         },
         sessions_per_user: 2,
-        requests_per_session: 50,
+        requests_per_session: 40,
         seed: 42,
     };
     let started = Instant::now();
     let report = storm(MemoryStore::new(256 << 20), &plan).await;
     check("service storm, MemoryStore", &report, started.elapsed());
     assert_eq!(report.tally.requests, plan.requests());
-    assert_eq!(plan.requests(), 20_000);
+    assert_eq!(plan.requests(), 16_000);
 }
 
 /// The same storm, smaller, with thumbnails in a real `redis-server` the test starts.

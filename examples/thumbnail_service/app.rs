@@ -226,6 +226,7 @@ impl App {
         let ownership = client
             .cache::<CameraOwnership>()
             .policy(Policy::Bypass)
+            .local_capacity(0)
             .load_timeout(Some(config.load_timeout))
             .build()?;
         let thumbnails = client

@@ -21,7 +21,7 @@ mod app;
 
 use app::{App, Config, THUMBNAIL_ROUTE, USER_HEADER};
 use rand::TryRng;
-use scoped_cache::{KeyId, KeyRing, MIN_SECRET_LEN, MemoryStore, RemoteStore};
+use scoped_cache::{KeyId, KeyRing, MemoryStore, RemoteStore};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -97,9 +97,7 @@ fn key_ring() -> Result<KeyRing, String> {
             secret
         }
     };
-    KeyRing::new(KeyId(1), &secret).map_err(|error| {
-        format!("{SECRET_VAR}: {error} (give at least {MIN_SECRET_LEN} random bytes)")
-    })
+    KeyRing::new(KeyId(1), &secret).map_err(|error| format!("{SECRET_VAR}: {error}"))
 }
 
 #[cfg(feature = "redis")]
@@ -171,22 +169,19 @@ async fn run(flags: Flags) -> Result<(), String> {
     };
     println!("thumbnail_service on http://{addr}, thumbnails cached in {store_name}");
     println!("users: alice owns cam-1 and cam-2, bob owns cam-3. Try:");
-    println!(
-        "  curl -i -H '{USER_HEADER}: alice' {}   # 200 image/jpeg",
-        url("alice", "cam-1")
-    );
-    println!(
-        "  curl -i -H '{USER_HEADER}: alice' {}   # 403: bob's camera",
-        url("alice", "cam-3")
-    );
-    println!(
-        "  curl -i -H '{USER_HEADER}: bob' {}     # 403: alice's path",
-        url("alice", "cam-1")
-    );
-    println!(
-        "  curl -i {}                       # 401: no user",
-        url("alice", "cam-1")
-    );
+    let examples = [
+        ("alice", "alice", "cam-1", "200, alice's thumbnail"),
+        ("alice", "alice", "cam-3", "403, bob's camera"),
+        ("bob", "alice", "cam-1", "403, alice's path"),
+    ];
+    for (caller, user, camera, outcome) in examples {
+        println!("  # {outcome}");
+        println!(
+            "  curl -i -H '{USER_HEADER}: {caller}' {}",
+            url(user, camera)
+        );
+    }
+    println!("  # 401, no user\n  curl -i {}\n", url("alice", "cam-1"));
 
     axum::serve(listener, app.router())
         .with_graceful_shutdown(shutdown_signal())
