@@ -116,6 +116,7 @@ const PLAIN_EVENTS: usize = 10;
 const SLOTS: usize = PLAIN_EVENTS + ViolationKind::ALL.len();
 /// Under loom every atomic access is a scheduling point: one stripe keeps the models small.
 const STRIPES: usize = if cfg!(scoped_cache_loom) { 1 } else { 16 };
+const _: () = assert!(STRIPES.is_power_of_two());
 
 impl Event {
     #[inline]
@@ -143,13 +144,14 @@ struct Stripe([AtomicU64; SLOTS]);
 
 /// Striped event counters.
 pub(crate) struct Counters {
-    stripes: Box<[Stripe]>,
+    /// A fixed-size array, so that indexing it by a masked stripe index needs no bounds check.
+    stripes: Box<[Stripe; STRIPES]>,
 }
 
 impl Default for Counters {
     fn default() -> Self {
         Self {
-            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+            stripes: Box::new(std::array::from_fn(|_| Stripe::default())),
         }
     }
 }
@@ -157,7 +159,9 @@ impl Default for Counters {
 impl Counters {
     #[inline]
     pub(crate) fn add(&self, event: Event, n: u64) {
-        self.stripes[stripe_index()].0[event.slot()].fetch_add(n, Ordering::Relaxed);
+        // STRIPES is a power of two: the mask is one instruction and proves the index in bounds.
+        self.stripes[stripe_index() & (STRIPES - 1)].0[event.slot()]
+            .fetch_add(n, Ordering::Relaxed);
     }
 
     #[inline]
