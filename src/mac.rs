@@ -1,7 +1,7 @@
 //! The keyed MAC that seals envelopes: HMAC-SHA256 with a 256-bit tag.
 //!
 //! Chosen over keyed BLAKE3 by measurement on the development machine (see `BENCHMARKS.md` and
-//! the `mac` group of `benches/hot_path.rs`). Only this file knows which MAC is used.
+//! the `mac` group of `benches/envelope.rs`). Only this file knows which MAC is used.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
