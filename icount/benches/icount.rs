@@ -10,18 +10,21 @@
 //! - `envelope_open`: one `Envelope::open` of a sealed [`PAYLOAD_LEN`]-byte value for its key;
 //! - `hmac_sha256`: its irreducible part, the MAC the open verifies: a pre-keyed HMAC-SHA256
 //!   state cloned, fed the same bytes the envelope's tag covers (everything but the tag: header,
-//!   encoded key, payload length, payload) and compared with the tag in constant time, as
-//!   `src/mac.rs` does.
+//!   encoded key, payload length, payload) and compared with the tag in constant time, as the
+//!   crate's `src/mac.rs` does.
 //!
-//! `.ci/icount` runs this file, reads each benchmark's instruction count (Ir) from gungraun's
-//! `summary.json`, and fails when `local_hit ÷ dashmap_get` or `envelope_open ÷ hmac_sha256`
-//! passes its budget. Every benchmark returns what it read (values, fixture), so a get is counted
-//! from the call to the value in hand: dropping the values is not counted, on either side.
-//! Results and budgets: `BENCHMARKS.md`, "Instruction counts (CI check)".
+//! This file belongs to the `icount/` package, which depends on `scoped-cache` (`..`) with its
+//! default features, so what is measured is the build users ship. `.ci/icount` runs it with
+//! `--save-summary=json`; `icount-ratios` (`icount/src/main.rs`) reads each benchmark's
+//! instruction count (Ir) from gungraun's `summary.json` and fails when `local_hit ÷ dashmap_get`
+//! or `envelope_open ÷ hmac_sha256` passes its budget. Every benchmark returns what it read
+//! (values, fixture), so a get is counted from the call to the value in hand: dropping the values
+//! is not counted, on either side. Results and budgets: the repository's `BENCHMARKS.md`,
+//! "Instruction counts (CI check)".
 //!
 //! `ICOUNT_DEMO_EXTRA_HASHES=n` (read in setup, outside the measurement) makes `local_hit` hash
 //! its key `n` more times per get with the cache's hasher: a stand-in regression that shows the
-//! check failing without touching `src/`. Unset, it costs one branch per batch.
+//! check failing without touching the crate's `src/`. Unset, it costs one branch per batch.
 
 // gungraun's macros expand to public modules and constants without docs.
 #![allow(missing_docs)]
@@ -36,7 +39,7 @@ use scoped_cache::{
 use sha2::Sha256;
 use std::hint::black_box;
 
-/// The namespace every benchmark keys into (as in `benches/hot_path.rs`).
+/// The namespace every benchmark keys into (as in the root's `benches/hot_path.rs`).
 struct Thumbs;
 
 impl Namespace for Thumbs {
@@ -51,7 +54,8 @@ type BenchKey = Key<Thumbs>;
 
 /// Entries in the cache and the map.
 const ENTRIES: usize = 1_000;
-/// Gets per benchmark call: every key once, in a seeded random order. `.ci/icount` divides by it.
+/// Gets per benchmark call: every key once, in a seeded random order. `.ci/icount` passes it to
+/// `icount-ratios`, which divides by it.
 const GETS: usize = ENTRIES;
 /// Size of each in-process value.
 const VALUE_LEN: usize = 64;
@@ -211,7 +215,7 @@ struct EnvelopeFixture {
     key: BenchKey,
     sealed: Bytes,
     now_ms: u64,
-    /// Pre-keyed HMAC state, as `src/mac.rs` keeps it, for the reference benchmark.
+    /// Pre-keyed HMAC state, as the crate's `src/mac.rs` keeps it, for the reference benchmark.
     hmac: Hmac<Sha256>,
 }
 

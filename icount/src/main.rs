@@ -1,0 +1,149 @@
+//! `icount-ratios`: the check step of `.ci/icount` (issue #5).
+//!
+//! Reads the instruction count (Ir) of each benchmark of `benches/icount.rs` from the
+//! `summary.json` files gungraun writes with `--save-summary=json`, and checks two ratios, each
+//! against its budget:
+//!
+//! - L1: `local_hit` (verified `LocalCache::get` hits) ÷ `dashmap_get` (raw `DashMap` gets), both
+//!   shown per get;
+//! - envelope: `envelope_open` (one `Envelope::open` of 1 KiB) ÷ `hmac_sha256` (the MAC it verifies).
+//!
+//! ```text
+//! icount-ratios SUMMARY_DIR GETS_PER_CALL BUDGET_L1 BUDGET_ENVELOPE
+//! ```
+//!
+//! `SUMMARY_DIR` holds one directory per benchmark (`local_hit.gets_1000/summary.json`, …).
+//! Exit status: 0 when both ratios are within budget, 1 when one is over, 2 on bad arguments or a
+//! missing or unexpected summary. The budgets themselves are set in `.ci/icount`.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// The `version` field of gungraun 0.20's summary.json.
+const SUMMARY_SCHEMA: &str = "7";
+
+/// The benchmarks, as gungraun names them: `function.id`.
+const LOCAL_HIT: &str = "local_hit.gets_1000";
+const DASHMAP_GET: &str = "dashmap_get.gets_1000";
+const ENVELOPE_OPEN: &str = "envelope_open.payload_1k";
+const HMAC_SHA256: &str = "hmac_sha256.payload_1k";
+
+const USAGE: &str = "usage: icount-ratios SUMMARY_DIR GETS_PER_CALL BUDGET_L1 BUDGET_ENVELOPE";
+
+/// The total Ir of callgrind's profile in `SUMMARY_DIR/<bench>/summary.json`.
+fn instruction_count(summary_dir: &Path, bench: &str) -> Result<u64, String> {
+    let path = summary_dir.join(bench).join("summary.json");
+    let text = std::fs::read_to_string(&path);
+    let path = path.display();
+    let text = text.map_err(|e| format!("{path}: {e}"))?;
+    let summary: Value = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    if summary["version"] != SUMMARY_SCHEMA {
+        return Err(format!(
+            "{path}: summary schema {} (expected {SUMMARY_SCHEMA}, gungraun 0.20)",
+            summary["version"]
+        ));
+    }
+    let function = summary["function_name"].as_str().unwrap_or("?");
+    let id = summary["id"].as_str().unwrap_or("?");
+    if format!("{function}.{id}") != bench {
+        return Err(format!("{path}: holds {function}.{id}, not {bench}"));
+    }
+    let callgrind = summary["profiles"]
+        .as_array()
+        .ok_or_else(|| format!("{path}: no profiles"))?
+        .iter()
+        .find(|profile| profile["tool"] == "Callgrind")
+        .ok_or_else(|| format!("{path}: no Callgrind profile"))?;
+    callgrind["data"]["total"]["metrics"]["Ir"]["values"]["new"]
+        .as_u64()
+        .ok_or_else(|| format!("{path}: no total Ir"))
+}
+
+/// One benchmark's count, and how many operations one call of it performs.
+struct Measured {
+    name: &'static str,
+    instructions: u64,
+    ops_per_call: u64,
+}
+
+impl Measured {
+    /// `291.5 Ir/get` for a batch, `64410 Ir` for a single operation.
+    fn per_op(&self) -> String {
+        if self.ops_per_call == 1 {
+            format!("{} Ir", self.instructions)
+        } else {
+            let per_get = self.instructions as f64 / self.ops_per_call as f64;
+            format!("{per_get:.1} Ir/get")
+        }
+    }
+}
+
+/// Prints `label: ours / floor = ratio (budget) ok|OVER BUDGET`; true when within budget.
+fn check(label: &str, ours: &Measured, floor: &Measured, budget: f64) -> bool {
+    let ratio = ours.instructions as f64 / floor.instructions as f64;
+    let within = ratio <= budget;
+    println!(
+        "{label}: {} {} / {} {} = {ratio:.3}x (budget <= {budget:.2}x) {}",
+        ours.name,
+        ours.per_op(),
+        floor.name,
+        floor.per_op(),
+        if within { "ok" } else { "OVER BUDGET" },
+    );
+    within
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [summary_dir, gets_per_call, budget_l1, budget_envelope] = &args[..] else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let (Ok(gets_per_call), Ok(budget_l1), Ok(budget_envelope)) = (
+        gets_per_call.parse::<u64>(),
+        budget_l1.parse::<f64>(),
+        budget_envelope.parse::<f64>(),
+    ) else {
+        eprintln!("icount-ratios: GETS_PER_CALL must be an integer, the budgets numbers\n{USAGE}");
+        return ExitCode::from(2);
+    };
+
+    let summary_dir = Path::new(summary_dir);
+    let counts = [LOCAL_HIT, DASHMAP_GET, ENVELOPE_OPEN, HMAC_SHA256]
+        .map(|bench| instruction_count(summary_dir, bench));
+    let [Ok(local_hit), Ok(dashmap_get), Ok(open), Ok(hmac)] = counts else {
+        for error in counts.iter().filter_map(|count| count.as_ref().err()) {
+            eprintln!("icount-ratios: {error}");
+        }
+        return ExitCode::from(2);
+    };
+
+    let batch = |name, instructions| Measured {
+        name,
+        instructions,
+        ops_per_call: gets_per_call,
+    };
+    let single = |name, instructions| Measured {
+        name,
+        instructions,
+        ops_per_call: 1,
+    };
+    let l1_ok = check(
+        "L1 verified hit ",
+        &batch("local_hit", local_hit),
+        &batch("dashmap_get", dashmap_get),
+        budget_l1,
+    );
+    let envelope_ok = check(
+        "envelope open 1K",
+        &single("envelope_open", open),
+        &single("hmac_sha256", hmac),
+        budget_envelope,
+    );
+    if l1_ok && envelope_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
