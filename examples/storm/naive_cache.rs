@@ -91,12 +91,12 @@ fn cut_payload(raw: &Bytes) -> Option<(Bytes, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::namespace::SECRET;
-    use scoped_cache::{DeviceId, KeyId, TenantId};
+    use crate::namespace::key_ring;
+    use scoped_cache::{DeviceId, TenantId};
 
     #[test]
     fn the_naive_cut_reads_any_envelope_without_checking_it() {
-        let ring = KeyRing::new(KeyId(1), SECRET).unwrap_or_else(|e| unreachable!("{e}"));
+        let ring = key_ring().unwrap_or_else(|e| unreachable!("{e}"));
         let key = Key::<Thumbnails>::new(TenantId::from_u64(1), DeviceId::from_u64(2), 3);
         let sealed = Envelope::default()
             .seal(&key, b"payload", 10, 20, &ring)

@@ -1,7 +1,7 @@
-//! What the storm caches, and the secret its values are sealed with.
+//! What the storm caches, and the key ring its values are sealed with.
 
 use bytes::Bytes;
-use scoped_cache::{Namespace, RawBytes};
+use scoped_cache::{KeyId, KeyRing, Namespace, RawBytes};
 
 /// Camera thumbnails, one per (tenant, device, event).
 pub struct Thumbnails;
@@ -14,4 +14,11 @@ impl Namespace for Thumbnails {
     type Codec = RawBytes;
 }
 
-pub const SECRET: &[u8] = b"storm: a demo secret, not for production";
+const SECRET: &[u8] = b"storm: a demo secret, not for production";
+
+/// The key ring every value of the storm is sealed and opened with. Yesterday's values and both
+/// runs must share it: under another ring every old value would be refused as another secret's,
+/// so `stale` would not be refused as expired nor `replay` accepted as the owner's own.
+pub fn key_ring() -> Result<KeyRing, String> {
+    KeyRing::new(KeyId(1), SECRET).map_err(|e| e.to_string())
+}

@@ -5,7 +5,7 @@ use crate::backend::{Backend, open_backend};
 use crate::config::{Config, Stop};
 use crate::latency::Latency;
 use crate::naive_cache::NaiveCache;
-use crate::namespace::{SECRET, Thumbnails};
+use crate::namespace::{Thumbnails, key_ring};
 use crate::origin::Origin;
 use crate::population::Population;
 use crate::progress::progress_bar;
@@ -16,7 +16,7 @@ use crate::yesterday::remember_yesterday;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use scoped_cache::testing::{FaultKind, FaultyStore};
-use scoped_cache::{BreakerState, Cache, Client, Key, KeyId, KeyRing};
+use scoped_cache::{BreakerState, Cache, Client, Key};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -104,7 +104,7 @@ pub async fn run(
     }
 
     let sink = Arc::new(SinkLog::default());
-    let ring = KeyRing::new(KeyId(1), SECRET).map_err(|e| e.to_string())?;
+    let ring = key_ring()?;
     let path = if naive {
         Path::Naive(NaiveCache {
             l1: (config.l1_capacity > 0)

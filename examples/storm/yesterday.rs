@@ -2,8 +2,8 @@
 
 use crate::config::Config;
 use crate::ground_truth::thumbnail;
-use crate::namespace::{SECRET, Thumbnails};
-use scoped_cache::{Client, DeviceId, Key, KeyId, KeyRing, RemoteStore, TenantId};
+use crate::namespace::{Thumbnails, key_ring};
+use scoped_cache::{Client, DeviceId, Key, RemoteStore, TenantId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ pub async fn remember_yesterday(
     config: &Config,
 ) -> Result<(), String> {
     let client = Client::builder()
-        .key_ring(KeyRing::new(KeyId(1), SECRET).map_err(|e| e.to_string())?)
+        .key_ring(key_ring()?)
         .remote_shared(store)
         .build()
         .map_err(|e| e.to_string())?;
