@@ -16,6 +16,7 @@ use crate::mac::TAG_LEN;
 use crate::namespace::Namespace;
 use crate::violation::{Malformed, Violation};
 use bytes::{BufMut, Bytes, BytesMut};
+use std::cell::RefCell;
 
 /// The first four bytes of every envelope. The high first byte keeps text from passing for one.
 pub const MAGIC: [u8; 4] = [0x89, b'S', b'C', b'E'];
@@ -351,7 +352,20 @@ impl Envelope {
         now_ms: u64,
         ring: &KeyRing,
     ) -> Result<Opened, Violation> {
-        self.open_encoded(sealed, key, &key.encode(), now_ms, ring)
+        thread_local! {
+            /// The key's encoding, in a buffer reused across opens: allocating and freeing it
+            /// on every open was ~5% of opening a 1 KiB envelope.
+            static ENCODED_KEY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        ENCODED_KEY.with(|buffer| match buffer.try_borrow_mut() {
+            Ok(mut encoded) => {
+                encoded.clear();
+                key.encode_into(&mut encoded);
+                self.open_encoded(sealed, key, &encoded, now_ms, ring)
+            }
+            // Re-entered from an item's `encode_item` that itself opens an envelope.
+            Err(_) => self.open_encoded(sealed, key, &key.encode(), now_ms, ring),
+        })
     }
 
     pub(crate) fn seal_encoded(

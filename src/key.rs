@@ -106,13 +106,13 @@ impl<N: Namespace> Key<N> {
     /// The key's bytes, as used in remote stores and envelopes (see `docs/ENVELOPE.md`).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
-        encoding::encode_key(
-            N::NAME,
-            &self.owner,
-            |out| self.item.encode_item(out),
-            &mut out,
-        );
+        self.encode_into(&mut out);
         out
+    }
+
+    /// Appends [`Key::encode`]'s bytes to `out`.
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
+        encoding::encode_key(N::NAME, &self.owner, |out| self.item.encode_item(out), out);
     }
 
     /// Reads a key back from [`Key::encode`]'s bytes.
