@@ -17,8 +17,8 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use scoped_cache::testing::{FaultKind, FaultyStore};
 use scoped_cache::{BreakerState, Cache, Client, Key};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Barrier;
 
@@ -55,8 +55,9 @@ pub struct Run {
     pub population: Population,
     /// Requests finished so far (for the progress bar).
     pub done: AtomicU64,
-    /// Set when `--duration` has passed.
-    pub stopped: AtomicBool,
+    /// When the barrier released the sessions: set by the first task past it, so the sessions
+    /// and the report all count `--duration` from one instant.
+    pub started: OnceLock<Instant>,
     pub latency_us: Mutex<Histogram<u64>>,
 }
 
@@ -149,7 +150,7 @@ pub async fn run(
         origin: Arc::clone(&origin),
         population: config.population(),
         done: AtomicU64::new(0),
-        stopped: AtomicBool::new(false),
+        started: OnceLock::new(),
         latency_us: Mutex::new(
             Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| e.to_string())?,
         ),
@@ -164,11 +165,11 @@ pub async fn run(
     for tenant in 0..population.tenants {
         for device_index in 0..population.devices_per_tenant {
             for _ in 0..config.sessions_per_device {
-                let share = match config.stop {
+                let stop = match config.stop {
                     Stop::Requests(total) => {
-                        Some(total / sessions + u64::from(next < total % sessions))
+                        Stop::Requests(total / sessions + u64::from(next < total % sessions))
                     }
-                    Stop::After(_) => None,
+                    after @ Stop::After(_) => after,
                 };
                 next += 1;
                 tasks.push(tokio::spawn(session(
@@ -176,7 +177,7 @@ pub async fn run(
                     Arc::clone(&barrier),
                     tenant,
                     device_index,
-                    share,
+                    stop,
                 )));
             }
         }
@@ -184,7 +185,8 @@ pub async fn run(
     let progress = progress_bar(config, label);
     barrier.wait().await;
     let prepared = preparing.elapsed();
-    let started = Instant::now();
+    let started = *run.started.get_or_init(Instant::now);
+    // The sessions stop themselves (each checks the clock); the ticker only shows progress.
     let ticker = {
         let (run, progress, sink, stop) = (
             Arc::clone(&run),
@@ -195,11 +197,6 @@ pub async fn run(
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                if let Stop::After(limit) = stop
-                    && started.elapsed() >= limit
-                {
-                    run.stopped.store(true, Ordering::Relaxed);
-                }
                 let done = run.done.load(Ordering::Relaxed);
                 progress.set_position(match stop {
                     Stop::Requests(_) => done,
