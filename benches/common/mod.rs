@@ -1,5 +1,6 @@
 //! What every benchmark binary shares: the namespace, the seed, smoke-test detection and the
-//! criterion configuration.
+//! criterion configuration; and, in [`contenders`], the L1 contenders and their workloads
+//! (`hot_path` and `l1_rounds`).
 //!
 //! `benches/common/mod.rs` rather than `benches/common.rs`: Cargo would take a top-level
 //! `benches/common.rs` for a benchmark target of its own.
@@ -8,6 +9,8 @@
     dead_code,
     reason = "each benchmark binary uses a different part of this module"
 )]
+
+pub mod contenders;
 
 use bytes::Bytes;
 use criterion::Criterion;
