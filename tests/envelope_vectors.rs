@@ -540,21 +540,64 @@ fn valid_fuzz_seeds_are_still_valid() {
     }
 }
 
-/// Rewrites `fuzz/seeds/` from the library (run after a format change, then commit):
-/// `cargo test --test envelope_vectors -- --ignored write_fuzz_seeds`.
+/// `fuzz/seeds/` holds exactly what the library generates today, plus `regression-*` inputs kept
+/// from fuzzing findings: a format change that leaves the committed seeds stale fails here. To rewrite them (then commit):
+/// `SCOPED_CACHE_WRITE_SEEDS=1 cargo test --test envelope_vectors fuzz_seeds_are_current`.
 ///
 /// `envelope_open` seeds are sealed with vector 1's ring, for its key or for near misses (each
 /// reaches one check of `open`), plus broken framings; `key_decode` seeds are the vectors' keys
 /// and non-canonical near misses; `envelope_roundtrip` seeds follow the byte layout that
 /// `scoped_cache::fuzzing::envelope_roundtrip` reads.
 #[test]
-#[ignore = "writes fuzz/seeds; run by hand"]
-fn write_fuzz_seeds() {
-    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+fn fuzz_seeds_are_current() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    let generated = generate_fuzz_seeds();
+    if std::env::var_os("SCOPED_CACHE_WRITE_SEEDS").is_some() {
+        for ((target, name), bytes) in &generated {
+            std::fs::create_dir_all(dir.join(target)).expect("seed dir");
+            std::fs::write(dir.join(target).join(name), bytes).expect("seed file");
+        }
+    }
+    let mut committed = BTreeMap::new();
+    for target in std::fs::read_dir(&dir).expect("fuzz/seeds") {
+        let target = target.expect("seed dir entry").path();
+        for seed in std::fs::read_dir(&target).expect("seed dir") {
+            let seed = seed.expect("seed entry").path();
+            let key = (file_name(&target), file_name(&seed));
+            committed.insert(key, std::fs::read(&seed).expect("seed file"));
+        }
+    }
+    for (key, bytes) in &generated {
+        assert!(
+            committed.get(key) == Some(bytes),
+            "fuzz/seeds/{}/{} is missing or stale",
+            key.0,
+            key.1
+        );
+    }
+    // Besides the generated seeds, only inputs kept from fuzzing findings.
+    for key @ (target, name) in committed.keys() {
+        assert!(
+            generated.contains_key(key) || name.starts_with("regression-"),
+            "fuzz/seeds/{target}/{name} is neither generated nor a `regression-` seed"
+        );
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .expect("named")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Every fuzz seed, by (target, file name).
+fn generate_fuzz_seeds() -> BTreeMap<(String, String), Vec<u8>> {
+    let seeds = std::cell::RefCell::new(BTreeMap::new());
     let write = |target: &str, name: &str, bytes: &[u8]| {
-        let dir = seeds.join(target);
-        std::fs::create_dir_all(&dir).expect("seed dir");
-        std::fs::write(dir.join(name), bytes).expect("seed file");
+        seeds
+            .borrow_mut()
+            .insert((target.to_owned(), name.to_owned()), bytes.to_vec());
     };
     let vectors = vectors();
     let v1 = vector("1");
@@ -830,4 +873,5 @@ fn write_fuzz_seeds() {
         ],
     );
     roundtrip("empty", &[]);
+    seeds.into_inner()
 }
