@@ -88,6 +88,21 @@ impl Fixture {
             .expect("valid cache")
     }
 
+    /// A cache over this fixture's store, from another client that seals and opens payloads of at
+    /// most `limit` bytes.
+    fn cache_with_max_payload(&self, limit: usize) -> Cache<Thumbs> {
+        Client::builder()
+            .key_ring(ring())
+            .remote_shared(self.store.clone())
+            .clock(self.clock.clock())
+            .max_payload(limit)
+            .build()
+            .expect("valid client")
+            .cache()
+            .build()
+            .expect("valid cache")
+    }
+
     fn reports(&self) -> Vec<ViolationReport> {
         self.reports.lock().expect("sink lock").clone()
     }
@@ -294,16 +309,7 @@ async fn poisoned_remote_values_are_refused_reported_and_deleted() {
 #[tokio::test]
 async fn a_remote_value_over_the_reader_limit_is_refused() {
     let fixture = Fixture::new();
-    let reader = Client::builder()
-        .key_ring(ring())
-        .remote_shared(fixture.store.clone())
-        .clock(fixture.clock.clock())
-        .max_payload(16)
-        .build()
-        .expect("valid client")
-        .cache::<Thumbs>()
-        .build()
-        .expect("valid cache");
+    let reader = fixture.cache_with_max_payload(16);
     let mine = key(1, 2, 3);
     fixture
         .poison(&mine, seal(&mine, &[7; 17], NEVER, &ring()))
@@ -391,16 +397,7 @@ fn build_errors_are_specific() {
 #[tokio::test]
 async fn an_oversize_value_is_a_seal_error_and_stores_nothing() {
     let fixture = Fixture::new();
-    let cache = Client::builder()
-        .key_ring(ring())
-        .remote_shared(fixture.store.clone())
-        .clock(fixture.clock.clock())
-        .max_payload(16)
-        .build()
-        .expect("valid client")
-        .cache::<Thumbs>()
-        .build()
-        .expect("valid cache");
+    let cache = fixture.cache_with_max_payload(16);
     let mine = key(1, 2, 3);
     let result = cache.insert(&mine, Bytes::from(vec![1; 17])).await;
     assert!(
