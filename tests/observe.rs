@@ -156,6 +156,41 @@ mod spans {
         events: Vec<CapturedEvent>,
     }
 
+    impl Captured {
+        /// (name, outcome) of each closed span, in the order they closed.
+        fn span_outcomes(&self) -> Vec<(&'static str, &str)> {
+            self.spans
+                .iter()
+                .map(|span| {
+                    let outcome = span.fields.get("outcome").map_or("-", String::as_str);
+                    (span.name, outcome)
+                })
+                .collect()
+        }
+
+        /// Every span is a DEBUG span of target `scoped_cache` with exactly the fields
+        /// `namespace` and `outcome` (no owner, key or tenant).
+        fn assert_spans_carry_only_namespace_and_outcome(&self) {
+            for span in &self.spans {
+                assert_eq!(span.target, "scoped_cache", "{span:?}");
+                assert_eq!(span.level, Level::DEBUG, "{span:?}");
+                assert_eq!(
+                    span.fields.keys().map(String::as_str).collect::<Vec<_>>(),
+                    ["namespace", "outcome"],
+                    "only these fields: {span:?}"
+                );
+            }
+        }
+    }
+
+    /// Runs `workload` under a subscriber that records it, and returns the recording.
+    fn capture(workload: impl std::future::Future<Output = ()>) -> Captured {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::registry().with(capture.clone());
+        tracing::subscriber::with_default(subscriber, || runtime().block_on(workload));
+        std::mem::take(&mut *capture.0.lock().expect("capture lock"))
+    }
+
     /// Records closed spans with their final fields, and events.
     #[derive(Clone, Default)]
     struct Capture(Arc<Mutex<Captured>>);
@@ -221,22 +256,9 @@ mod spans {
     #[test]
     fn get_many_has_a_span_with_the_batch_outcome() {
         let _serial = serial();
-        let capture = Capture::default();
-        let subscriber = tracing_subscriber::registry().with(capture.clone());
-        tracing::subscriber::with_default(subscriber, || {
-            runtime().block_on(batch_workload(Arc::new(MemoryStore::default())))
-        });
-        let captured = capture.0.lock().expect("capture lock");
-        let seen: Vec<(&str, &str)> = captured
-            .spans
-            .iter()
-            .map(|span| {
-                let outcome = span.fields.get("outcome").map_or("-", String::as_str);
-                (span.name, outcome)
-            })
-            .collect();
+        let captured = capture(batch_workload(Arc::new(MemoryStore::default())));
         assert_eq!(
-            seen,
+            captured.span_outcomes(),
             [
                 ("insert", "stored"),
                 ("insert", "stored"),
@@ -247,39 +269,15 @@ mod spans {
             ],
             "one span per batch, with the batch's outcome"
         );
-        for span in &captured.spans {
-            assert_eq!(
-                (span.target.as_str(), span.level),
-                ("scoped_cache", Level::DEBUG)
-            );
-            assert_eq!(
-                span.fields.keys().map(String::as_str).collect::<Vec<_>>(),
-                ["namespace", "outcome"],
-                "only these fields: {span:?}"
-            );
-        }
+        captured.assert_spans_carry_only_namespace_and_outcome();
     }
 
     #[test]
     fn every_operation_has_a_span_with_namespace_and_outcome_only() {
         let _serial = serial();
-        let capture = Capture::default();
-        let subscriber = tracing_subscriber::registry().with(capture.clone());
-        tracing::subscriber::with_default(subscriber, || {
-            runtime().block_on(workload(Arc::new(MemoryStore::default())))
-        });
-        let captured = capture.0.lock().expect("capture lock");
-
-        let seen: Vec<(&str, &str)> = captured
-            .spans
-            .iter()
-            .map(|span| {
-                let outcome = span.fields.get("outcome").map_or("-", String::as_str);
-                (span.name, outcome)
-            })
-            .collect();
+        let captured = capture(workload(Arc::new(MemoryStore::default())));
         assert_eq!(
-            seen,
+            captured.span_outcomes(),
             [
                 ("get", "miss"),
                 ("insert", "stored"),
@@ -294,14 +292,8 @@ mod spans {
             ],
             "one span per operation, in order, with its outcome"
         );
+        captured.assert_spans_carry_only_namespace_and_outcome();
         for span in &captured.spans {
-            assert_eq!(span.target, "scoped_cache", "{span:?}");
-            assert_eq!(span.level, Level::DEBUG, "{span:?}");
-            assert_eq!(
-                span.fields.keys().map(String::as_str).collect::<Vec<_>>(),
-                ["namespace", "outcome"],
-                "only these fields: {span:?}"
-            );
             assert_eq!(span.fields["namespace"], "thumb", "{span:?}");
         }
 
