@@ -23,15 +23,19 @@
 //! | [`delay`](FaultKind::Delay) | the stored value, after a delay | returns it |
 //! | [`timeout`](FaultKind::Timeout) | `StoreError::Timeout`, after a delay | reads a miss |
 //!
+//! [`DownStore`] fails every call, as an unreachable store.
+//!
 //! The L1 lookup chaos hook of the same feature,
 //! [`LocalCacheBuilder::lookup_chaos`](crate::LocalCacheBuilder::lookup_chaos), makes the
 //! in-process map hand back another entry, to prove the in-process owner check.
 
+mod down_store;
 mod fault;
 mod faulty_store;
 mod history;
 mod rng;
 mod timer;
 
+pub use down_store::DownStore;
 pub use fault::{FaultCounts, FaultKind, FaultRates, FaultRatesError};
 pub use faulty_store::{FaultObserver, FaultyStore, FaultyStoreBuilder};

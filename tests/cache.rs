@@ -3,6 +3,7 @@
 //! expiry in both tiers.
 
 use bytes::Bytes;
+use scoped_cache::testing::DownStore;
 use scoped_cache::{
     BuildError, Cache, Client, DeviceId, Envelope, Error, Key, KeyId, KeyRing, MAGIC, Malformed,
     ManualClock, MemoryStore, NEVER, Namespace, Owner, Policy, RawBytes, RemoteStore, SealError,
@@ -556,26 +557,6 @@ async fn invalidate_removes_from_both_tiers() {
         cache.get(&neighbour).await,
         Some(Bytes::from_static(b"jpeg"))
     );
-}
-
-/// A store whose every call fails.
-struct DownStore;
-
-impl RemoteStore for DownStore {
-    fn get<'a>(&'a self, _key: &'a [u8]) -> StoreFuture<'a, Option<Bytes>> {
-        Box::pin(async { Err(StoreError::Unavailable("down".to_owned())) })
-    }
-    fn set<'a>(
-        &'a self,
-        _key: &'a [u8],
-        _value: Bytes,
-        _ttl: Option<Duration>,
-    ) -> StoreFuture<'a, ()> {
-        Box::pin(async { Err(StoreError::Unavailable("down".to_owned())) })
-    }
-    fn delete<'a>(&'a self, _key: &'a [u8]) -> StoreFuture<'a, ()> {
-        Box::pin(async { Err(StoreError::Unavailable("down".to_owned())) })
-    }
 }
 
 #[tokio::test]

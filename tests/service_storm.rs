@@ -17,10 +17,9 @@ mod support;
 
 use app::{App, Config, Database, THUMBNAIL_ROUTE, ThumbnailOrigin, Thumbnails, USER_HEADER};
 use bytes::Bytes;
-use scoped_cache::testing::{FaultCounts, FaultKind, FaultRates, FaultyStore};
+use scoped_cache::testing::{DownStore, FaultCounts, FaultKind, FaultRates, FaultyStore};
 use scoped_cache::{
-    Client, DeviceId, Key, KeyId, KeyRing, MemoryStore, RemoteStore, Stats, StoreError,
-    StoreFuture, TenantId,
+    Client, DeviceId, Key, KeyId, KeyRing, MemoryStore, RemoteStore, Stats, TenantId,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -689,28 +688,6 @@ async fn storm_over_http_with_redis_serves_only_the_owners_thumbnails() {
     let report = storm(redis, &plan).await;
     check("service storm, redis-server", &report, started.elapsed());
     assert_eq!(report.tally.requests, plan.requests());
-}
-
-/// A store that is down: every call fails.
-struct DownStore;
-
-impl RemoteStore for DownStore {
-    fn get<'a>(&'a self, _key: &'a [u8]) -> StoreFuture<'a, Option<Bytes>> {
-        Box::pin(async { Err(StoreError::Unavailable("store is down".into())) })
-    }
-
-    fn set<'a>(
-        &'a self,
-        _key: &'a [u8],
-        _value: Bytes,
-        _ttl: Option<Duration>,
-    ) -> StoreFuture<'a, ()> {
-        Box::pin(async { Err(StoreError::Unavailable("store is down".into())) })
-    }
-
-    fn delete<'a>(&'a self, _key: &'a [u8]) -> StoreFuture<'a, ()> {
-        Box::pin(async { Err(StoreError::Unavailable("store is down".into())) })
-    }
 }
 
 async fn get(
