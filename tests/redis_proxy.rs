@@ -171,19 +171,6 @@ impl Namespace for Thumbs {
     type Codec = RawBytes;
 }
 
-/// A small seeded generator (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
-    }
-}
-
 fn key((tenant, device, item): (u64, u64, u64)) -> Key<Thumbs> {
     Key::new(TenantId::from_u64(tenant), DeviceId::from_u64(device), item)
 }
@@ -211,7 +198,7 @@ async fn storm(cache: &Cache<Thumbs>, duration: Duration, seed: u64) -> Phase {
     for worker in 0..32 {
         let (cache, phase) = (cache.clone(), Arc::clone(&phase));
         workers.spawn(async move {
-            let mut rng = Rng(seed * 1000 + worker);
+            let mut rng = support::Rng::new(seed * 1000 + worker);
             let mut version = 0;
             while Instant::now() < deadline {
                 let owner = (rng.below(16), rng.below(4), rng.below(4));

@@ -32,25 +32,8 @@ const TENANTS: u64 = 64;
 const DEVICES: u64 = 4;
 const ITEMS: u64 = 4;
 
-/// A small seeded generator (splitmix64), so a failing storm can be replayed by its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// (tenant, device, item) of a random key.
-fn pick(rng: &mut Rng) -> (u64, u64, u64) {
+fn pick(rng: &mut support::Rng) -> (u64, u64, u64) {
     (rng.below(TENANTS), rng.below(DEVICES), rng.below(ITEMS))
 }
 
@@ -109,7 +92,7 @@ impl Tally {
 /// One storm operation through `Cache`, cancelled (by a short timeout, or by aborting its task)
 /// at random.
 async fn cache_op(cache: Cache<Thumbs>, tally: Arc<Tally>, seed: u64) {
-    let mut rng = Rng(seed);
+    let mut rng = support::Rng::new(seed);
     let owner = pick(&mut rng);
     let k = key(owner);
     match rng.below(100) {
@@ -164,7 +147,7 @@ async fn cancellation_storm_through_cache_returns_only_own_values() {
                 .local_capacity(0)
                 .build()
                 .unwrap();
-            let mut rng = Rng(0x5eed + connections as u64);
+            let mut rng = support::Rng::new(0x5eed + connections as u64);
             for _ in 0..300 {
                 let owner = pick(&mut rng);
                 cache.insert(&key(owner), value(owner, 0)).await.unwrap();
@@ -233,10 +216,10 @@ async fn cancellation_storm_on_the_raw_store_never_mixes_replies() {
         for seed in 0..8_000u64 {
             let (store, keys, tally) = (Arc::clone(&store), Arc::clone(&keys), Arc::clone(&tally));
             tasks.spawn(async move {
-                let mut rng = Rng(seed);
+                let mut rng = support::Rng::new(seed);
                 let check = |k: &[u8], found: &[u8]| found == [k, b"=", k].concat();
                 // 40% of calls get a limit short enough to cancel them mid-flight.
-                let limit = |rng: &mut Rng| match rng.below(100) {
+                let limit = |rng: &mut support::Rng| match rng.below(100) {
                     0..40 => Duration::from_micros(rng.below(3_000)),
                     _ => Duration::from_secs(10),
                 };
@@ -334,7 +317,7 @@ async fn server_killed_and_restarted_during_a_storm() {
                 Arc::clone(&slowest_us),
             );
             workers.spawn(async move {
-                let mut rng = Rng(worker);
+                let mut rng = support::Rng::new(worker);
                 let mut version = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let owner = pick(&mut rng);

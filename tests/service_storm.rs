@@ -107,23 +107,6 @@ fn expected_thumbnail(user: u64, camera: u64, event: u64) -> Bytes {
     app::render_thumbnail(&tenant(user), &device(camera), event)
 }
 
-/// A small deterministic generator (splitmix64), one per simulated user.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// One request a simulated user makes.
 #[derive(Debug, Clone)]
 struct Ask {
@@ -145,7 +128,7 @@ enum Expect {
 impl Ask {
     /// 85% their own camera, 7% a camera they do not own, 4% with another user's id in the
     /// header, 4% with no header.
-    fn draw(user: u64, population: &Population, rng: &mut Rng) -> Self {
+    fn draw(user: u64, population: &Population, rng: &mut support::Rng) -> Self {
         let own = population.camera(user, rng.below(population.cameras_per_user));
         let event = rng.below(population.events_per_camera);
         let ask = |header, camera| Ask {
@@ -457,7 +440,7 @@ async fn storm<S: RemoteStore>(inner: S, plan: &StormPlan) -> StormReport {
     let mut users = JoinSet::new();
     for user in 0..population.users {
         let asks: Vec<(Ask, Expect)> = {
-            let mut rng = Rng(plan.seed ^ user.wrapping_mul(0x2545_f491_4f6c_dd1d));
+            let mut rng = support::Rng::new(plan.seed ^ user.wrapping_mul(0x2545_f491_4f6c_dd1d));
             (0..plan.requests_per_session)
                 .map(|_| {
                     let ask = Ask::draw(user, &population, &mut rng);
