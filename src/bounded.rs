@@ -120,15 +120,28 @@ where
                 Err(slot.id)
             }
         });
-        let expired_id = match looked {
-            None => return Lookup::Miss,
-            Some(Ok(value)) => return Lookup::Hit(value),
-            Some(Err(expired_id)) => expired_id,
-        };
+        match looked {
+            None => Lookup::Miss,
+            Some(Ok(value)) => Lookup::Hit(value),
+            Some(Err(expired_id)) => {
+                self.remove_expired(key, expired_id);
+                Lookup::Miss
+            }
+        }
+    }
+
+    /// Removes the expired entry `get_with` found, unless it was replaced meanwhile. Out of line
+    /// and cold, so that it does not grow the hit path it is inlined into.
+    #[cold]
+    #[inline(never)]
+    fn remove_expired<Q>(&self, key: &Q, expired_id: u64)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         if self.remove_where(key, |slot| slot.id == expired_id) {
             self.counters.record(Event::Expiration);
         }
-        Lookup::Miss
     }
 
     /// Inserts or replaces the entry for `key`, then evicts to fit. Returns `false` (and stores
@@ -179,6 +192,15 @@ where
         Q: Hash + Eq + ?Sized,
     {
         self.remove_where(key, |_| true)
+    }
+
+    /// Removes the entry for `key` if `condition` holds for its value; returns whether it did.
+    pub(crate) fn remove_if<Q>(&self, key: &Q, condition: impl FnOnce(&V) -> bool) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.remove_where(key, |slot| condition(&slot.value))
     }
 
     /// Removes every entry.

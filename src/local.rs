@@ -10,15 +10,24 @@ use crate::owned;
 use crate::single_flight::{Flights, Role};
 use crate::stats::{Event, Stats};
 use crate::violation::{Tier, Violation, ViolationReport, ViolationSink};
+use nohash_hasher::BuildNoHashHasher;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// An entry remembers the owner and item it was inserted for, independently of the map's key.
+/// Where the map files an entry: a 64-bit hash of its key under the cache's (by default
+/// randomly seeded) hasher. The map compares only fingerprints; the key the entry carries decides
+/// whether a hit is the requested key's.
+type Fingerprint = u64;
+
+/// The map under a `LocalCache`: entries filed by fingerprint, which is already a hash, so the
+/// map uses it as its own hash instead of hashing it again.
+type EntryMap<N> = BoundedMap<Fingerprint, Entry<N>, BuildNoHashHasher<Fingerprint>>;
+
+/// An entry remembers the key it was inserted for, apart from the fingerprint the map files it by.
 struct Entry<N: Namespace> {
-    owner: Owner,
-    item: N::Item,
+    key: Key<N>,
     value: N::Value,
 }
 
@@ -28,6 +37,15 @@ struct Entry<N: Namespace> {
 /// it asked for, separately from the map's own hashing and equality. A mismatch (a bug in a
 /// hasher, in the map, or in code that should never run) is reported as a [`Violation`], the
 /// entry is removed, and the read is a miss. No MAC is computed in-process.
+///
+/// The map files entries by a 64-bit fingerprint of the key (its hash under the cache's hasher,
+/// aHash with a random seed by default) and compares only fingerprints; the entry's own key is
+/// the one full comparison on a hit. Two keys whose fingerprints collide (about 2^-64 per pair)
+/// displace each other's entries, and a read of one that finds the other's entry is a miss:
+/// the entry's key has the requested fingerprint, so the map did its job and nothing is
+/// reported. An entry filed under another fingerprint is the map's fault, and a violation.
+/// With a [`hasher`](LocalCacheBuilder::hasher) whose output callers can predict, they could
+/// make keys collide on purpose: more misses, never another key's value.
 ///
 /// Capacity is in entries, or in weight units with a weigher. Eviction is S3-FIFO, which keeps
 /// the frequently read working set when a scan of one-off keys passes through. Expired entries
@@ -58,7 +76,9 @@ struct Entry<N: Namespace> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct LocalCache<N: Namespace, S = ahash::RandomState> {
-    map: BoundedMap<Key<N>, Entry<N>, S>,
+    map: EntryMap<N>,
+    /// Computes keys' fingerprints.
+    hasher: S,
     ttl: Option<Duration>,
     sink: Option<ViolationSink>,
     flights: Flights<Key<N>, Result<N::Value, LoadError>>,
@@ -135,7 +155,7 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
         if let Some(chaos) = &self.chaos {
             return self.get_redirected(key, chaos);
         }
-        self.lookup(key, key)
+        self.lookup(self.fingerprint(key), key)
     }
 
     /// [`LocalCache::get`] under the test fault: the map is asked for the key `chaos` names.
@@ -144,19 +164,21 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     #[inline(never)]
     fn get_redirected(&self, key: &Key<N>, chaos: &LookupChaos<N>) -> Option<N::Value> {
         let redirected = chaos(key);
-        self.lookup(redirected.as_ref().unwrap_or(key), key)
+        self.lookup(self.fingerprint(redirected.as_ref().unwrap_or(key)), key)
     }
 
-    /// Reads the entry the map holds for `looked_up` and verifies it against `key`.
+    /// Reads the entry the map files under `fingerprint` and verifies it against `key`.
     #[inline]
-    fn lookup(&self, looked_up: &Key<N>, key: &Key<N>) -> Option<N::Value> {
-        // Verified against `key`, whatever entry the map hands back for `looked_up`. The
-        // violation is boxed and built out of line so the hit path moves only the value.
-        let lookup = self.map.get_with(looked_up, |entry| {
-            if entry.owner != *key.owner() || entry.item != *key.item() {
-                return Err(mismatch(key, entry));
+    fn lookup(&self, fingerprint: Fingerprint, key: &Key<N>) -> Option<N::Value> {
+        // Verified against `key`, whatever entry the map hands back. Refusals are built out of
+        // line, so the hit path moves only the value.
+        let lookup = self.map.get_with(&fingerprint, |entry| {
+            if entry.key.owner() != key.owner() || entry.key.item() != key.item() {
+                return Err(self.refusal(key, entry));
             }
-            owned::check_read(key, &entry.value).map_err(Box::new)?;
+            if let Some(found) = owned::mismatch::<N>(key.owner(), &entry.value) {
+                return Err(Refusal::Violation(value_owner_mismatch(key, found)));
+            }
             Ok(entry.value.clone())
         });
         let counters = self.map.counters();
@@ -165,11 +187,11 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
                 counters.record(Event::HitLocal);
                 Some(value)
             }
-            Lookup::Hit(Err(violation)) => {
+            Lookup::Hit(Err(Refusal::Violation(violation))) => {
                 self.refuse(key, *violation);
                 None
             }
-            Lookup::Miss => {
+            Lookup::Hit(Err(Refusal::Collision)) | Lookup::Miss => {
                 counters.record(Event::Miss);
                 None
             }
@@ -384,11 +406,16 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     /// Stores `value` until `expires_ms` (ms since the Unix epoch).
     pub(crate) fn insert_until(&self, key: &Key<N>, value: N::Value, expires_ms: u64) -> bool {
         let entry = Entry {
-            owner: key.owner().clone(),
-            item: key.item().clone(),
+            key: key.clone(),
             value,
         };
-        self.map.insert(key.clone(), entry, expires_ms)
+        self.map.insert(self.fingerprint(key), entry, expires_ms)
+    }
+
+    /// The map's key for `key`.
+    #[inline]
+    fn fingerprint(&self, key: &Key<N>) -> Fingerprint {
+        self.hasher.hash_one(key)
     }
 
     /// Removes the entry for `key`; returns whether there was one.
@@ -417,7 +444,9 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn remove(&self, key: &Key<N>) -> bool {
-        self.map.remove(key)
+        // Only `key`'s own entry, not one of a key whose fingerprint collides with it.
+        self.map
+            .remove_if(&self.fingerprint(key), |entry| entry.key == *key)
     }
 
     /// Removes every entry.
@@ -561,12 +590,35 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
         self.map.counters().snapshot()
     }
 
+    /// Why the entry the map handed back for `key` is another key's. Its key has the same
+    /// fingerprint: two keys collided, the map did its job, and the read is a plain miss.
+    /// Another fingerprint: the map handed back an entry filed elsewhere, a [`Violation`].
+    #[cold]
+    #[inline(never)]
+    fn refusal(&self, key: &Key<N>, entry: &Entry<N>) -> Refusal {
+        if self.fingerprint(&entry.key) == self.fingerprint(key) {
+            return Refusal::Collision;
+        }
+        Refusal::Violation(Box::new(if entry.key.owner() != key.owner() {
+            Violation::OwnerMismatch {
+                expected: key.owner().clone(),
+                found: entry.key.owner().clone(),
+            }
+        } else {
+            Violation::ItemMismatch
+        }))
+    }
+
+    /// Out of line and cold: a refusal must not grow the hit path of [`LocalCache::get`].
+    #[cold]
+    #[inline(never)]
     fn refuse(&self, key: &Key<N>, violation: Violation) {
         let counters = self.map.counters();
         counters.record(Event::Violation(violation.kind()));
         counters.record(Event::Miss);
         observe::violation(N::NAME, Tier::Local, &violation);
-        self.map.remove(key);
+        // What the map files under `key`'s fingerprint, whichever key its entry carries.
+        self.map.remove(&self.fingerprint(key));
         if let Some(sink) = &self.sink {
             sink(&ViolationReport {
                 namespace: N::NAME,
@@ -578,17 +630,23 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     }
 }
 
-/// The violation of an entry that is not `key`'s (another owner, or another item of its owner).
+/// Why a read refused the entry the map handed back.
+enum Refusal {
+    /// The entry is another key's whose fingerprint is the same: a miss.
+    Collision,
+    /// The entry is not what `key` may read: counted, reported, removed.
+    Violation(Box<Violation>),
+}
+
+/// The violation of an entry whose value names another owner than `key`'s ([`Owned`] values).
+///
+/// [`Owned`]: crate::Owned
 #[cold]
 #[inline(never)]
-fn mismatch<N: Namespace>(key: &Key<N>, entry: &Entry<N>) -> Box<Violation> {
-    Box::new(if entry.owner != *key.owner() {
-        Violation::OwnerMismatch {
-            expected: key.owner().clone(),
-            found: entry.owner.clone(),
-        }
-    } else {
-        Violation::ItemMismatch
+fn value_owner_mismatch<N: Namespace>(key: &Key<N>, found: Owner) -> Box<Violation> {
+    Box::new(Violation::OwnerMismatch {
+        expected: key.owner().clone(),
+        found,
     })
 }
 
@@ -725,7 +783,12 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCacheBuilder<N, S> {
         self
     }
 
-    /// Hashes keys with `hasher` instead of aHash.
+    /// Hashes keys with `hasher` instead of aHash (randomly seeded per cache).
+    ///
+    /// The hash is the key's fingerprint, the map's only key: keys whose fingerprints collide
+    /// share one entry (each reads the other's as a miss, never as a value). Use a full 64-bit
+    /// hash, seeded where callers choose keys; a constant or narrow hash still returns only the
+    /// right values, but keeps about one entry per distinct hash.
     pub fn hasher<S2: BuildHasher + Clone>(self, hasher: S2) -> LocalCacheBuilder<N, S2> {
         LocalCacheBuilder {
             capacity: self.capacity,
@@ -751,12 +814,18 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCacheBuilder<N, S> {
         if self.ttl == Some(Duration::ZERO) {
             return Err(BuildError::ZeroTtl);
         }
-        let weigher: Option<Weigher<Key<N>, Entry<N>>> =
-            self.weigher.map(|weigh| -> Weigher<Key<N>, Entry<N>> {
-                Arc::new(move |key, entry| weigh(key, &entry.value))
+        let weigher: Option<Weigher<Fingerprint, Entry<N>>> =
+            self.weigher.map(|weigh| -> Weigher<Fingerprint, Entry<N>> {
+                Arc::new(move |_, entry| weigh(&entry.key, &entry.value))
             });
         Ok(LocalCache {
-            map: BoundedMap::new(self.capacity, weigher, self.clock, self.hasher),
+            map: BoundedMap::new(
+                self.capacity,
+                weigher,
+                self.clock,
+                BuildNoHashHasher::default(),
+            ),
+            hasher: self.hasher,
             ttl: self.ttl,
             sink: self.sink,
             flights: Flights::default(),

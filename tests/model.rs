@@ -1,6 +1,6 @@
 //! Model tests: random operation sequences against a `HashMap` model, for the in-process tier
-//! (roomy, tiny, and under a constant hasher) and for `Cache` over `MemoryStore` (both tiers,
-//! remote only, and a tiny in-process tier that keeps missing into the remote one).
+//! (roomy, tiny, and under hashers whose fingerprints collide) and for `Cache` over `MemoryStore`
+//! (both tiers, remote only, and a tiny in-process tier that keeps missing into the remote one).
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -9,7 +9,7 @@ use scoped_cache::{
     RawBytes, TenantId,
 };
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ impl Namespace for Thumbs {
 const TTL_MS: u64 = 100;
 const START_MS: u64 = 1_700_000_000_000;
 
-/// A hasher that sends every key to the same bucket, shard and policy queue.
+/// A hasher that gives every key the same fingerprint: each key displaces every other.
 #[derive(Clone, Default)]
 struct ZeroHasher;
 
@@ -38,6 +38,23 @@ impl Hasher for ZeroHasher {
 }
 
 type ZeroState = BuildHasherDefault<ZeroHasher>;
+
+/// A hasher with four outputs (two bits of SipHash): the 27 pooled keys share 4 fingerprints.
+#[derive(Default)]
+struct TwoBitHasher(DefaultHasher);
+
+impl Hasher for TwoBitHasher {
+    fn finish(&self) -> u64 {
+        self.0.finish() & 3
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(bytes);
+    }
+}
+
+type TwoBitState = BuildHasherDefault<TwoBitHasher>;
+/// The number of distinct fingerprints under [`TwoBitState`].
+const TWO_BIT_FINGERPRINTS: usize = 4;
 
 /// 27 keys: tenants and devices that share numbers (so `(1, 2)` and `(2, 1)` are both there),
 /// a text id that spells a number, and three items.
@@ -411,19 +428,30 @@ proptest! {
         check_bounded(&tiny_cache(&clock, capacity, ahash::RandomState::new()), &clock, capacity, &ops)?;
     }
 
+    // Colliding fingerprints: a key whose entry another key displaced reads as a miss, never as
+    // the other key's value, and no collision is reported as a violation (`check_bounded`).
+
     #[test]
-    fn constant_hasher_local_cache_matches_the_model_exactly(ops in ops_strategy(true)) {
+    fn constant_hasher_local_cache_returns_the_model_value_or_nothing(ops in ops_strategy(true)) {
         let clock = ManualClock::new(START_MS);
-        check_exact(&roomy_cache(&clock, ZeroState::default()), &clock, &ops)?;
+        // One fingerprint: never more than one entry, however roomy the cache.
+        check_bounded(&roomy_cache(&clock, ZeroState::default()), &clock, 1, &ops)?;
     }
 
     #[test]
-    fn constant_hasher_tiny_local_cache_returns_the_model_value_or_nothing(
+    fn narrow_hasher_local_cache_returns_the_model_value_or_nothing(ops in ops_strategy(true)) {
+        let clock = ManualClock::new(START_MS);
+        check_bounded(&roomy_cache(&clock, TwoBitState::default()), &clock, TWO_BIT_FINGERPRINTS, &ops)?;
+    }
+
+    #[test]
+    fn narrow_hasher_tiny_local_cache_returns_the_model_value_or_nothing(
         capacity in 1usize..6,
         ops in ops_strategy(true),
     ) {
         let clock = ManualClock::new(START_MS);
-        check_bounded(&tiny_cache(&clock, capacity, ZeroState::default()), &clock, capacity, &ops)?;
+        let bound = capacity.min(TWO_BIT_FINGERPRINTS);
+        check_bounded(&tiny_cache(&clock, capacity, TwoBitState::default()), &clock, bound, &ops)?;
     }
 }
 
@@ -446,9 +474,10 @@ proptest! {
     }
 }
 
-/// Many owners whose numbers are each other's swaps, all in one hash bucket: every read is exact.
+/// Many owners whose numbers are each other's swaps, all with one fingerprint: each insert
+/// displaces the previous key's entry, which then reads as a miss, never as the newer value.
 #[test]
-fn constant_hasher_keeps_many_owners_apart() {
+fn constant_hasher_never_reads_another_keys_value() {
     let clock = ManualClock::new(START_MS);
     let cache = LocalCache::<Thumbs>::builder()
         .max_entries(127)
@@ -459,26 +488,32 @@ fn constant_hasher_keeps_many_owners_apart() {
     let key = |t: u64, d: u64, i: u64| Key::new(TenantId::from_u64(t), DeviceId::from_u64(d), i);
     let value = |t: u64, d: u64, i: u64| Bytes::from(format!("{t}/{d}/{i}"));
     // 6 tenants x 6 devices x 3 items = 108 keys, including every (a, b) / (b, a) pair.
-    for t in 0..6 {
-        for d in 0..6 {
-            for i in 0..3 {
-                assert!(cache.insert(&key(t, d, i), value(t, d, i)));
-            }
+    let keys: Vec<_> = (0..6)
+        .flat_map(|t| (0..6).flat_map(move |d| (0..3).map(move |i| (t, d, i))))
+        .collect();
+    for (n, &(t, d, i)) in keys.iter().enumerate() {
+        assert!(cache.insert(&key(t, d, i), value(t, d, i)));
+        assert_eq!(
+            cache.get(&key(t, d, i)),
+            Some(value(t, d, i)),
+            "{t}/{d}/{i}"
+        );
+        // The swapped owner, an earlier key and a key never stored: all collide, none is served.
+        let swapped = (t == d).then(|| value(t, d, i)); // the same key when t == d
+        assert_eq!(cache.get(&key(d, t, i)), swapped, "{d}/{t}/{i}");
+        if let Some(&(t0, d0, i0)) = n.checked_sub(1).map(|m| &keys[m]) {
+            assert_eq!(
+                cache.get(&key(t0, d0, i0)),
+                None,
+                "{t0}/{d0}/{i0} was displaced"
+            );
+            assert!(
+                !cache.remove(&key(t0, d0, i0)),
+                "removing a displaced key removes nothing"
+            );
         }
-    }
-    assert_eq!(cache.len(), 108);
-    for t in 0..6 {
-        for d in 0..6 {
-            for i in 0..3 {
-                assert_eq!(
-                    cache.get(&key(t, d, i)),
-                    Some(value(t, d, i)),
-                    "{t}/{d}/{i}"
-                );
-            }
-            assert_eq!(cache.get(&key(t, d, 3)), None, "an item never stored");
-        }
-        assert_eq!(cache.get(&key(t, 6, 0)), None, "a device never stored");
+        assert_eq!(cache.get(&key(t, d, 3)), None, "an item never stored");
+        assert_eq!(cache.len(), 1);
     }
     // Text ids that spell the numbers are other ids.
     let text = Key::<Thumbs>::new(
@@ -486,28 +521,36 @@ fn constant_hasher_keeps_many_owners_apart() {
         DeviceId::new("2").expect("valid"),
         0,
     );
-    assert_eq!(cache.get(&text), None);
-    // Overwrite and remove among colliding keys.
     assert!(cache.insert(&key(1, 2, 0), Bytes::from_static(b"new")));
-    assert!(cache.remove(&key(2, 1, 0)));
+    assert_eq!(cache.get(&text), None);
+    assert!(
+        !cache.remove(&key(2, 1, 0)),
+        "only the key's own entry is removed"
+    );
     assert_eq!(cache.get(&key(1, 2, 0)), Some(Bytes::from_static(b"new")));
-    assert_eq!(cache.get(&key(2, 1, 0)), None);
-    assert_eq!(cache.get(&key(2, 1, 1)), Some(value(2, 1, 1)));
+    assert!(cache.remove(&key(1, 2, 0)));
+    assert!(cache.is_empty());
     let stats = cache.stats();
-    assert_eq!(stats.violations.total(), 0);
-    assert_eq!(stats.evictions, 0);
+    assert_eq!(
+        stats.violations.total(),
+        0,
+        "collisions are misses, not violations"
+    );
+    assert_eq!(
+        stats.evictions, 0,
+        "a displaced entry is replaced, not evicted"
+    );
 }
 
-/// Far more keys than room, all colliding: eviction keeps the bound and never mixes values.
+/// Far more keys than room: eviction keeps the bound and never mixes values.
 #[test]
-fn constant_hasher_evicts_correctly() {
+fn eviction_keeps_the_bound_and_never_mixes_values() {
     const CAPACITY: usize = 16;
     const KEYS: u64 = 500;
     let clock = ManualClock::new(START_MS);
     let cache = LocalCache::<Thumbs>::builder()
         .max_entries(CAPACITY as u64)
         .clock(clock.clock())
-        .hasher(ZeroState::default())
         .build()
         .expect("valid configuration");
     let key = |n: u64| {
@@ -549,13 +592,12 @@ fn constant_hasher_evicts_correctly() {
 
 /// Expired entries are never returned, and eviction prefers them.
 #[test]
-fn constant_hasher_expiry_is_exact() {
+fn expiry_is_exact() {
     let clock = ManualClock::new(START_MS);
     let cache = LocalCache::<Thumbs>::builder()
         .max_entries(8)
         .ttl(Duration::from_millis(TTL_MS))
         .clock(clock.clock())
-        .hasher(ZeroState::default())
         .build()
         .expect("valid configuration");
     let key = |n: u64| Key::new(TenantId::from_u64(n), DeviceId::from_u64(n + 1), 0);
