@@ -7,6 +7,7 @@ pub use encoding::{KEY_PREFIX, KeyDecodeError, RawKey};
 use crate::id::{DeviceId, TenantId};
 use crate::item::ItemKey;
 use crate::namespace::{Namespace, assert_valid_name};
+use std::cell::RefCell;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
@@ -106,13 +107,37 @@ impl<N: Namespace> Key<N> {
     /// The key's bytes, as used in remote stores and envelopes (see `docs/ENVELOPE.md`).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
-        self.encode_into(&mut out);
+        encoding::encode_key(
+            N::NAME,
+            &self.owner,
+            |out| self.item.encode_item(out),
+            &mut out,
+        );
         out
     }
 
-    /// Appends [`Key::encode`]'s bytes to `out`.
-    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
-        encoding::encode_key(N::NAME, &self.owner, |out| self.item.encode_item(out), out);
+    /// Whether `encoded` is exactly [`Key::encode`]'s bytes. Checked in place: only the item
+    /// is encoded, into a buffer each thread reuses, so opening an envelope allocates nothing.
+    pub(crate) fn is_encoded_by(&self, encoded: &[u8]) -> bool {
+        thread_local! {
+            static ITEM: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        let Some(item) = encoding::item_of(encoded, N::NAME, &self.owner) else {
+            return false;
+        };
+        ITEM.with(|buffer| match buffer.try_borrow_mut() {
+            Ok(mut buffer) => {
+                buffer.clear();
+                self.item.encode_item(&mut buffer);
+                *buffer == item
+            }
+            // Re-entered from an item's `encode_item` that itself checks a key.
+            Err(_) => {
+                let mut own = Vec::new();
+                self.item.encode_item(&mut own);
+                own == item
+            }
+        })
     }
 
     /// Reads a key back from [`Key::encode`]'s bytes.
@@ -164,5 +189,101 @@ impl<N: Namespace> fmt::Debug for Key<N> {
             .field("device", &self.owner.device)
             .field("item", &self.item)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::RawBytes;
+    use proptest::prelude::*;
+
+    struct Events;
+    impl Namespace for Events {
+        const NAME: &'static str = "events";
+        const SCHEMA: u16 = 1;
+        type Item = u64;
+        type Value = bytes::Bytes;
+        type Codec = RawBytes;
+    }
+
+    /// The same name but one letter: a key of it must never pass for an `Events` key.
+    struct Event;
+    impl Namespace for Event {
+        const NAME: &'static str = "event";
+        const SCHEMA: u16 = 1;
+        type Item = u64;
+        type Value = bytes::Bytes;
+        type Codec = RawBytes;
+    }
+
+    struct Names;
+    impl Namespace for Names {
+        const NAME: &'static str = "names";
+        const SCHEMA: u16 = 1;
+        type Item = String;
+        type Value = bytes::Bytes;
+        type Codec = RawBytes;
+    }
+
+    /// Every id kind, with numbers that text ids spell and a text id long enough for the heap.
+    fn id() -> impl Strategy<Value = crate::id::IdRepr> {
+        prop_oneof![
+            (0u64..3).prop_map(|n| TenantId::from_u64(n).0),
+            (0u8..2).prop_map(|b| TenantId::from_uuid([b; 16]).0),
+            prop::sample::select(vec!["1", "2", "a-text-id-longer-than-sixteen-bytes"])
+                .prop_map(|text| TenantId::new(text).expect("valid").0),
+        ]
+    }
+
+    fn owner() -> impl Strategy<Value = Owner> {
+        (id(), id()).prop_map(|(tenant, device)| Owner::new(TenantId(tenant), DeviceId(device)))
+    }
+
+    fn events_key() -> impl Strategy<Value = Key<Events>> {
+        (owner(), 0u64..3).prop_map(|(owner, item)| Key::for_owner(owner, item))
+    }
+
+    fn names_key() -> impl Strategy<Value = Key<Names>> {
+        (owner(), "[a-z]{0,3}").prop_map(|(owner, item)| Key::for_owner(owner, item))
+    }
+
+    /// Bytes to check a key against: another key's encoding, or the key's own encoding with one
+    /// byte changed, cut short or extended.
+    fn candidate<N: Namespace>(key: &Key<N>, other: Vec<u8>, at: usize, edit: u8) -> Vec<u8> {
+        let mut bytes = key.encode();
+        let at = at % bytes.len();
+        match edit % 5 {
+            0 => return other,
+            1 => bytes[at] ^= edit | 1,
+            2 => bytes.truncate(at),
+            3 => bytes.insert(at, edit),
+            _ => {} // the key's own encoding
+        }
+        bytes
+    }
+
+    proptest! {
+        /// The in-place check gives the same answer as encoding the key and comparing.
+        #[test]
+        fn is_encoded_by_agrees_with_encode(
+            key in events_key(),
+            other in events_key(),
+            alias in owner(),
+            at in any::<usize>(),
+            edit in any::<u8>(),
+            names in (names_key(), names_key()),
+        ) {
+            let other = match edit % 3 {
+                0 => other.encode(),
+                1 => Key::<Event>::for_owner(alias, *key.item()).encode(),
+                _ => Key::<Event>::for_owner(key.owner().clone(), *key.item()).encode(),
+            };
+            let bytes = candidate(&key, other, at, edit);
+            prop_assert_eq!(key.is_encoded_by(&bytes), bytes == key.encode(), "{:?}", bytes);
+            let (name, other_name) = names;
+            let bytes = candidate(&name, other_name.encode(), at, edit);
+            prop_assert_eq!(name.is_encoded_by(&bytes), bytes == name.encode(), "{:?}", bytes);
+        }
     }
 }

@@ -195,6 +195,37 @@ fn encode_id(id: &IdRepr, out: &mut Vec<u8>) {
     out.extend_from_slice(data);
 }
 
+/// The item bytes of `encoded` when everything before them is what [`encode_key`] writes for
+/// `namespace` and `owner`, and the item's length field counts exactly the bytes that remain;
+/// `None` otherwise. Compared in place: nothing is written.
+pub(crate) fn item_of<'a>(encoded: &'a [u8], namespace: &str, owner: &Owner) -> Option<&'a [u8]> {
+    let rest = encoded
+        .strip_prefix(KEY_PREFIX)?
+        .strip_prefix(namespace.as_bytes())?
+        .strip_prefix(&[b':', TENANT_TAG])?;
+    let rest = strip_id(rest, &owner.tenant.0)?.strip_prefix(&[DEVICE_TAG])?;
+    let rest = strip_id(rest, &owner.device.0)?.strip_prefix(&[ITEM_TAG])?;
+    let (item_len, item) = rest.split_first_chunk::<4>()?;
+    (usize::try_from(u32::from_be_bytes(*item_len)).ok()? == item.len()).then_some(item)
+}
+
+/// `bytes` after [`encode_id`]'s encoding of `id`, if they start with it.
+fn strip_id<'a>(bytes: &'a [u8], id: &IdRepr) -> Option<&'a [u8]> {
+    let (kind, data): (u8, &[u8]) = match id {
+        IdRepr::Num(n) => {
+            let (field, rest) = bytes.split_first_chunk::<10>()?;
+            return (field[..2] == [KIND_NUM, 8] && field[2..] == n.to_be_bytes()).then_some(rest);
+        }
+        IdRepr::Uuid(u) => (KIND_UUID, u),
+        IdRepr::Inline { .. } | IdRepr::Heap(_) => {
+            (KIND_TEXT, id.as_text().unwrap_or_default().as_bytes())
+        }
+    };
+    bytes
+        .strip_prefix(&[kind, data.len() as u8])?
+        .strip_prefix(data)
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
