@@ -19,8 +19,8 @@
 //! - **Sealed values.** Everything written to a [`RemoteStore`] is an [`Envelope`]: the payload
 //!   bound to its full key, schema and lifetime under a 256-bit HMAC-SHA256 tag from a
 //!   [`KeyRing`]. A read opens it *for the key it asked for*.
-//! - **Verified in-process hits.** [`LocalCache`] entries carry the owner they were stored for;
-//!   every hit is compared with the requested key.
+//! - **Verified in-process hits.** [`LocalCache`] entries carry the key they were stored for;
+//!   every hit is compared with the requested key, apart from the map's own lookup.
 //! - **Fail closed.** A value that fails a check is a [`Violation`]: counted in [`Stats`], reported
 //!   to the violation sink with the expected and (authenticated) found owner, deleted from its tier,
 //!   and read as a miss. Never data.
@@ -36,8 +36,9 @@
 //!
 //! - *Mix-ups between owners or items, in either tier*: a value of another tenant, another device,
 //!   tenant and device exchanged, or another item of the same owner — whether a store, a proxy or
-//!   a buggy writer put it under the wrong store key, or a hash collision or map bug in-process
-//!   handed it back.
+//!   a buggy writer put it under the wrong store key, or a map bug in-process handed it back. (Two
+//!   keys whose 64-bit in-process fingerprints collide are told apart by the key each entry
+//!   carries: the other key's entry is read as a plain miss, not reported.)
 //! - *Reply mismatches*: a reply read for another request, as a cancelled, timed-out or pipelined
 //!   request can cause on a shared connection (redis-py #2624), or a reordered batch from
 //!   [`Cache::get_many`]: each value is opened for the key that asked for it. (A batch of the
