@@ -16,6 +16,7 @@ use crate::stats::{Counters, Event};
 use crate::sync::{AtomicU8, ConcurrentMap, Mutex, Ordering, lock};
 use s3fifo::{S3Fifo, Visit};
 use std::borrow::Borrow;
+use std::cell::OnceCell;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
@@ -171,10 +172,17 @@ where
             policy.forget(old.weight);
         }
         self.counters.record(Event::Insert);
-        let now_ms = self.clock.expiry_now_ms();
-        let counts = policy.make_room(|record, force| self.visit(record, force, now_ms));
-        self.counters.add(Event::Eviction, counts.evicted);
-        self.counters.add(Event::Expiration, counts.expired);
+        // Read the clock once, and only when a visited entry has a TTL: a cache without TTLs
+        // never reads it here (it was ~6% of an insert into a full cache).
+        let now_ms = OnceCell::new();
+        let expiry_now = || *now_ms.get_or_init(|| self.clock.expiry_now_ms());
+        let counts = policy.make_room(|record, force| self.visit(record, force, expiry_now));
+        if counts.evicted > 0 {
+            self.counters.add(Event::Eviction, counts.evicted);
+        }
+        if counts.expired > 0 {
+            self.counters.add(Event::Expiration, counts.expired);
+        }
         if policy.needs_compaction() {
             policy.compact(|record| {
                 self.map
@@ -231,12 +239,12 @@ where
     }
 
     /// Decides the fate of a popped record; called with its policy shard locked.
-    fn visit(&self, record: &s3fifo::Record<K>, force: bool, now_ms: u64) -> Visit {
+    fn visit(&self, record: &s3fifo::Record<K>, force: bool, now_ms: impl Fn() -> u64) -> Visit {
         let decision = self.map.view(&record.key, |_, slot| {
             if slot.id != record.id {
                 return Visit::Stale;
             }
-            let expired = slot.expires_ms != NEVER && now_ms >= slot.expires_ms;
+            let expired = slot.expires_ms != NEVER && now_ms() >= slot.expires_ms;
             let freq = slot.freq.load(Ordering::Relaxed);
             if !expired && !force && freq > 0 {
                 slot.freq.store(freq - 1, Ordering::Relaxed);

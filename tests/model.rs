@@ -613,3 +613,33 @@ fn expiry_is_exact() {
     assert_eq!(cache.len(), 0);
     assert_eq!(cache.stats().expirations, 8);
 }
+
+/// Inserts into a full cache drop expired entries before live ones, counted as expirations.
+#[test]
+fn a_full_cache_drops_expired_entries_before_live_ones() {
+    let clock = ManualClock::new(START_MS);
+    let cache = LocalCache::<Thumbs>::builder()
+        .max_entries(8)
+        .clock(clock.clock())
+        .build()
+        .expect("valid configuration");
+    let key = |n: u64| Key::new(TenantId::from_u64(n), DeviceId::from_u64(n + 1), 0);
+    let value = |n: u64| Bytes::from(n.to_string());
+    // The four oldest entries have a TTL; the next four have none.
+    for n in 0..4 {
+        cache.insert_with_ttl(&key(n), value(n), Duration::from_millis(TTL_MS));
+    }
+    for n in 4..8 {
+        cache.insert(&key(n), value(n));
+    }
+    clock.advance(Duration::from_millis(TTL_MS));
+    for n in 8..12 {
+        assert!(cache.insert(&key(n), value(n)));
+    }
+    let stats = cache.stats();
+    assert_eq!((stats.expirations, stats.evictions), (4, 0));
+    for n in 4..12 {
+        assert_eq!(cache.get(&key(n)), Some(value(n)), "live entry {n}");
+    }
+    assert_eq!(cache.len(), 8);
+}
