@@ -426,7 +426,7 @@ impl<N: Namespace> Cache<N> {
                 Some(value)
             }
             Err(violation) => {
-                self.refuse_remote(key, encoded, violation).await;
+                self.refuse_remote(key, encoded, sealed, violation).await;
                 None
             }
         }
@@ -522,7 +522,17 @@ impl<N: Namespace> Cache<N> {
         (values, outcome)
     }
 
-    async fn refuse_remote(&self, key: &Key<N>, encoded: &[u8], violation: Violation) {
+    /// Counts and reports a refused remote value, then deletes it from the store if the store
+    /// still holds exactly `refused`: a value spoiled on its way, or replaced since, is not the
+    /// stored one, and deleting the key would drop a good value and send its readers to the
+    /// loader (during a reconnect storm, all at once).
+    async fn refuse_remote(
+        &self,
+        key: &Key<N>,
+        encoded: &[u8],
+        refused: &Bytes,
+        violation: Violation,
+    ) {
         let inner = &*self.inner;
         inner.counters.record(Event::Violation(violation.kind()));
         observe::violation(N::NAME, Tier::Remote, &violation);
@@ -536,7 +546,7 @@ impl<N: Namespace> Cache<N> {
             .shared
             .report_violation(&report, inner.breaker.as_deref());
         if let Some(remote) = &inner.shared.remote
-            && remote.store.delete(encoded).await.is_err()
+            && remote.store.delete_if(encoded, refused).await.is_err()
         {
             inner.counters.record(Event::RemoteError);
         }

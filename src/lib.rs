@@ -22,8 +22,8 @@
 //! - **Verified in-process hits.** [`LocalCache`] entries carry the key they were stored for;
 //!   every hit is compared with the requested key, apart from the map's own lookup.
 //! - **Fail closed.** A value that fails a check is a [`Violation`]: counted in [`Stats`], reported
-//!   to the violation sink with the expected and (authenticated) found owner, deleted from its tier,
-//!   and read as a miss. Never data.
+//!   to the violation sink with the expected and (authenticated) found owner, deleted from its tier
+//!   (remotely, only while the store still holds those very bytes), and read as a miss. Never data.
 //!
 //! ## What is protected, and what is not
 //!

@@ -126,4 +126,12 @@ impl RemoteStore for MemoryStore {
             Ok(())
         })
     }
+
+    fn delete_if<'a>(&'a self, key: &'a [u8], value: &'a Bytes) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            // Compared and removed under the map's lock for the key: atomic with writers.
+            self.map.remove_if(key, |stored| stored == value);
+            Ok(())
+        })
+    }
 }

@@ -508,7 +508,28 @@ impl RemoteStore for RedisStore {
             }
         })
     }
+
+    /// Compare and delete in one step, as a Lua script (Redis 7 has no such command). A server
+    /// that refuses scripts (an ACL without `@scripting`) gets an unconditional `DEL` instead.
+    fn delete_if<'a>(&'a self, key: &'a [u8], value: &'a Bytes) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(DELETE_IF_SCRIPT).arg(1);
+            self.key_arg(&mut cmd, key);
+            cmd.arg(value.as_ref());
+            match self.request(&cmd).await {
+                Ok((Value::Int(_), _)) => Ok(()),
+                Ok((other, used)) => Err(self.out_of_step(used, "EVAL", &other)),
+                Err(StoreError::Server(_)) => self.delete(key).await,
+                Err(error) => Err(error),
+            }
+        })
+    }
 }
+
+/// `delete_if`'s script: deletes `KEYS[1]` only while it holds `ARGV[1]`; replies 1 or 0.
+const DELETE_IF_SCRIPT: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
 /// The key an envelope *claims* to be sealed for, if `value` starts like one (not
 /// authenticated: only a hint that a connection is out of step; `Cache` does the real check).

@@ -170,4 +170,24 @@ pub trait RemoteStore: Send + Sync + 'static {
     /// Required; see the [trait docs](RemoteStore#cancel-safety). A dropped call may or may not
     /// have deleted the value.
     fn delete<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, ()>;
+
+    /// Deletes `key` only while it still holds `value`: the bytes a read just refused.
+    ///
+    /// [`Cache`](crate::Cache) calls it after refusing a remote value. A value that was changed
+    /// on its way (a reply swapped between connections, truncated, corrupted) or replaced since
+    /// the read is not what the store holds, so the key's good value stays. The default deletes
+    /// unconditionally; stores that can compare and delete atomically override it.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the store cannot answer (counted in `remote_errors`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Required; see the [trait docs](RemoteStore#cancel-safety). A dropped call may or may not
+    /// have deleted the value.
+    fn delete_if<'a>(&'a self, key: &'a [u8], value: &'a Bytes) -> StoreFuture<'a, ()> {
+        let _ = value;
+        self.delete(key)
+    }
 }

@@ -9,6 +9,7 @@ use scoped_cache::{
     ManualClock, MemoryStore, NEVER, Namespace, Owner, Policy, RawBytes, RemoteStore, SealError,
     StoreError, StoreFuture, TenantId, Tier, Violation, ViolationKind, ViolationReport,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -537,6 +538,80 @@ async fn the_envelope_expires_values_a_store_keeps_too_long() {
         }
     );
     assert_eq!(fixture.stored(&mine).await, None, "not deleted");
+}
+
+/// A transport that flips the last byte of every reply while `spoil` is set; deletes go through.
+struct SpoilsReplies {
+    inner: Arc<MemoryStore>,
+    spoil: AtomicBool,
+}
+
+impl RemoteStore for SpoilsReplies {
+    fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Bytes>> {
+        Box::pin(async move {
+            let value = self.inner.get(key).await?;
+            Ok(value.map(|value| match self.spoil.load(Ordering::Relaxed) {
+                true => {
+                    let mut spoiled = value.to_vec();
+                    if let Some(last) = spoiled.last_mut() {
+                        *last ^= 1;
+                    }
+                    Bytes::from(spoiled)
+                }
+                false => value,
+            }))
+        })
+    }
+    fn set<'a>(
+        &'a self,
+        key: &'a [u8],
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> StoreFuture<'a, ()> {
+        self.inner.set(key, value, ttl)
+    }
+    fn delete<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, ()> {
+        self.inner.delete(key)
+    }
+    fn delete_if<'a>(&'a self, key: &'a [u8], value: &'a Bytes) -> StoreFuture<'a, ()> {
+        self.inner.delete_if(key, value)
+    }
+}
+
+/// A value spoiled on its way is refused, but the good value the store holds is not deleted:
+/// once the transport is sound again, it is served without a reload.
+#[tokio::test]
+async fn a_value_spoiled_in_transit_is_refused_and_the_stored_one_kept() {
+    let clock = ManualClock::new(START_MS);
+    let store = Arc::new(MemoryStore::with_clock(1 << 20, clock.clock()));
+    let transport = Arc::new(SpoilsReplies {
+        inner: store.clone(),
+        spoil: AtomicBool::new(false),
+    });
+    let fixture = Fixture::over(clock, store, transport.clone());
+    let cache: Cache<Thumbs> = fixture
+        .client
+        .cache()
+        .local_capacity(0)
+        .build()
+        .expect("valid cache");
+    let mine = key(1, 2, 3);
+    cache
+        .insert(&mine, Bytes::from_static(b"jpeg"))
+        .await
+        .expect("insert");
+    let stored = fixture.stored(&mine).await;
+    transport.spoil.store(true, Ordering::Relaxed);
+    assert_eq!(cache.get(&mine).await, None);
+    assert_eq!(cache.stats().violations.get(ViolationKind::BadTag), 1);
+    assert_eq!(fixture.reports().len(), 1);
+    assert_eq!(
+        fixture.stored(&mine).await,
+        stored,
+        "the stored value was deleted"
+    );
+    transport.spoil.store(false, Ordering::Relaxed);
+    assert_eq!(cache.get(&mine).await, Some(Bytes::from_static(b"jpeg")));
 }
 
 #[tokio::test]

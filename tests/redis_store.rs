@@ -238,6 +238,61 @@ async fn store_round_trip_get_many_and_binary_keys() {
     .await;
 }
 
+/// `delete_if` deletes a key only while it holds the given bytes, in one step on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_if_deletes_only_the_value_it_names() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    within(async {
+        let store = store(&server).await;
+        let (old, new) = (
+            Bytes::from_static(b"old\0value"),
+            Bytes::from_static(b"new\0value"),
+        );
+        store.set(b"k", new.clone(), None).await.unwrap();
+        // A refused read's bytes that the store no longer (or never) held: nothing is deleted.
+        store.delete_if(b"k", &old).await.unwrap();
+        assert_eq!(store.get(b"k").await.unwrap(), Some(new.clone()));
+        store.delete_if(b"absent", &old).await.unwrap();
+        // The bytes the store holds: deleted.
+        store.delete_if(b"k", &new).await.unwrap();
+        assert_eq!(store.get(b"k").await.unwrap(), None);
+        assert_eq!(store.connections_replaced(), 0);
+
+        // A user whose ACL refuses scripts: `delete_if` falls back to an unconditional DEL.
+        let mut raw = raw(&server).await;
+        let _: () = redis::cmd("ACL")
+            .arg(
+                &[
+                    "SETUSER",
+                    "noscript",
+                    "on",
+                    "nopass",
+                    "~*",
+                    "+@all",
+                    "-@scripting",
+                ][..],
+            )
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let restricted = RedisStore::builder(format!("{}?user=noscript&pass=any", server.url()))
+            .key_prefix(PREFIX)
+            .connect()
+            .await
+            .unwrap();
+        restricted.set(b"k", new.clone(), None).await.unwrap();
+        restricted.delete_if(b"k", &old).await.unwrap();
+        assert_eq!(
+            restricted.get(b"k").await.unwrap(),
+            None,
+            "fell back to DEL"
+        );
+    })
+    .await;
+}
+
 /// Records every violation report.
 #[derive(Clone, Default)]
 struct Reports(Arc<Mutex<Vec<ViolationReport>>>);

@@ -13,9 +13,11 @@ use std::time::Duration;
 
 /// The chosen backend behind one type, so that `FaultyStore` can wrap whichever it is. It also
 /// ends a key's fill where the backend loses the key's value: when the key is deleted (the cache
-/// deletes a key whose read it refused; the delete is not conditional, so it can remove a value
-/// another caller has just loaded and written), and when a read or write of it fails on its own
-/// (not injected): a failed read is a miss, a failed write leaves the value out of the shared tier.
+/// deletes a key whose read it refused; this backend keeps `RemoteStore::delete_if`'s default,
+/// an unconditional delete, so that every refusal ends the fill where the harness can see it,
+/// even though it can remove a value another caller has just loaded and written), and when a
+/// read or write of it fails on its own (not injected): a failed read is a miss, a failed write
+/// leaves the value out of the shared tier.
 pub struct Backend {
     pub store: Arc<dyn RemoteStore>,
     pub origin: Arc<Origin>,

@@ -37,11 +37,11 @@
 //! *leak*. Every wrong value the store handed out must come back as a violation; every dropped or
 //! timed-out read as a remote error. `origin_loads_per_key_max` is the most origin loads of one
 //! key *within one fill*. A fill of a key ends when the cache loses its value: a read of it is
-//! refused (the cache then deletes the entry: fail closed) or fails, the entry is deleted (a
-//! refusal's delete is unconditional, so with Redis it can remove a value another caller has
-//! just written), a write of it fails, or the breaker changes state (while it is open, loaded
-//! values are not written). A load after that is a reload the design requires; those are real
-//! origin traffic and are reported next to it (`reloads_after_fill_ended`, the most loads of
+//! refused (the cache then deletes the entry: fail closed) or fails, the entry is deleted (the
+//! harness's backend makes a refusal's delete unconditional, so it can remove a value another
+//! caller has just written), a write of it fails, or the breaker changes state (while it is
+//! open, loaded values are not written). A load after that is a reload the design requires;
+//! those are real origin traffic and are reported next to it (`reloads_after_fill_ended`, the most loads of
 //! one key over the whole run, and the loads made while the breaker was open). A second load of
 //! a key within one fill is a double load that single-flight should have prevented
 //! (`reloads_unexplained`, expected 0).

@@ -315,6 +315,12 @@ impl<S: RemoteStore> RemoteStore for FaultyStore<S> {
         // The history keeps the key's values: what a store once said can come back.
         self.inner.delete(key)
     }
+
+    fn delete_if<'a>(&'a self, key: &'a [u8], value: &'a Bytes) -> StoreFuture<'a, ()> {
+        // A faulted read handed out bytes the inner store does not hold: those stay undeleted,
+        // as they would behind a real network fault.
+        self.inner.delete_if(key, value)
+    }
 }
 
 impl<S: RemoteStore + fmt::Debug> fmt::Debug for FaultyStore<S> {
