@@ -56,9 +56,15 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
+        Self::behind(|store| store)
+    }
+
+    /// A fixture whose client reaches its `MemoryStore` through `transport`, given that store.
+    fn behind(transport: impl FnOnce(Arc<MemoryStore>) -> Arc<dyn RemoteStore>) -> Self {
         let clock = ManualClock::new(START_MS);
         let store = Arc::new(MemoryStore::with_clock(1 << 20, clock.clock()));
-        Self::over(clock, store.clone(), store)
+        let remote = transport(store.clone());
+        Self::over(clock, store, remote)
     }
 
     /// A fixture whose client talks to `remote`; `store` is the `MemoryStore` underneath it.
@@ -85,6 +91,16 @@ impl Fixture {
     fn cache(&self) -> Cache<Thumbs> {
         self.client
             .cache()
+            .ttl(Duration::from_secs(1))
+            .build()
+            .expect("valid cache")
+    }
+
+    /// Like [`Fixture::cache`], without the in-process tier: every read reaches the store.
+    fn remote_only_cache(&self) -> Cache<Thumbs> {
+        self.client
+            .cache()
+            .local_capacity(0)
             .ttl(Duration::from_secs(1))
             .build()
             .expect("valid cache")
@@ -511,16 +527,8 @@ impl RemoteStore for IgnoresTtl {
 
 #[tokio::test]
 async fn the_envelope_expires_values_a_store_keeps_too_long() {
-    let clock = ManualClock::new(START_MS);
-    let store = Arc::new(MemoryStore::with_clock(1 << 20, clock.clock()));
-    let fixture = Fixture::over(clock, store.clone(), Arc::new(IgnoresTtl(store)));
-    let cache: Cache<Thumbs> = fixture
-        .client
-        .cache()
-        .local_capacity(0)
-        .ttl(Duration::from_secs(1))
-        .build()
-        .expect("valid cache");
+    let fixture = Fixture::behind(|store| Arc::new(IgnoresTtl(store)));
+    let cache = fixture.remote_only_cache();
     let mine = key(1, 2, 3);
     cache
         .insert(&mine, Bytes::from_static(b"jpeg"))
@@ -543,7 +551,7 @@ async fn the_envelope_expires_values_a_store_keeps_too_long() {
 /// A transport that flips the last byte of every reply while `spoil` is set; deletes go through.
 struct SpoilsReplies {
     inner: Arc<MemoryStore>,
-    spoil: AtomicBool,
+    spoil: Arc<AtomicBool>,
 }
 
 impl RemoteStore for SpoilsReplies {
@@ -582,26 +590,21 @@ impl RemoteStore for SpoilsReplies {
 /// once the transport is sound again, it is served without a reload.
 #[tokio::test]
 async fn a_value_spoiled_in_transit_is_refused_and_the_stored_one_kept() {
-    let clock = ManualClock::new(START_MS);
-    let store = Arc::new(MemoryStore::with_clock(1 << 20, clock.clock()));
-    let transport = Arc::new(SpoilsReplies {
-        inner: store.clone(),
-        spoil: AtomicBool::new(false),
+    let spoil = Arc::new(AtomicBool::new(false));
+    let fixture = Fixture::behind(|inner| {
+        Arc::new(SpoilsReplies {
+            inner,
+            spoil: spoil.clone(),
+        })
     });
-    let fixture = Fixture::over(clock, store, transport.clone());
-    let cache: Cache<Thumbs> = fixture
-        .client
-        .cache()
-        .local_capacity(0)
-        .build()
-        .expect("valid cache");
+    let cache = fixture.remote_only_cache();
     let mine = key(1, 2, 3);
     cache
         .insert(&mine, Bytes::from_static(b"jpeg"))
         .await
         .expect("insert");
     let stored = fixture.stored(&mine).await;
-    transport.spoil.store(true, Ordering::Relaxed);
+    spoil.store(true, Ordering::Relaxed);
     assert_eq!(cache.get(&mine).await, None);
     assert_eq!(cache.stats().violations.get(ViolationKind::BadTag), 1);
     assert_eq!(fixture.reports().len(), 1);
@@ -610,7 +613,7 @@ async fn a_value_spoiled_in_transit_is_refused_and_the_stored_one_kept() {
         stored,
         "the stored value was deleted"
     );
-    transport.spoil.store(false, Ordering::Relaxed);
+    spoil.store(false, Ordering::Relaxed);
     assert_eq!(cache.get(&mine).await, Some(Bytes::from_static(b"jpeg")));
 }
 
@@ -636,15 +639,8 @@ async fn invalidate_removes_from_both_tiers() {
 
 #[tokio::test]
 async fn a_failing_store_means_misses_and_write_errors_never_wrong_values() {
-    let clock = ManualClock::new(START_MS);
-    let store = Arc::new(MemoryStore::with_clock(1 << 20, clock.clock()));
-    let fixture = Fixture::over(clock, store, Arc::new(DownStore));
-    let cache: Cache<Thumbs> = fixture
-        .client
-        .cache()
-        .local_capacity(0)
-        .build()
-        .expect("valid cache");
+    let fixture = Fixture::behind(|_| Arc::new(DownStore));
+    let cache = fixture.remote_only_cache();
     let mine = key(1, 2, 3);
     let result = cache.insert(&mine, Bytes::from_static(b"jpeg")).await;
     assert!(
