@@ -11,7 +11,7 @@
 mod s3fifo;
 
 use crate::clock::Clock;
-use crate::envelope::NEVER;
+use crate::clock::is_expired;
 use crate::stats::{Counters, Event};
 use crate::sync::{AtomicU8, ConcurrentMap, Mutex, Ordering, lock};
 use s3fifo::{S3Fifo, Visit};
@@ -111,7 +111,7 @@ where
         // `get`, not `view`: dashmap's `view` adds an out-of-line frame to every hit.
         let looked = self.map.get(key).map(|entry| {
             let slot = entry.value();
-            if slot.expires_ms == NEVER || self.clock.expiry_now_ms() < slot.expires_ms {
+            if !is_expired(slot.expires_ms, || self.clock.expiry_now_ms()) {
                 let freq = slot.freq.load(Ordering::Relaxed);
                 if freq < 3 {
                     slot.freq.store(freq + 1, Ordering::Relaxed);
@@ -244,7 +244,7 @@ where
             if slot.id != record.id {
                 return Visit::Stale;
             }
-            let expired = slot.expires_ms != NEVER && now_ms() >= slot.expires_ms;
+            let expired = is_expired(slot.expires_ms, &now_ms);
             let freq = slot.freq.load(Ordering::Relaxed);
             if !expired && !force && freq > 0 {
                 slot.freq.store(freq - 1, Ordering::Relaxed);

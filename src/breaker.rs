@@ -1,13 +1,15 @@
-//! The fail-closed breaker behind `Policy::AutoBypass`.
+//! The breakers: one per `Policy::AutoBypass` namespace, fed by integrity violations, and one per
+//! client for its remote store, fed by failed store calls.
 //!
-//! Closed: the cache is used and violations are counted in a fixed window. When a window's count
-//! reaches the threshold the breaker opens: reads and writes bypass the cache (callers go to the
-//! source of truth) for the cool-down. Then it is half-open: the next few reads probe the cache;
-//! if they all finish without a violation it closes, and a violation during a probe opens it again.
+//! Closed: the guarded thing is used and faults are counted in a fixed window. When a window's
+//! count reaches the threshold the breaker opens: calls skip it (a namespace's reads and writes
+//! skip the cache tiers, never single-flight; the store's calls are not made) for the cool-down.
+//! Then it is half-open: the next few calls probe; if they all finish without a fault it closes,
+//! and a fault during a probe opens it again.
 //!
 //! The state is one atomic read on the hot path; transitions take a mutex.
 
-use crate::sync::{AtomicU8, AtomicU64, Mutex, Ordering, lock};
+use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, lock};
 use std::time::Duration;
 
 /// Reads that probe the cache while half-open; all must be clean to close the breaker.
@@ -26,18 +28,57 @@ pub enum BreakerState {
     HalfOpen,
 }
 
+/// What a breaker guards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BreakerScope {
+    /// The cache tiers of one namespace ([`Policy::AutoBypass`](crate::Policy::AutoBypass)),
+    /// opened by integrity violations.
+    #[default]
+    Namespace,
+    /// The client's remote store, opened by failed or timed-out store calls
+    /// ([`ClientBuilder::store_breaker`](crate::ClientBuilder::store_breaker)).
+    Store,
+}
+
 /// A breaker changed state; given to the client's breaker sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BreakerEvent {
-    /// The namespace whose breaker moved.
+    /// What the breaker guards.
+    pub scope: BreakerScope,
+    /// The namespace whose breaker moved; for the store breaker, the namespace of the call that
+    /// moved it.
     pub namespace: &'static str,
     /// The state before.
     pub from: BreakerState,
     /// The state now.
     pub to: BreakerState,
-    /// Violations in the window that tripped it (0 for other transitions).
+    /// Faults in the window that tripped it: violations, or failed store calls for the store
+    /// breaker (0 for other transitions).
     pub violations: u64,
+}
+
+/// A breaker's state change, before it is told to anyone: the caller names the namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Transition {
+    pub(crate) scope: BreakerScope,
+    pub(crate) from: BreakerState,
+    pub(crate) to: BreakerState,
+    pub(crate) violations: u64,
+}
+
+impl Transition {
+    /// The event of this change, seen by a call of `namespace`.
+    pub(crate) fn event(self, namespace: &'static str) -> BreakerEvent {
+        BreakerEvent {
+            scope: self.scope,
+            namespace,
+            from: self.from,
+            to: self.to,
+            violations: self.violations,
+        }
+    }
 }
 
 /// How a read or write may use the cache.
@@ -53,7 +94,7 @@ const OPEN: u8 = 1;
 const HALF_OPEN: u8 = 2;
 
 pub(crate) struct Breaker {
-    namespace: &'static str,
+    scope: BreakerScope,
     threshold: u64,
     window_ms: u64,
     cool_down_ms: u64,
@@ -61,6 +102,8 @@ pub(crate) struct Breaker {
     /// When the breaker last opened (ms), read lock-free to end the cool-down.
     opened_at_ms: AtomicU64,
     probes_admitted: AtomicU64,
+    /// Whether the closed breaker's window holds faults, read lock-free by `record_success`.
+    faults_pending: AtomicBool,
     books: Mutex<Books>,
 }
 
@@ -87,25 +130,26 @@ fn millis(duration: Duration) -> u64 {
 
 impl Breaker {
     pub(crate) fn new(
-        namespace: &'static str,
+        scope: BreakerScope,
         threshold: u32,
         window: Duration,
         cool_down: Duration,
     ) -> Self {
         Self {
-            namespace,
+            scope,
             threshold: u64::from(threshold.max(1)),
             window_ms: millis(window).max(1),
             cool_down_ms: millis(cool_down),
             state: AtomicU8::new(CLOSED),
             opened_at_ms: AtomicU64::new(0),
             probes_admitted: AtomicU64::new(0),
+            faults_pending: AtomicBool::new(false),
             books: Mutex::new(Books::default()),
         }
     }
 
     /// Whether a read may use the cache; reads the clock only when the breaker is not closed.
-    pub(crate) fn admit(&self, now_ms: impl FnOnce() -> u64) -> (Admission, Option<BreakerEvent>) {
+    pub(crate) fn admit(&self, now_ms: impl FnOnce() -> u64) -> (Admission, Option<Transition>) {
         let state = self.state.load(Ordering::Acquire);
         if state == CLOSED {
             return (Admission::Use, None);
@@ -147,7 +191,7 @@ impl Breaker {
         }
     }
 
-    fn half_open(&self, now_ms: u64) -> Option<BreakerEvent> {
+    fn half_open(&self, now_ms: u64) -> Option<Transition> {
         let mut books = lock(&self.books);
         // Another thread may have moved it already.
         if self.state.load(Ordering::Acquire) != OPEN {
@@ -171,8 +215,9 @@ impl Breaker {
         }
     }
 
-    /// Counts a violation; returns the event if it opened the breaker.
-    pub(crate) fn record_violation(&self, now_ms: u64) -> Option<BreakerEvent> {
+    /// Counts a fault (a violation, or a failed store call); returns the change if it opened
+    /// the breaker.
+    pub(crate) fn record_fault(&self, now_ms: u64) -> Option<Transition> {
         let mut books = lock(&self.books);
         match self.state.load(Ordering::Acquire) {
             CLOSED => {
@@ -182,6 +227,7 @@ impl Breaker {
                 }
                 books.violations += 1;
                 if books.violations < self.threshold {
+                    self.faults_pending.store(true, Ordering::Release);
                     return None;
                 }
                 let violations = books.violations;
@@ -196,8 +242,23 @@ impl Breaker {
         }
     }
 
+    /// A call finished without a fault: the faults counted so far no longer run in a row, so
+    /// the count starts over. The store breaker calls it on every successful store call (one
+    /// atomic load while no fault is pending); a namespace's breaker counts violations in its
+    /// window whatever succeeds between them, and does not.
+    pub(crate) fn record_success(&self) {
+        if !self.faults_pending.load(Ordering::Acquire) {
+            return;
+        }
+        let mut books = lock(&self.books);
+        if self.state.load(Ordering::Acquire) == CLOSED {
+            books.violations = 0;
+        }
+        self.faults_pending.store(false, Ordering::Release);
+    }
+
     /// A probe finished without a violation; returns the event if that closed the breaker.
-    pub(crate) fn record_clean_probe(&self) -> Option<BreakerEvent> {
+    pub(crate) fn record_clean_probe(&self) -> Option<Transition> {
         let mut books = lock(&self.books);
         if self.state.load(Ordering::Acquire) != HALF_OPEN {
             return None;
@@ -214,13 +275,14 @@ impl Breaker {
     fn open(&self, books: &mut Books, now_ms: u64) {
         books.trips += 1;
         books.violations = 0;
+        self.faults_pending.store(false, Ordering::Release);
         self.opened_at_ms.store(now_ms, Ordering::Release);
         self.state.store(OPEN, Ordering::Release);
     }
 
-    fn event(&self, from: BreakerState, to: BreakerState, violations: u64) -> BreakerEvent {
-        BreakerEvent {
-            namespace: self.namespace,
+    fn event(&self, from: BreakerState, to: BreakerState, violations: u64) -> Transition {
+        Transition {
+            scope: self.scope,
             from,
             to,
             violations,
@@ -252,26 +314,29 @@ mod tests {
     use super::*;
 
     impl Breaker {
-        fn admit_at(&self, now_ms: u64) -> (Admission, Option<BreakerEvent>) {
+        fn admit_at(&self, now_ms: u64) -> (Admission, Option<Transition>) {
             self.admit(|| now_ms)
         }
     }
 
     fn breaker() -> Breaker {
-        Breaker::new("thumb", 3, Duration::from_secs(10), Duration::from_secs(5))
+        Breaker::new(
+            BreakerScope::Namespace,
+            3,
+            Duration::from_secs(10),
+            Duration::from_secs(5),
+        )
     }
 
     #[test]
     fn opens_at_the_threshold_within_a_window_only() {
         let b = breaker();
-        assert_eq!(b.record_violation(0), None);
-        assert_eq!(b.record_violation(1), None);
+        assert_eq!(b.record_fault(0), None);
+        assert_eq!(b.record_fault(1), None);
         // The window ended: counting starts over.
-        assert_eq!(b.record_violation(10_001), None);
-        assert_eq!(b.record_violation(10_002), None);
-        let event = b
-            .record_violation(10_003)
-            .map(|e| (e.from, e.to, e.violations));
+        assert_eq!(b.record_fault(10_001), None);
+        assert_eq!(b.record_fault(10_002), None);
+        let event = b.record_fault(10_003).map(|e| (e.from, e.to, e.violations));
         assert_eq!(event, Some((BreakerState::Closed, BreakerState::Open, 3)));
         assert_eq!(b.admit_at(10_004).0, Admission::Bypass);
     }
@@ -280,7 +345,7 @@ mod tests {
     fn half_opens_after_the_cool_down_and_closes_after_clean_probes() {
         let b = breaker();
         for t in 0..3 {
-            let _ = b.record_violation(t);
+            let _ = b.record_fault(t);
         }
         assert_eq!(b.admit_at(5_001), (Admission::Bypass, None));
         let (admission, event) = b.admit_at(5_002);
@@ -311,11 +376,11 @@ mod tests {
     fn a_violation_while_half_open_opens_again() {
         let b = breaker();
         for t in 0..3 {
-            let _ = b.record_violation(t);
+            let _ = b.record_fault(t);
         }
         assert_eq!(b.admit_at(6_000).0, Admission::Probe);
         assert_eq!(
-            b.record_violation(6_001).map(|e| e.to),
+            b.record_fault(6_001).map(|e| e.to),
             Some(BreakerState::Open)
         );
         assert_eq!(b.admit_at(6_002).0, Admission::Bypass);
@@ -326,7 +391,7 @@ mod tests {
     fn probes_that_never_report_are_rearmed_after_a_cool_down() {
         let b = breaker();
         for t in 0..3 {
-            let _ = b.record_violation(t);
+            let _ = b.record_fault(t);
         }
         for _ in 0..HALF_OPEN_PROBES {
             assert_eq!(b.admit_at(5_002).0, Admission::Probe);
@@ -351,16 +416,16 @@ mod loom_models {
     fn loom_racing_violations_open_the_breaker_exactly_once() {
         loom::model(|| {
             let breaker = Arc::new(Breaker::new(
-                "thumb",
+                BreakerScope::Namespace,
                 2,
                 Duration::from_secs(10),
                 Duration::ZERO,
             ));
             let other = {
                 let breaker = Arc::clone(&breaker);
-                thread::spawn(move || breaker.record_violation(1))
+                thread::spawn(move || breaker.record_fault(1))
             };
-            let mine = breaker.record_violation(1);
+            let mine = breaker.record_fault(1);
             let theirs = other.join().unwrap();
             let opened = [mine, theirs]
                 .into_iter()
@@ -376,12 +441,12 @@ mod loom_models {
     fn loom_racing_admissions_half_open_once_and_bound_the_probes() {
         loom::model(|| {
             let breaker = Arc::new(Breaker::new(
-                "thumb",
+                BreakerScope::Namespace,
                 1,
                 Duration::from_secs(10),
                 Duration::ZERO,
             ));
-            let _ = breaker.record_violation(0);
+            let _ = breaker.record_fault(0);
             let other = {
                 let breaker = Arc::clone(&breaker);
                 thread::spawn(move || {

@@ -1,85 +1,38 @@
-//! `Cache<N>`: the async front over the in-process and remote tiers.
+//! `Cache<N>`: the async front over the in-process and remote tiers; it decides which tiers an
+//! operation uses and in what order. The remote tier's reads and writes live in
+//! `cache/remote_tier.rs`, configuration in `cache/builder.rs`, loading in `load.rs`.
 
-use crate::breaker::{Admission, Breaker, BreakerState};
-use crate::client::Shared;
+mod builder;
+mod remote_tier;
+
+pub use builder::{CacheBuilder, Policy};
+
+use crate::breaker::{Admission, Breaker};
 use crate::clock::deadline;
-use crate::codec::Codec;
-use crate::error::{BuildError, Error, LoadError};
+use crate::error::{Error, LoadError};
 use crate::key::Key;
+use crate::load::{self, LoadFlights, Source, Wait};
 use crate::local::LocalCache;
 use crate::namespace::Namespace;
 use crate::observe::{self, Op, OpKind, Outcome};
 use crate::owned;
-use crate::single_flight::{Flights, Role};
+use crate::refusal::Refusals;
+use crate::shared::Shared;
 use crate::stats::{Counters, Event, Stats};
-use crate::violation::{Tier, Violation, ViolationReport, ViolationSink};
-use bytes::Bytes;
+use crate::violation::Tier;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Whether a namespace uses the cache at all; set per namespace with [`CacheBuilder::policy`].
-///
-/// # Examples
-///
-/// ```
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// use scoped_cache::{Client, DeviceId, Key, Namespace, Policy, RawBytes, TenantId};
-/// use std::time::Duration;
-/// # struct Relations;
-/// # impl Namespace for Relations {
-/// #     const NAME: &'static str = "user-device";
-/// #     const SCHEMA: u16 = 1;
-/// #     type Item = ();
-/// #     type Value = bytes::Bytes;
-/// #     type Codec = RawBytes;
-/// # }
-/// let client = Client::builder().build()?;
-/// // Authorisation relations always come from the source of truth.
-/// let relations = client.cache::<Relations>().policy(Policy::Bypass).build()?;
-/// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), ());
-/// relations.insert(&key, bytes::Bytes::from_static(b"owner")).await?; // stores nothing
-/// assert_eq!(relations.get(&key).await, None);
-///
-/// // A breaker: 10 violations within a minute bypass the cache for 30 s, then it is probed.
-/// let guarded = Policy::AutoBypass {
-///     threshold: 10,
-///     window: Duration::from_secs(60),
-///     cool_down: Duration::from_secs(30),
-/// };
-/// let _ = client.cache::<Relations>().policy(guarded).build()?;
-/// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Policy {
-    /// Read and write both tiers (the default).
-    #[default]
-    Cache,
-    /// Never read or write the cache: for data that must always come from the source of truth,
-    /// such as authorisation relations.
-    Bypass,
-    /// Like `Cache`, with a breaker: when `threshold` violations (of either tier) happen within
-    /// `window`, the namespace behaves as `Bypass` for `cool_down`; then a few reads probe the
-    /// cache and, if they are clean, it is used again. State changes go to the client's breaker
-    /// sink and show in [`Stats`].
-    AutoBypass {
-        /// Violations within one window that open the breaker (at least 1).
-        threshold: u32,
-        /// The counting window.
-        window: Duration,
-        /// How long the breaker stays open before probing.
-        cool_down: Duration,
-    },
-}
-
 /// The cache of one namespace: in-process tier, then remote tier, then a miss. Cheap to clone.
 ///
 /// Every value read from the remote tier is opened as an [`Envelope`](crate::Envelope) for the
 /// requested key before it is decoded; every in-process hit is compared with the requested key.
-/// A value that fails either check is counted, reported to the client's violation sink, deleted
-/// from the tier it came from, and read as a miss.
+/// A value that fails either check is read as a miss: an integrity failure is also counted as a
+/// violation, reported to the client's violation sink and deleted from the tier it came from; a
+/// freshness miss (expired, another schema, an unknown key id) is only counted (see
+/// [`Refusal`](crate::Refusal)).
 ///
 /// # Examples
 ///
@@ -119,11 +72,18 @@ pub struct Cache<N: Namespace> {
 struct Inner<N: Namespace> {
     shared: Arc<Shared>,
     local: Option<LocalCache<N>>,
+    /// How long a value is valid: the expiry sealed into its envelope.
     ttl: Option<Duration>,
+    /// How long the tiers keep it: the TTL less the expiry margin, so that the store and the
+    /// in-process tier drop a value before any reader within the clock-skew allowance finds its
+    /// envelope expired.
+    keep_for: Option<Duration>,
     policy: Policy,
     breaker: Option<Arc<Breaker>>,
     load_timeout: Option<Duration>,
-    flights: Flights<Key<N>, Result<N::Value, LoadError>>,
+    /// Where both tiers' refusals go.
+    refusals: Refusals,
+    flights: LoadFlights<N>,
     counters: Counters,
 }
 
@@ -196,8 +156,8 @@ impl<N: Namespace> Cache<N> {
         match (inner.policy, &inner.breaker) {
             (Policy::Bypass, _) => Admission::Bypass,
             (_, Some(breaker)) => {
-                let (admission, event) = breaker.admit(|| inner.shared.clock.now_ms());
-                inner.shared.breaker_event(event);
+                let (admission, transition) = breaker.admit(|| inner.shared.clock.now_ms());
+                inner.shared.breaker_event(N::NAME, transition);
                 admission
             }
             _ => Admission::Use,
@@ -218,7 +178,9 @@ impl<N: Namespace> Cache<N> {
         }
         if let (Admission::Probe, Some(breaker)) = (admission, &inner.breaker) {
             // A violation during this read has already reopened the breaker; then this is a no-op.
-            inner.shared.breaker_event(breaker.record_clean_probe());
+            inner
+                .shared
+                .breaker_event(N::NAME, breaker.record_clean_probe());
         }
         (value, tier)
     }
@@ -228,7 +190,7 @@ impl<N: Namespace> Cache<N> {
         if let Some(value) = self.inner.local.as_ref().and_then(|local| local.get(key)) {
             return (Some(value), Some(Tier::Local));
         }
-        let value = self.get_remote(key).await;
+        let value = self.remote_get(key).await;
         if self.inner.shared.remote.is_some() {
             observe::lookup(N::NAME, Tier::Remote, value.is_some());
         }
@@ -244,10 +206,11 @@ impl<N: Namespace> Cache<N> {
     /// it) run one load; the others wait for its outcome. A loader error or timeout is given to
     /// every caller of that load and is not cached: the next call loads again. If the caller
     /// running the load is cancelled or its loader panics, one of the waiting callers runs its own
-    /// loader instead, so nobody waits for a load that no one is running. With
-    /// [`Policy::Bypass`] every call runs its loader and nothing is shared or stored. If `key`
-    /// is [invalidated](Cache::invalidate) while the load runs, its callers get the value but it
-    /// is not stored.
+    /// loader instead, so nobody waits for a load that no one is running. While the breaker of
+    /// [`Policy::AutoBypass`] is open the tiers are skipped, but concurrent calls of one key
+    /// still share one load. With [`Policy::Bypass`] every call runs its own loader and nothing
+    /// is shared or stored. If `key` is [invalidated](Cache::invalidate) while the load runs,
+    /// its callers get the value but it is not stored.
     ///
     /// # Examples
     ///
@@ -316,120 +279,68 @@ impl<N: Namespace> Cache<N> {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let inner = &*self.inner;
-        let admission = self.admit();
-        if admission == Admission::Bypass {
+        if inner.policy == Policy::Bypass {
             inner.counters.record(Event::Miss);
-            let outcome = self.run_loader(key, load).await;
+            let outcome = load::run_load(&inner.counters, key, self.timed(load)).await;
             return (outcome.clone(), Outcome::Bypass.unless_err(&outcome));
         }
-        if let (Some(value), tier) = self.get_admitted(key, admission).await {
-            return (Ok(value), Outcome::read(tier));
+        // An open breaker skips the tiers, never single-flight: it must not stampede the origin.
+        let admission = self.admit();
+        let use_tiers = admission != Admission::Bypass;
+        if use_tiers {
+            if let (Some(value), tier) = self.get_admitted(key, admission).await {
+                return (Ok(value), Outcome::read(tier));
+            }
+        } else {
+            inner.counters.record(Event::Miss);
         }
-        // Wait on another caller's load until one finishes, or lead when there is none.
-        let leader = loop {
-            match inner.flights.join(key) {
-                Role::Leader(leader) => break leader,
-                Role::Waiter(flight) => {
-                    inner.counters.record(Event::Coalesced);
-                    if let Some(outcome) = flight.wait().await {
-                        return (outcome.clone(), Outcome::Coalesced.unless_err(&outcome));
-                    }
-                    // The leader gave up; try to lead with our own loader.
-                }
+        // A leader re-checks the in-process tier only: a load that ended since our miss stored
+        // its value there as well as remotely.
+        let recheck = || {
+            use_tiers
+                .then(|| inner.local.as_ref().and_then(|local| local.get(key)))
+                .flatten()
+        };
+        let store = |value| async move {
+            if use_tiers {
+                // A failed remote write is counted; the value is still returned.
+                let _ = self.write(key, value).await;
             }
         };
-        // A load that finished between our miss and our lead has filled the cache.
-        if let (Some(value), tier) = self.lookup(key).await {
-            leader.finish(Ok(value.clone()));
-            return (Ok(value), Outcome::read(tier));
-        }
-        let outcome = self.run_loader(key, load).await;
-        if let Ok(value) = &outcome
-            && leader.may_store()
-        {
-            // Stored before the flight ends, so later callers find it; a failed remote write is
-            // counted and the value still returned. Not stored when the key was invalidated
-            // while loading: the value may predate the change the invalidation announced.
-            let _ = self.write(key, value.clone()).await;
-        }
-        leader.finish(outcome.clone());
-        (outcome.clone(), Outcome::Loaded.unless_err(&outcome))
+        let (outcome, source) = load::get_or_load(
+            &inner.flights,
+            &inner.counters,
+            key,
+            Wait::Yield,
+            recheck,
+            || self.timed(load),
+            store,
+        )
+        .await;
+        let observed = match source {
+            Source::Coalesced => Outcome::Coalesced,
+            Source::Cached => Outcome::HitLocal,
+            Source::Loaded if use_tiers => Outcome::Loaded,
+            Source::Loaded => Outcome::Bypass,
+        };
+        (outcome.clone(), observed.unless_err(&outcome))
     }
 
-    async fn run_loader<F, Fut, E>(&self, key: &Key<N>, load: F) -> Result<N::Value, LoadError>
+    /// Runs `load` within the cache's load timeout.
+    async fn timed<F, Fut, E>(&self, load: F) -> Result<N::Value, LoadError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<N::Value, E>>,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let counters = &self.inner.counters;
-        counters.record(Event::Load);
-        observe::load(N::NAME);
         let loaded = match self.inner.load_timeout {
             Some(limit) => tokio::time::timeout(limit, load())
                 .await
                 .map_err(|_| LoadError::Timeout(limit)),
             None => Ok(load().await),
         };
-        let outcome = loaded
+        loaded
             .and_then(|outcome| outcome.map_err(|error| LoadError::Loader(Arc::from(error.into()))))
-            .and_then(|value| owned::check_loaded(key, value));
-        if let Err(error) = &outcome {
-            counters.record(Event::LoadError);
-            observe::load_error(N::NAME, error);
-        }
-        outcome
-    }
-
-    async fn get_remote(&self, key: &Key<N>) -> Option<N::Value> {
-        let inner = &*self.inner;
-        let remote = inner.shared.remote.as_ref()?;
-        let encoded = key.encode();
-        let sealed = match remote.store.get(&encoded).await {
-            Ok(found) => found?,
-            Err(_) => {
-                inner.counters.record(Event::RemoteError);
-                return None;
-            }
-        };
-        self.accept_remote(key, &encoded, &sealed).await
-    }
-
-    /// Opens a remote value for `key` and decodes it (promoting it to the in-process tier), or
-    /// refuses it.
-    async fn accept_remote(
-        &self,
-        key: &Key<N>,
-        encoded: &[u8],
-        sealed: &Bytes,
-    ) -> Option<N::Value> {
-        let inner = &*self.inner;
-        let remote = inner.shared.remote.as_ref()?;
-        let now_ms = inner.shared.clock.now_ms();
-        let opened = remote
-            .envelope
-            .open_encoded(sealed, key, encoded, now_ms, &remote.ring);
-        let decoded = opened.and_then(|opened| {
-            let value = N::Codec::decode(opened.payload).map_err(|_| Violation::Undecodable)?;
-            owned::check_read(key, &value)?;
-            Ok((value, opened.expires_ms))
-        });
-        match decoded {
-            Ok((value, expires_ms)) => {
-                if let Some(local) = &inner.local {
-                    local.insert_until(
-                        key,
-                        value.clone(),
-                        expires_ms.min(deadline(now_ms, inner.ttl)),
-                    );
-                }
-                Some(value)
-            }
-            Err(violation) => {
-                self.refuse_remote(key, encoded, sealed, violation).await;
-                None
-            }
-        }
     }
 
     /// The verified values for `keys`, in the same order (`None` for a miss), reading the keys the
@@ -489,30 +400,15 @@ impl<N: Namespace> Cache<N> {
             None => keys.iter().map(|_| None).collect(),
         };
         let missing: Vec<usize> = (0..keys.len()).filter(|&i| values[i].is_none()).collect();
-        if let (Some(remote), false) = (&inner.shared.remote, missing.is_empty()) {
-            let encoded: Vec<Vec<u8>> = missing.iter().map(|&i| keys[i].encode()).collect();
-            match remote.store.get_many(&encoded).await {
-                Ok(found) if found.len() == encoded.len() => {
-                    for ((&i, encoded), sealed) in missing.iter().zip(&encoded).zip(found) {
-                        if let Some(sealed) = sealed {
-                            values[i] = self.accept_remote(&keys[i], encoded, &sealed).await;
-                            if values[i].is_some() {
-                                inner.counters.record(Event::HitRemote);
-                            }
-                        }
-                    }
-                }
-                Ok(_) | Err(_) => inner.counters.record(Event::RemoteError),
-            }
-            // One remote lookup per key asked for, as `get` counts them.
-            for &i in &missing {
-                observe::lookup(N::NAME, Tier::Remote, values[i].is_some());
-            }
+        if !missing.is_empty() {
+            self.remote_get_many(keys, &missing, &mut values).await;
         }
         let misses = values.iter().filter(|value| value.is_none()).count();
         inner.counters.add(Event::Miss, misses as u64);
         if let (Admission::Probe, Some(breaker)) = (admission, &inner.breaker) {
-            inner.shared.breaker_event(breaker.record_clean_probe());
+            inner
+                .shared
+                .breaker_event(N::NAME, breaker.record_clean_probe());
         }
         let outcome = match (misses, missing.is_empty()) {
             (0, true) => Outcome::HitLocal,
@@ -520,36 +416,6 @@ impl<N: Namespace> Cache<N> {
             _ => Outcome::Miss,
         };
         (values, outcome)
-    }
-
-    /// Counts and reports a refused remote value, then deletes it from the store if the store
-    /// still holds exactly `refused`: a value spoiled on its way, or replaced since, is not the
-    /// stored one, and deleting the key would drop a good value and send its readers to the
-    /// loader (during a reconnect storm, all at once).
-    async fn refuse_remote(
-        &self,
-        key: &Key<N>,
-        encoded: &[u8],
-        refused: &Bytes,
-        violation: Violation,
-    ) {
-        let inner = &*self.inner;
-        inner.counters.record(Event::Violation(violation.kind()));
-        observe::violation(N::NAME, Tier::Remote, &violation);
-        let report = ViolationReport {
-            namespace: N::NAME,
-            tier: Tier::Remote,
-            expected: key.owner().clone(),
-            violation,
-        };
-        inner
-            .shared
-            .report_violation(&report, inner.breaker.as_deref());
-        if let Some(remote) = &inner.shared.remote
-            && remote.store.delete_if(encoded, refused).await.is_err()
-        {
-            inner.counters.record(Event::RemoteError);
-        }
     }
 
     /// Stores `value` for `key` in both tiers, with the cache's TTL, replacing any value there.
@@ -632,33 +498,14 @@ impl<N: Namespace> Cache<N> {
             return Ok(false); // no tier to store in: nothing written, nothing counted
         }
         let now_ms = inner.shared.clock.now_ms();
-        let expires_ms = deadline(now_ms, inner.ttl);
-        let sealed = match &inner.shared.remote {
-            Some(remote) => {
-                let payload = N::Codec::encode(&value)?;
-                let encoded = key.encode();
-                let sealed = remote.envelope.seal_encoded(
-                    N::SCHEMA,
-                    &encoded,
-                    &payload,
-                    now_ms,
-                    expires_ms,
-                    &remote.ring,
-                )?;
-                Some((remote, encoded, sealed))
-            }
-            None => None,
-        };
+        // Sealed before anything is stored: a value that cannot be sealed is stored nowhere.
+        let sealed = self.remote_seal(key, &value, now_ms)?;
         inner.counters.record(Event::Insert);
         if let Some(local) = &inner.local {
-            local.insert_until(key, value, expires_ms);
+            local.insert_until(key, value, deadline(now_ms, inner.keep_for));
         }
-        if let Some((remote, encoded, sealed)) = sealed {
-            remote
-                .store
-                .set(&encoded, sealed, inner.ttl)
-                .await
-                .inspect_err(|_| inner.counters.record(Event::RemoteError))?;
+        if let Some((encoded, sealed)) = sealed {
+            self.remote_set(&encoded, sealed).await?;
         }
         Ok(true)
     }
@@ -723,15 +570,7 @@ impl<N: Namespace> Cache<N> {
             if let Some(local) = &inner.local {
                 local.remove(key);
             }
-            let removed = match &inner.shared.remote {
-                Some(remote) => remote
-                    .store
-                    .delete(&key.encode())
-                    .await
-                    .inspect_err(|_| inner.counters.record(Event::RemoteError))
-                    .map_err(Error::from),
-                None => Ok(()),
-            };
+            let removed = self.remote_delete(key).await;
             let outcome = Outcome::Invalidated.unless_err(&removed);
             (removed, outcome)
         };
@@ -739,8 +578,9 @@ impl<N: Namespace> Cache<N> {
     }
 
     /// Counters of both tiers: hits per tier, misses, inserts, evictions and expirations of the
-    /// in-process tier, remote errors, loads, violations by kind (both tiers), and the breaker's
-    /// state. A snapshot: it does not change as the cache is used.
+    /// in-process tier, remote errors and skipped remote calls, loads, violations and freshness
+    /// misses by kind (both tiers), the namespace's breaker and the client's store breaker. A
+    /// snapshot: it does not change as the cache is used.
     ///
     /// # Examples
     ///
@@ -777,11 +617,18 @@ impl<N: Namespace> Cache<N> {
                     ..local
                 };
         }
+        let now_ms = self.inner.shared.clock.now_ms();
         if let Some(breaker) = &self.inner.breaker {
-            let report = breaker.report(self.inner.shared.clock.now_ms());
+            let report = breaker.report(now_ms);
             stats.breaker_state = report.state;
             stats.breaker_trips = report.trips;
             stats.breaker_open_ms = report.open_ms;
+        }
+        let remote = self.inner.shared.remote.as_ref();
+        if let Some(breaker) = remote.and_then(|remote| remote.breaker.as_ref()) {
+            let report = breaker.report(now_ms);
+            stats.store_breaker_state = report.state;
+            stats.store_breaker_trips = report.trips;
         }
         stats
     }
@@ -799,151 +646,5 @@ impl<N: Namespace> fmt::Debug for Cache<N> {
             .field("policy", &self.inner.policy)
             .field("ttl", &self.inner.ttl)
             .finish_non_exhaustive()
-    }
-}
-
-/// Configures the [`Cache`] of one namespace; from [`Client::cache`](crate::Client::cache).
-///
-/// Defaults: 10,000 in-process entries, a 10-minute TTL, [`Policy::Cache`], a 30 s load timeout.
-///
-/// # Examples
-///
-/// ```
-/// use scoped_cache::{BuildError, Client, Namespace, RawBytes};
-/// use std::time::Duration;
-/// # struct Thumbnails;
-/// # impl Namespace for Thumbnails {
-/// #     const NAME: &'static str = "thumb";
-/// #     const SCHEMA: u16 = 1;
-/// #     type Item = u64;
-/// #     type Value = bytes::Bytes;
-/// #     type Codec = RawBytes;
-/// # }
-/// let client = Client::builder().build()?;
-/// let thumbs = client
-///     .cache::<Thumbnails>()
-///     .local_capacity(100_000)
-///     .ttl(Duration::from_secs(60))
-///     .load_timeout(Some(Duration::from_secs(2)))
-///     .build()?;
-/// assert_eq!(thumbs.local().map(|local| local.capacity()), Some(100_000));
-///
-/// let zero = client.cache::<Thumbnails>().ttl(Duration::ZERO).build();
-/// assert_eq!(zero.err(), Some(BuildError::ZeroTtl));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[must_use]
-pub struct CacheBuilder<N: Namespace> {
-    shared: Arc<Shared>,
-    local_capacity: u64,
-    ttl: Option<Duration>,
-    policy: Policy,
-    load_timeout: Option<Duration>,
-    namespace: std::marker::PhantomData<fn() -> N>,
-}
-
-impl<N: Namespace> CacheBuilder<N> {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self {
-            shared,
-            local_capacity: 10_000,
-            ttl: Some(Duration::from_secs(600)),
-            policy: Policy::Cache,
-            load_timeout: Some(Duration::from_secs(30)),
-            namespace: std::marker::PhantomData,
-        }
-    }
-
-    /// Entries in the in-process tier (default 10,000); 0 disables it.
-    ///
-    /// With 0 and a client without a remote tier, the cache has no tier at all: it stores
-    /// nothing (inserts succeed, store nothing and are not counted in `inserts`), every read is
-    /// a miss, and [`Cache::get_or_load`] still runs one load per key for concurrent callers
-    /// (coalescing without caching).
-    pub fn local_capacity(mut self, entries: u64) -> Self {
-        self.local_capacity = entries;
-        self
-    }
-
-    /// How long values live in both tiers (default 10 minutes).
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = Some(ttl);
-        self
-    }
-
-    /// Values live until evicted (and, remotely, until deleted). Use with care.
-    pub fn no_ttl(mut self) -> Self {
-        self.ttl = None;
-        self
-    }
-
-    /// The namespace's [`Policy`] (default [`Policy::Cache`]).
-    pub fn policy(mut self, policy: Policy) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// How long `get_or_load` lets a loader run before giving up (default 30 s); `None` for no
-    /// limit. A limit needs a Tokio runtime with its time driver.
-    pub fn load_timeout(mut self, limit: Option<Duration>) -> Self {
-        self.load_timeout = limit;
-        self
-    }
-
-    /// Builds the cache.
-    ///
-    /// # Errors
-    ///
-    /// [`BuildError::ZeroTtl`] for a zero TTL.
-    pub fn build(self) -> Result<Cache<N>, BuildError> {
-        if self.ttl == Some(Duration::ZERO) {
-            return Err(BuildError::ZeroTtl);
-        }
-        let breaker = match self.policy {
-            Policy::AutoBypass {
-                threshold,
-                window,
-                cool_down,
-            } => Some(Arc::new(Breaker::new(
-                N::NAME,
-                threshold,
-                window,
-                cool_down,
-            ))),
-            Policy::Cache | Policy::Bypass => None,
-        };
-        // In-process violations reach the client's sink and, with a breaker, count towards it.
-        let local_sink: Option<ViolationSink> = match &breaker {
-            None => self.shared.sink.clone(),
-            Some(breaker) => {
-                let (breaker, shared) = (Arc::clone(breaker), Arc::clone(&self.shared));
-                observe::breaker(N::NAME, BreakerState::Closed);
-                Some(Arc::new(move |report: &ViolationReport| {
-                    shared.report_violation(report, Some(&breaker))
-                }))
-            }
-        };
-        let local = match self.local_capacity {
-            0 => None,
-            capacity => Some(
-                LocalCache::builder()
-                    .max_entries(capacity)
-                    .clock(self.shared.clock.clone())
-                    .sink(local_sink)
-                    .build()?,
-            ),
-        };
-        Ok(Cache {
-            inner: Arc::new(Inner {
-                shared: self.shared,
-                local,
-                ttl: self.ttl,
-                policy: self.policy,
-                breaker,
-                load_timeout: self.load_timeout,
-                flights: Flights::default(),
-                counters: Counters::default(),
-            }),
-        })
     }
 }

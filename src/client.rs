@@ -1,17 +1,56 @@
 //! `Client`: what every cache of a service shares: key ring, remote store, violation sink, clock.
 
-use crate::breaker::{Breaker, BreakerEvent};
+use crate::breaker::{Breaker, BreakerEvent, BreakerScope};
 use crate::cache::CacheBuilder;
 use crate::clock::Clock;
 use crate::envelope::{DEFAULT_MAX_PAYLOAD, Envelope};
 use crate::error::BuildError;
 use crate::keyring::KeyRing;
 use crate::namespace::Namespace;
-use crate::observe;
+use crate::shared::{BreakerSink, Remote, Shared};
 use crate::store::RemoteStore;
 use crate::violation::{ViolationReport, ViolationSink};
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// The default [clock-skew allowance](ClientBuilder::clock_skew_allowance).
+pub const DEFAULT_CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(1);
+
+/// The store breaker's configuration ([`ClientBuilder::store_breaker`]).
+///
+/// # Examples
+///
+/// ```
+/// use scoped_cache::StoreBreaker;
+/// use std::time::Duration;
+/// let patient = StoreBreaker::new(20, Duration::from_secs(5));
+/// assert_eq!(StoreBreaker::default(), StoreBreaker::new(5, Duration::from_secs(1)));
+/// # let _ = patient;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreBreaker {
+    failures: u32,
+    cool_down: Duration,
+}
+
+impl StoreBreaker {
+    /// Opens after `failures` store calls in a row failed or timed out (at least 1), and stays
+    /// open for `cool_down` before probing.
+    pub fn new(failures: u32, cool_down: Duration) -> Self {
+        Self {
+            failures: failures.max(1),
+            cool_down,
+        }
+    }
+}
+
+impl Default for StoreBreaker {
+    /// Five failures in a row; one second open.
+    fn default() -> Self {
+        Self::new(5, Duration::from_secs(1))
+    }
+}
 
 /// The shared configuration of a service's caches. Cheap to clone.
 ///
@@ -32,46 +71,6 @@ pub struct Client {
     pub(crate) shared: Arc<Shared>,
 }
 
-pub(crate) struct Shared {
-    pub(crate) remote: Option<Remote>,
-    pub(crate) sink: Option<ViolationSink>,
-    pub(crate) breaker_sink: Option<BreakerSink>,
-    pub(crate) clock: Clock,
-}
-
-/// A callback that receives every breaker state change.
-pub type BreakerSink = Arc<dyn Fn(&BreakerEvent) + Send + Sync>;
-
-impl Shared {
-    /// Hands a violation to the sink and, with a breaker, counts it there (a state change it
-    /// causes goes through [`Shared::breaker_event`]).
-    pub(crate) fn report_violation(&self, report: &ViolationReport, breaker: Option<&Breaker>) {
-        if let Some(sink) = &self.sink {
-            sink(report);
-        }
-        if let Some(breaker) = breaker {
-            self.breaker_event(breaker.record_violation(self.clock.now_ms()));
-        }
-    }
-
-    /// The one path for a breaker state change, whatever noticed it (an admission, a probe, a
-    /// violation of either tier): the breaker gauge follows it, then the breaker sink gets it.
-    pub(crate) fn breaker_event(&self, event: Option<BreakerEvent>) {
-        let Some(event) = event else { return };
-        observe::breaker(event.namespace, event.to);
-        if let Some(sink) = &self.breaker_sink {
-            sink(&event);
-        }
-    }
-}
-
-/// A remote store and the key ring that seals what goes into it.
-pub(crate) struct Remote {
-    pub(crate) store: Arc<dyn RemoteStore>,
-    pub(crate) ring: KeyRing,
-    pub(crate) envelope: Envelope,
-}
-
 impl Client {
     /// A builder: no remote tier, no sink, the system clock, 8 MiB payloads.
     pub fn builder() -> ClientBuilder {
@@ -82,6 +81,8 @@ impl Client {
             breaker_sink: None,
             clock: Clock::system(),
             max_payload: DEFAULT_MAX_PAYLOAD,
+            skew_allowance: DEFAULT_CLOCK_SKEW_ALLOWANCE,
+            store_breaker: Some(StoreBreaker::default()),
         }
     }
 
@@ -137,6 +138,8 @@ pub struct ClientBuilder {
     breaker_sink: Option<BreakerSink>,
     clock: Clock,
     max_payload: usize,
+    skew_allowance: Duration,
+    store_breaker: Option<StoreBreaker>,
 }
 
 impl ClientBuilder {
@@ -188,28 +191,76 @@ impl ClientBuilder {
         self
     }
 
+    /// How far apart the clocks of a service's instances may be (default 1 s, at most one day).
+    ///
+    /// A remote value is sealed to expire at its TTL, and the store and the in-process tier
+    /// drop it that much earlier (the *expiry margin*: this allowance, but at most a quarter of
+    /// the TTL). So a store never hands back a value whose envelope says it has expired to a
+    /// reader whose clock is within the margin of the writer's: expiry is a plain miss, never a
+    /// refusal. Past the margin such reads are counted as
+    /// [`Freshness::Expired`](crate::Freshness::Expired) misses, never as violations. No value
+    /// is ever served past its TTL, whatever the store does.
+    pub fn clock_skew_allowance(mut self, allowance: Duration) -> Self {
+        self.skew_allowance = allowance;
+        self
+    }
+
+    /// The store breaker (default [`StoreBreaker::default`]: five failed calls in a row open it
+    /// for one second); `None` to call the store whatever happened before.
+    ///
+    /// While it is open, every cache of this client skips the remote store: reads are misses
+    /// (`get_or_load` loads), writes stay in-process ([`Cache::insert`](crate::Cache::insert)
+    /// returns [`StoreError::Skipped`](crate::StoreError::Skipped)), and nobody waits for the
+    /// store's timeout. Then a few calls probe it; if they succeed it closes. Its state changes go
+    /// to the [breaker sink](Self::on_breaker) with
+    /// [`BreakerScope::Store`](crate::BreakerScope::Store) and show in
+    /// [`Stats::store_breaker_state`](crate::Stats::store_breaker_state).
+    pub fn store_breaker(mut self, breaker: Option<StoreBreaker>) -> Self {
+        self.store_breaker = breaker;
+        self
+    }
+
     /// Builds the client.
     ///
     /// # Errors
     ///
-    /// [`BuildError::MissingKeyRing`] when a remote store is set without a key ring.
+    /// [`BuildError::MissingKeyRing`] when a remote store is set without a key ring;
+    /// [`BuildError::SkewAllowanceTooLong`] for a clock-skew allowance over one day.
     pub fn build(self) -> Result<Client, BuildError> {
+        const MAX_SKEW_ALLOWANCE: Duration = Duration::from_secs(24 * 3600);
+        if self.skew_allowance > MAX_SKEW_ALLOWANCE {
+            return Err(BuildError::SkewAllowanceTooLong {
+                allowance: self.skew_allowance,
+                max: MAX_SKEW_ALLOWANCE,
+            });
+        }
         let remote = match (self.store, self.ring) {
             (Some(store), Some(ring)) => Some(Remote {
                 store,
                 ring,
                 envelope: Envelope::with_max_payload(self.max_payload),
+                // At most a day (checked above): fits a u64 of ms.
+                skew_allowance_ms: self.skew_allowance.as_millis() as u64,
+                breaker: self.store_breaker.map(|config| {
+                    // Faults in a row: a success starts the count over, so no window is needed.
+                    Breaker::new(
+                        BreakerScope::Store,
+                        config.failures,
+                        Duration::MAX,
+                        config.cool_down,
+                    )
+                }),
             }),
             (Some(_), None) => return Err(BuildError::MissingKeyRing),
             (None, _) => None,
         };
         Ok(Client {
-            shared: Arc::new(Shared {
+            shared: Arc::new(Shared::new(
                 remote,
-                sink: self.sink,
-                breaker_sink: self.breaker_sink,
-                clock: self.clock,
-            }),
+                self.sink,
+                self.breaker_sink,
+                self.clock,
+            )),
         })
     }
 }

@@ -3,6 +3,7 @@
 //! Envelopes are shared between processes, so their timestamps are wall-clock time; the
 //! in-process tier uses the same clock so one expiry means one thing everywhere.
 
+use crate::error::BuildError;
 use crate::sync::{Arc, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -112,16 +113,83 @@ impl ManualClock {
     }
 }
 
-/// `now + ttl` in ms, saturating; `None` (no TTL) is [`NEVER`](crate::envelope::NEVER).
+/// `expires_ms` of a value that never expires.
+pub const NEVER: u64 = u64::MAX;
+
+/// Whether a value that expires at `expires_ms` is expired now: from `expires_ms` on. [`NEVER`]
+/// is a sentinel, not a time: it does not expire even at `u64::MAX`, and the clock is not read
+/// for it. The one expiry rule of the envelope, both tiers and the test doubles.
+#[inline]
+pub(crate) fn is_expired(expires_ms: u64, now_ms: impl FnOnce() -> u64) -> bool {
+    expires_ms != NEVER && now_ms() >= expires_ms
+}
+
+/// `now + ttl` in ms; `None` (no TTL) is [`NEVER`]. Saturates below `NEVER`, so a very long TTL
+/// still expires instead of turning into the sentinel (builders refuse TTLs that long).
 pub(crate) fn deadline(now_ms: u64, ttl: Option<Duration>) -> u64 {
-    ttl.map_or(crate::envelope::NEVER, |ttl| {
-        now_ms.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+    ttl.map_or(NEVER, |ttl| {
+        now_ms
+            .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+            .min(NEVER - 1)
     })
 }
+
+/// Checks a TTL for a cache: at least 1 ms (the resolution of expiry), at most [`MAX_TTL`].
+pub(crate) fn validate_ttl(ttl: Duration) -> Result<(), BuildError> {
+    if ttl < Duration::from_millis(1) {
+        Err(BuildError::TtlTooShort { ttl })
+    } else if ttl > MAX_TTL {
+        Err(BuildError::TtlTooLong { ttl, max: MAX_TTL })
+    } else {
+        Ok(())
+    }
+}
+
+/// How much earlier than its sealed expiry a value leaves the store and the in-process tier: the
+/// clock-skew allowance, but at most a quarter of the TTL, in whole milliseconds (so a TTL of at
+/// least 1 ms leaves at least 1 ms to keep the value).
+pub(crate) fn expiry_margin(ttl: Duration, allowance_ms: u64) -> Duration {
+    let quarter_ms = (ttl.as_millis() / 4).min(u128::from(u64::MAX)) as u64;
+    Duration::from_millis(allowance_ms.min(quarter_ms))
+}
+
+/// The longest TTL a cache accepts: about 100 years, far inside what every store and the
+/// envelope's millisecond timestamps can express.
+pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_expiry_margin_is_the_allowance_within_a_quarter_of_the_ttl() {
+        let ms = Duration::from_millis;
+        assert_eq!(expiry_margin(Duration::from_secs(600), 1_000), ms(1_000));
+        assert_eq!(expiry_margin(ms(200), 1_000), ms(50));
+        assert_eq!(
+            expiry_margin(ms(200), 0),
+            ms(0),
+            "no remote tier, no margin"
+        );
+        assert_eq!(expiry_margin(ms(3), 1_000), ms(0), "whole milliseconds");
+        assert_eq!(expiry_margin(ms(1), 1_000), ms(0));
+        assert_eq!(expiry_margin(Duration::from_secs(4_000_000_000), 5), ms(5));
+    }
+
+    #[test]
+    fn expiry_starts_at_the_deadline_and_never_for_the_sentinel() {
+        assert!(!is_expired(1_000, || 999));
+        assert!(is_expired(1_000, || 1_000), "expired from expires_ms on");
+        assert!(is_expired(1_000, || 1_001));
+        assert!(!is_expired(NEVER, || u64::MAX), "NEVER is not a time");
+        assert_eq!(deadline(5, None), NEVER);
+        assert_eq!(deadline(5, Some(Duration::from_millis(10))), 15);
+        assert_eq!(
+            deadline(u64::MAX - 3, Some(Duration::from_secs(1))),
+            NEVER - 1,
+            "a deadline saturates below the sentinel"
+        );
+    }
 
     #[test]
     fn expiry_time_is_never_behind_the_wall_clock() {

@@ -10,10 +10,13 @@
 //! key(key_len) payload_len(4) payload(payload_len) tag(32)          all integers big-endian
 //! ```
 
+use crate::clock::is_expired;
+use crate::freshness::Freshness;
 use crate::key::{Key, RawKey};
 use crate::keyring::{KeyId, KeyRing};
 use crate::mac::TAG_LEN;
 use crate::namespace::Namespace;
+use crate::refusal::Refusal;
 use crate::violation::{Malformed, Violation};
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -21,8 +24,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 pub const MAGIC: [u8; 4] = [0x89, b'S', b'C', b'E'];
 /// The format version this build writes and reads.
 pub const FORMAT_VERSION: u8 = 1;
-/// `expires_ms` of a value that never expires.
-pub const NEVER: u64 = u64::MAX;
+pub use crate::clock::NEVER;
 /// Longest encoded key an envelope carries, in bytes.
 pub const MAX_KEY_LEN: usize = 4096;
 /// Default largest payload: 8 MiB.
@@ -113,7 +115,7 @@ pub struct Opened {
 ///
 /// ```
 /// use bytes::Bytes;
-/// use scoped_cache::{DeviceId, Envelope, Key, KeyId, KeyRing, Namespace, RawBytes, TenantId, Violation};
+/// use scoped_cache::{DeviceId, Envelope, Freshness, Key, KeyId, KeyRing, Namespace, RawBytes, Refusal, TenantId, Violation};
 ///
 /// struct Thumbnails;
 /// impl Namespace for Thumbnails {
@@ -132,9 +134,12 @@ pub struct Opened {
 /// assert_eq!(Envelope::default().open(&sealed, &mine, 2_000, &ring)?, Bytes::from_static(b"jpeg"));
 /// assert!(matches!(
 ///     Envelope::default().open(&sealed, &theirs, 2_000, &ring),
-///     Err(Violation::OwnerMismatch { .. })
+///     Err(Refusal::Violation(Violation::OwnerMismatch { .. }))
 /// ));
-/// assert!(matches!(Envelope::default().open(&sealed, &mine, 61_000, &ring), Err(Violation::Expired { .. })));
+/// assert!(matches!(
+///     Envelope::default().open(&sealed, &mine, 61_000, &ring),
+///     Err(Refusal::Freshness(Freshness::Expired { .. }))
+/// ));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +165,7 @@ impl Envelope {
     /// # Examples
     ///
     /// ```
-    /// # use scoped_cache::{DeviceId, Envelope, Key, KeyId, KeyRing, Malformed, NEVER, Namespace, RawBytes, SealError, TenantId, Violation};
+    /// # use scoped_cache::{DeviceId, Envelope, Key, KeyId, KeyRing, Malformed, NEVER, Namespace, RawBytes, Refusal, SealError, TenantId, Violation};
     /// # struct Thumbnails;
     /// # impl Namespace for Thumbnails {
     /// #     const NAME: &'static str = "thumb";
@@ -177,7 +182,7 @@ impl Envelope {
     /// let sealed = Envelope::default().seal(&key, b"12345", 0, NEVER, &ring)?;
     /// assert!(matches!(
     ///     small.open(&sealed, &key, 0, &ring),
-    ///     Err(Violation::Malformed { reason: Malformed::TooLarge { .. } })
+    ///     Err(Refusal::Violation(Violation::Malformed { reason: Malformed::TooLarge { .. } }))
     /// ));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -253,20 +258,23 @@ impl Envelope {
     ///    the format version, the reserved flags, the key length (at most [`MAX_KEY_LEN`]), the
     ///    payload length (at most [`max_payload`](Self::max_payload)), and that the lengths
     ///    account for every byte (truncated or trailing bytes).
-    /// 2. The key id is in `ring` ([`Violation::UnknownKey`]).
+    /// 2. The key id is in `ring` ([`Freshness::UnknownKey`]: a rotation not yet known here).
     /// 3. The tag verifies, in constant time ([`Violation::BadTag`]). Nothing before this point is
     ///    authenticated; everything after it is.
     /// 4. The embedded key is `key`'s encoding: [`Violation::NamespaceMismatch`],
     ///    [`Violation::OwnerMismatch`] or [`Violation::ItemMismatch`], in that order of
     ///    precedence (or [`Malformed::BadKey`] if it does not decode).
-    /// 5. The schema is the namespace's ([`Violation::SchemaMismatch`]).
+    /// 5. The schema is the namespace's ([`Freshness::SchemaMismatch`]: another version's value).
     /// 6. It has not expired: `now_ms < expires_ms`, unless it is [`NEVER`]
-    ///    ([`Violation::Expired`]).
+    ///    ([`Freshness::Expired`]).
+    ///
+    /// Steps 1, 3 and 4 are integrity refusals ([`Refusal::Violation`]); steps 2, 5 and 6 are
+    /// freshness misses ([`Refusal::Freshness`]), see [`Refusal`] for what each class means.
     ///
     /// # Examples
     ///
     /// ```
-    /// # use scoped_cache::{DeviceId, Envelope, Key, KeyId, KeyRing, Namespace, RawBytes, TenantId, Violation};
+    /// # use scoped_cache::{DeviceId, Envelope, Freshness, Key, KeyId, KeyRing, Namespace, RawBytes, Refusal, TenantId, Violation};
     /// # struct Thumbnails;
     /// # impl Namespace for Thumbnails {
     /// #     const NAME: &'static str = "thumb";
@@ -283,7 +291,7 @@ impl Envelope {
     /// assert_eq!(envelope.open(&sealed, &alices, 2_000, &ring)?, "jpeg");
     ///
     /// // Bob's key never opens Alice's value: a violation naming both owners, not a miss.
-    /// let Err(Violation::OwnerMismatch { expected, found }) = envelope.open(&sealed, &bobs, 2_000, &ring) else {
+    /// let Err(Refusal::Violation(Violation::OwnerMismatch { expected, found })) = envelope.open(&sealed, &bobs, 2_000, &ring) else {
     ///     panic!("expected an owner mismatch");
     /// };
     /// assert_eq!((expected, found), (bobs.owner().clone(), alices.owner().clone()));
@@ -292,18 +300,20 @@ impl Envelope {
     /// let mut tampered = sealed.to_vec();
     /// let last_payload_byte = tampered.len() - 33;
     /// tampered[last_payload_byte] ^= 1;
-    /// assert_eq!(envelope.open(&tampered.into(), &alices, 2_000, &ring), Err(Violation::BadTag));
+    /// assert_eq!(envelope.open(&tampered.into(), &alices, 2_000, &ring), Err(Violation::BadTag.into()));
     ///
     /// // Another secret under the same key id: the tag does not verify either.
     /// let other_ring = KeyRing::new(KeyId(1), &[7; 32])?;
-    /// assert_eq!(envelope.open(&sealed, &alices, 2_000, &other_ring), Err(Violation::BadTag));
-    /// assert!(matches!(envelope.open(&sealed, &alices, 61_000, &ring), Err(Violation::Expired { .. })));
+    /// assert_eq!(envelope.open(&sealed, &alices, 2_000, &other_ring), Err(Violation::BadTag.into()));
+    ///
+    /// // Expiry is a freshness miss: the owner's own value, too old to use.
+    /// assert!(matches!(envelope.open(&sealed, &alices, 61_000, &ring), Err(Refusal::Freshness(Freshness::Expired { .. }))));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
     ///
-    /// A [`Violation`] unless the envelope is well formed, sealed by a key in `ring`, untampered,
+    /// A [`Refusal`] unless the envelope is well formed, sealed by a key in `ring`, untampered,
     /// and written for exactly this namespace, schema, owner and item, and not expired (checked
     /// in the order above).
     pub fn open<N: Namespace>(
@@ -312,7 +322,7 @@ impl Envelope {
         key: &Key<N>,
         now_ms: u64,
         ring: &KeyRing,
-    ) -> Result<Bytes, Violation> {
+    ) -> Result<Bytes, Refusal> {
         self.open_details(sealed, key, now_ms, ring)
             .map(|opened| opened.payload)
     }
@@ -350,7 +360,7 @@ impl Envelope {
         key: &Key<N>,
         now_ms: u64,
         ring: &KeyRing,
-    ) -> Result<Opened, Violation> {
+    ) -> Result<Opened, Refusal> {
         // The embedded key is compared with `key` in place: building `key`'s encoding to
         // compare with was ~3% of opening a 1 KiB envelope.
         self.open_checked(
@@ -408,7 +418,7 @@ impl Envelope {
         encoded_key: &[u8],
         now_ms: u64,
         ring: &KeyRing,
-    ) -> Result<Opened, Violation> {
+    ) -> Result<Opened, Refusal> {
         self.open_checked(
             sealed,
             key,
@@ -427,35 +437,35 @@ impl Envelope {
         is_key: impl FnOnce(&[u8]) -> bool,
         now_ms: u64,
         ring: &KeyRing,
-    ) -> Result<Opened, Violation> {
+    ) -> Result<Opened, Refusal> {
         let fields = self.parse(sealed)?;
         let mac_key = ring
             .verifying_key(fields.key_id)
-            .ok_or(Violation::UnknownKey {
+            .ok_or(Freshness::UnknownKey {
                 key_id: fields.key_id,
             })?;
         let (signed, tag) = sealed.split_at(sealed.len() - TAG_LEN);
         if !mac_key.verify(signed, tag) {
-            return Err(Violation::BadTag);
+            return Err(Violation::BadTag.into());
         }
         // Authenticated from here on: the fields may be reported.
         let embedded_key = &sealed[HEADER_LEN..HEADER_LEN + fields.key_len];
         if !is_key(embedded_key) {
-            return Err(key_mismatch::<N>(embedded_key, key));
+            return Err(key_mismatch::<N>(embedded_key, key).into());
         }
         if fields.schema != N::SCHEMA {
-            return Err(Violation::SchemaMismatch {
+            return Err(Freshness::SchemaMismatch {
                 expected: N::SCHEMA,
                 found: fields.schema,
-            });
+            }
+            .into());
         }
-        // `NEVER` is a sentinel, not a time: it must not expire even at `now_ms == u64::MAX`
-        // (as in the in-process tier and `docs/ENVELOPE.md`).
-        if fields.expires_ms != NEVER && now_ms >= fields.expires_ms {
-            return Err(Violation::Expired {
+        if is_expired(fields.expires_ms, || now_ms) {
+            return Err(Freshness::Expired {
                 expires_ms: fields.expires_ms,
                 now_ms,
-            });
+            }
+            .into());
         }
         Ok(Opened {
             payload: sealed.slice(fields.payload_start..sealed.len() - TAG_LEN),

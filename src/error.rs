@@ -76,9 +76,45 @@ pub enum BuildError {
     /// A capacity of zero was given; use a positive capacity (or disable the tier).
     #[error("capacity must be positive")]
     ZeroCapacity,
-    /// A TTL of zero was given; every entry would be expired on arrival.
-    #[error("ttl must be positive; omit it for entries that live until evicted")]
-    ZeroTtl,
+    /// A TTL under one millisecond (the resolution of expiry): every entry would be expired on
+    /// arrival.
+    #[error(
+        "ttl {ttl:?} is under 1 ms; give at least 1 ms, or no TTL for entries that live until evicted"
+    )]
+    TtlTooShort {
+        /// The TTL given.
+        ttl: Duration,
+    },
+    /// A TTL longer than the cache or its remote store can express; every write would fail.
+    #[error(
+        "ttl {ttl:?} is longer than the {max:?} the store can express; use a shorter one, or no TTL"
+    )]
+    TtlTooLong {
+        /// The TTL given.
+        ttl: Duration,
+        /// The longest TTL accepted.
+        max: Duration,
+    },
+    /// Two different namespace types with the same [`NAME`](crate::Namespace::NAME) on one
+    /// client: their entries would share store keys, and one would read the other's bytes as
+    /// its own type.
+    #[error(
+        "namespace name {name:?} is already used by another namespace type on this client; give each namespace its own NAME"
+    )]
+    NamespaceNameTaken {
+        /// The name both types declare.
+        name: &'static str,
+    },
+    /// The clock-skew allowance is longer than the cache can add to a sealed expiry.
+    #[error(
+        "clock-skew allowance {allowance:?} is longer than {max:?}; clocks that far apart need fixing, not tolerating"
+    )]
+    SkewAllowanceTooLong {
+        /// The allowance given.
+        allowance: Duration,
+        /// The longest allowance accepted.
+        max: Duration,
+    },
     /// A remote store was configured without a key ring to seal its values.
     #[error("a remote store needs a key ring: call key_ring() with the deployment's secret")]
     MissingKeyRing,

@@ -144,6 +144,7 @@ mod clock;
 mod codec;
 mod envelope;
 mod error;
+mod freshness;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -151,6 +152,7 @@ mod id;
 mod item;
 mod key;
 mod keyring;
+mod load;
 mod local;
 mod mac;
 mod memory_store;
@@ -159,6 +161,8 @@ mod observe;
 mod owned;
 #[cfg(feature = "redis")]
 mod redis_store;
+mod refusal;
+mod shared;
 mod single_flight;
 mod stats;
 mod store;
@@ -172,10 +176,10 @@ mod violation;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub use breaker::{BreakerEvent, BreakerState};
+pub use breaker::{BreakerEvent, BreakerScope, BreakerState};
 pub use cache::{Cache, CacheBuilder, Policy};
-pub use client::{BreakerSink, Client, ClientBuilder};
-pub use clock::{Clock, ManualClock};
+pub use client::{Client, ClientBuilder, DEFAULT_CLOCK_SKEW_ALLOWANCE, StoreBreaker};
+pub use clock::{Clock, MAX_TTL, ManualClock};
 #[cfg(feature = "serde")]
 pub use codec::Postcard;
 pub use codec::{Codec, CodecError, RawBytes};
@@ -183,6 +187,7 @@ pub use envelope::{
     DEFAULT_MAX_PAYLOAD, Envelope, FORMAT_VERSION, MAGIC, MAX_KEY_LEN, NEVER, Opened, SealError,
 };
 pub use error::{BuildError, Error, LoadError};
+pub use freshness::{Freshness, FreshnessKind};
 pub use id::{DeviceId, IdError, MAX_TEXT_ID_LEN, TenantId};
 pub use item::{ItemDecodeError, ItemKey};
 pub use key::{KEY_PREFIX, Key, KeyDecodeError, Owner, RawKey};
@@ -195,6 +200,8 @@ pub use observe::describe_metrics;
 pub use owned::Owned;
 #[cfg(feature = "redis")]
 pub use redis_store::{RedisStore, RedisStoreBuilder};
-pub use stats::{Stats, ViolationCounts};
+pub use refusal::Refusal;
+pub use shared::BreakerSink;
+pub use stats::{FreshnessCounts, Stats, ViolationCounts};
 pub use store::{RemoteStore, StoreError, StoreFuture};
 pub use violation::{Malformed, Tier, Violation, ViolationKind, ViolationReport, ViolationSink};

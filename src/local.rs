@@ -1,16 +1,16 @@
 //! `LocalCache`: the verified, bounded, in-process tier with typed values.
 
 use crate::bounded::{BoundedMap, Lookup, Weigher};
-use crate::clock::{Clock, deadline};
-use crate::envelope::NEVER;
+use crate::clock::{Clock, NEVER, deadline, validate_ttl};
 use crate::error::{BuildError, Error, LoadError};
 use crate::key::{Key, Owner};
+use crate::load::{self, LoadFlights, Wait};
 use crate::namespace::Namespace;
 use crate::observe;
 use crate::owned;
-use crate::single_flight::{Flights, Role};
+use crate::refusal::{Disposal, Refusals};
 use crate::stats::{Event, Stats};
-use crate::violation::{Tier, Violation, ViolationReport, ViolationSink};
+use crate::violation::{Tier, Violation, ViolationReport};
 use nohash_hasher::BuildNoHashHasher;
 use std::fmt;
 use std::hash::BuildHasher;
@@ -81,8 +81,8 @@ pub struct LocalCache<N: Namespace, S = ahash::RandomState> {
     /// Computes keys' fingerprints.
     hasher: S,
     ttl: Option<Duration>,
-    sink: Option<ViolationSink>,
-    flights: Flights<Key<N>, Result<N::Value, LoadError>>,
+    refusals: Refusals,
+    flights: LoadFlights<N>,
     #[cfg(feature = "testing")]
     chaos: Option<LookupChaos<N>>,
 }
@@ -110,7 +110,7 @@ impl<N: Namespace> LocalCache<N> {
             weigher: None,
             ttl: None,
             clock: Clock::system(),
-            sink: None,
+            refusals: Refusals::new(N::NAME, None),
             hasher: ahash::RandomState::new(),
             #[cfg(feature = "testing")]
             chaos: None,
@@ -275,38 +275,22 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
         if let Some(value) = self.get(key) {
             return Ok(value);
         }
-        let counters = self.map.counters();
-        // Wait on another caller's load until one finishes, or lead when there is none.
-        let leader = loop {
-            match self.flights.join(key) {
-                Role::Leader(leader) => break leader,
-                Role::Waiter(flight) => {
-                    counters.record(Event::Coalesced);
-                    if let Some(outcome) = flight.wait_blocking() {
-                        return outcome;
-                    }
-                }
-            }
+        let load = || async { load().map_err(|error| LoadError::Loader(Arc::from(error.into()))) };
+        let store = |value| {
+            self.insert(key, value);
+            std::future::ready(())
         };
-        if let Some(value) = self.get(key) {
-            leader.finish(Ok(value.clone()));
-            return Ok(value);
-        }
-        counters.record(Event::Load);
-        observe::load(N::NAME);
-        let outcome = load()
-            .map_err(|error| LoadError::Loader(Arc::from(error.into())))
-            .and_then(|value| owned::check_loaded(key, value));
-        match &outcome {
-            Ok(value) => {
-                self.insert(key, value.clone());
-            }
-            Err(error) => {
-                counters.record(Event::LoadError);
-                observe::load_error(N::NAME, error);
-            }
-        }
-        leader.finish(outcome.clone());
+        // Nothing in it awaits anything but the blocking wait, the loader and the insert, all
+        // synchronous: `block_on` only drives it on this thread.
+        let (outcome, _) = pollster::block_on(load::get_or_load(
+            &self.flights,
+            self.map.counters(),
+            key,
+            Wait::Block,
+            || self.get(key),
+            load,
+            store,
+        ));
         outcome
     }
 
@@ -621,18 +605,13 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     #[inline(never)]
     fn refuse(&self, key: &Key<N>, violation: Violation) {
         let counters = self.map.counters();
-        counters.record(Event::Violation(violation.kind()));
         counters.record(Event::Miss);
-        observe::violation(N::NAME, Tier::Local, &violation);
-        // What the map files under `key`'s fingerprint, whichever key its entry carries.
-        self.map.remove(&self.fingerprint(key));
-        if let Some(sink) = &self.sink {
-            sink(&ViolationReport {
-                namespace: N::NAME,
-                tier: Tier::Local,
-                expected: key.owner().clone(),
-                violation,
-            });
+        let disposal = self
+            .refusals
+            .refuse(counters, Tier::Local, key.owner(), violation.into());
+        if disposal == Disposal::Delete {
+            // What the map files under `key`'s fingerprint, whichever key its entry carries.
+            self.map.remove(&self.fingerprint(key));
         }
     }
 }
@@ -695,8 +674,8 @@ impl<N: Namespace, S> fmt::Debug for LocalCache<N, S> {
 ///
 /// let zero = LocalCache::<Thumbnails>::builder().max_entries(0).build();
 /// assert_eq!(zero.err(), Some(BuildError::ZeroCapacity));
-/// let expired_on_arrival = LocalCache::<Thumbnails>::builder().ttl(Duration::ZERO).build();
-/// assert_eq!(expired_on_arrival.err(), Some(BuildError::ZeroTtl));
+/// let expired_on_arrival = LocalCache::<Thumbnails>::builder().ttl(Duration::from_micros(500)).build();
+/// assert!(matches!(expired_on_arrival, Err(BuildError::TtlTooShort { .. })));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[must_use]
@@ -705,7 +684,7 @@ pub struct LocalCacheBuilder<N: Namespace, S = ahash::RandomState> {
     weigher: Option<Weigher<Key<N>, N::Value>>,
     ttl: Option<Duration>,
     clock: Clock,
-    sink: Option<ViolationSink>,
+    refusals: Refusals,
     hasher: S,
     #[cfg(feature = "testing")]
     chaos: Option<LookupChaos<N>>,
@@ -743,12 +722,13 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCacheBuilder<N, S> {
 
     /// Calls `sink` with every violation found.
     pub fn on_violation(mut self, sink: impl Fn(&ViolationReport) + Send + Sync + 'static) -> Self {
-        self.sink = Some(Arc::new(sink));
+        self.refusals = Refusals::new(N::NAME, Some(Arc::new(sink)));
         self
     }
 
-    pub(crate) fn sink(mut self, sink: Option<ViolationSink>) -> Self {
-        self.sink = sink;
+    /// Where refusals go: a `Cache` shares its own with its in-process tier.
+    pub(crate) fn refusals(mut self, refusals: Refusals) -> Self {
+        self.refusals = refusals;
         self
     }
 
@@ -802,7 +782,7 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCacheBuilder<N, S> {
             weigher: self.weigher,
             ttl: self.ttl,
             clock: self.clock,
-            sink: self.sink,
+            refusals: self.refusals,
             hasher,
             #[cfg(feature = "testing")]
             chaos: self.chaos,
@@ -813,13 +793,14 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCacheBuilder<N, S> {
     ///
     /// # Errors
     ///
-    /// [`BuildError::ZeroCapacity`] or [`BuildError::ZeroTtl`].
+    /// [`BuildError::ZeroCapacity`]; [`BuildError::TtlTooShort`] or [`BuildError::TtlTooLong`]
+    /// for a TTL under 1 ms or over [`MAX_TTL`](crate::MAX_TTL).
     pub fn build(self) -> Result<LocalCache<N, S>, BuildError> {
         if self.capacity == 0 {
             return Err(BuildError::ZeroCapacity);
         }
-        if self.ttl == Some(Duration::ZERO) {
-            return Err(BuildError::ZeroTtl);
+        if let Some(ttl) = self.ttl {
+            validate_ttl(ttl)?;
         }
         let weigher: Option<Weigher<Fingerprint, Entry<N>>> =
             self.weigher.map(|weigh| -> Weigher<Fingerprint, Entry<N>> {
@@ -834,8 +815,8 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCacheBuilder<N, S> {
             ),
             hasher: self.hasher,
             ttl: self.ttl,
-            sink: self.sink,
-            flights: Flights::default(),
+            refusals: self.refusals,
+            flights: LoadFlights::<N>::default(),
             #[cfg(feature = "testing")]
             chaos: self.chaos,
         })

@@ -16,6 +16,7 @@ pub use meters::describe_metrics;
 
 use crate::breaker::BreakerState;
 use crate::error::LoadError;
+use crate::freshness::FreshnessKind;
 use crate::violation::{Tier, Violation};
 use std::future::Future;
 
@@ -185,6 +186,24 @@ pub(crate) fn breaker(namespace: &'static str, state: BreakerState) {
     meters::breaker(namespace, state);
     #[cfg(not(feature = "metrics"))]
     let _ = (namespace, state);
+}
+
+/// The client's store breaker is now in `state`.
+#[inline]
+pub(crate) fn store_breaker(state: BreakerState) {
+    #[cfg(feature = "metrics")]
+    meters::store_breaker(state);
+    #[cfg(not(feature = "metrics"))]
+    let _ = state;
+}
+
+/// An authentic value was not used: a freshness miss of `kind` (a metric, no alarm).
+#[inline]
+pub(crate) fn freshness(namespace: &'static str, tier: Tier, kind: FreshnessKind) {
+    #[cfg(feature = "metrics")]
+    meters::freshness(namespace, tier, kind);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (namespace, tier, kind);
 }
 
 /// The label value of a tier.

@@ -71,8 +71,9 @@ const ENVELOPE_KEY_AT: usize = ENVELOPE_KEY_LEN_AT + 4;
 /// Should that matching ever break anyway (a proxy that shifts or swaps replies, a bug), two
 /// more layers hold: `Cache` refuses any value that is not sealed for the requested key, and
 /// this store treats a reply of the wrong type (a status where a value was due, a batch of
-/// the wrong length) or a value sealed for another key than the one requested as a sign the
-/// connection is out of step, and replaces that connection (counted in
+/// the wrong length), a value sealed for another key than the one requested, or a reply that
+/// did not come within the response timeout as a sign the connection is out of step, and
+/// replaces that connection (counted in
 /// [`RedisStore::connections_replaced`]) so the fault does not outlive its cause. The value
 /// itself is still handed to `Cache`, which counts and reports the violation.
 ///
@@ -167,7 +168,8 @@ impl RedisStore {
     }
 
     /// How many times a connection was replaced because it answered out of step (a reply of the
-    /// wrong type, or a value sealed for another key than the one requested).
+    /// wrong type, a value sealed for another key than the one requested, or no reply within
+    /// the response timeout).
     pub fn connections_replaced(&self) -> u64 {
         self.replaced.load(Ordering::Relaxed)
     }
@@ -201,10 +203,16 @@ impl RedisStore {
         let used = Used { slot, generation };
         let reply = tokio::time::timeout(self.response_timeout, manager.send_packed_command(cmd))
             .await
-            .map_err(|_| StoreError::Timeout(self.response_timeout))?
+            .map_err(|_| {
+                // A reply that did not come in time may never come (a lost reply leaves every
+                // later request on this connection waiting for the next one's): do not trust
+                // the connection with another request.
+                self.replace(used);
+                StoreError::Timeout(self.response_timeout)
+            })?
             .map_err(|err| store_error(&err, self.response_timeout))?;
         match reply {
-            Value::ServerError(err) => Err(StoreError::Server(err.to_string())),
+            Value::ServerError(err) => Err(server_error(&err)),
             reply => Ok((reply, used)),
         }
     }
@@ -407,7 +415,7 @@ impl RedisStoreBuilder {
             for slot in &*store.slots {
                 let mut manager = lock(&slot.current).manager.clone();
                 match manager.send_packed_command(&redis::cmd("PING")).await {
-                    Ok(Value::ServerError(err)) => return Err(StoreError::Server(err.to_string())),
+                    Ok(Value::ServerError(err)) => return Err(server_error(&err)),
                     Ok(_) => {}
                     Err(err) => return Err(store_error(&err, connect_timeout)),
                 }
@@ -510,7 +518,8 @@ impl RemoteStore for RedisStore {
     }
 
     /// Compare and delete in one step, as a Lua script (Redis 7 has no such command). A server
-    /// that refuses scripts (an ACL without `@scripting`) gets an unconditional `DEL` instead.
+    /// that refuses scripts (`NOPERM`: an ACL without `@scripting`; `NOSCRIPT`) gets an
+    /// unconditional `DEL` instead; any other error is returned and nothing is deleted.
     fn delete_if<'a>(&'a self, key: &'a [u8], value: &'a Bytes) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let mut cmd = redis::cmd("EVAL");
@@ -520,11 +529,28 @@ impl RemoteStore for RedisStore {
             match self.request(&cmd).await {
                 Ok((Value::Int(_), _)) => Ok(()),
                 Ok((other, used)) => Err(self.out_of_step(used, "EVAL", &other)),
-                Err(StoreError::Server(_)) => self.delete(key).await,
+                Err(StoreError::Server(message)) if refuses_scripts(&message) => {
+                    self.delete(key).await
+                }
                 Err(error) => Err(error),
             }
         })
     }
+}
+
+/// A server's error reply as the server wrote it: its code (`NOPERM`, `OOM`, …), then the detail.
+fn server_error(err: &redis::ServerError) -> StoreError {
+    StoreError::Server(match err.details() {
+        Some(detail) => format!("{} {detail}", err.code()),
+        None => err.code().to_owned(),
+    })
+}
+
+/// Whether a server error says the server does not run scripts for this client (its error code
+/// is the reply's first word), rather than that this call failed.
+fn refuses_scripts(message: &str) -> bool {
+    let code = message.trim_start().split([' ', ':']).next();
+    matches!(code, Some("NOPERM" | "NOSCRIPT"))
 }
 
 /// `delete_if`'s script: deletes `KEYS[1]` only while it holds `ARGV[1]`; replies 1 or 0.
@@ -571,9 +597,11 @@ fn store_error(err: &RedisError, timeout: Duration) -> StoreError {
             StoreError::Protocol(err.to_string())
         }
         ErrorKind::InvalidClientConfig => StoreError::Config(err.to_string()),
-        ErrorKind::Server(_) | ErrorKind::AuthenticationFailed | ErrorKind::Extension => {
-            StoreError::Server(err.to_string())
-        }
+        ErrorKind::Server(_) | ErrorKind::Extension => match (err.code(), err.detail()) {
+            (Some(code), Some(detail)) => StoreError::Server(format!("{code} {detail}")),
+            _ => StoreError::Server(err.to_string()),
+        },
+        ErrorKind::AuthenticationFailed => StoreError::Server(err.to_string()),
         _ => StoreError::Unavailable(err.to_string()),
     }
 }
@@ -638,6 +666,27 @@ mod tests {
                 assert!(matches!(store, Err(StoreError::Config(_))));
             }
         });
+    }
+
+    #[test]
+    fn only_a_refusal_to_run_scripts_falls_back_to_a_plain_delete() {
+        assert!(refuses_scripts(
+            "NOPERM User cache has no permissions to run the 'eval' command"
+        ));
+        assert!(refuses_scripts("NOSCRIPT No matching script."));
+        assert!(refuses_scripts("NOPERM: no permissions"));
+        for other in [
+            "OOM command not allowed when used memory > 'maxmemory'.",
+            "BUSY Redis is busy running a script.",
+            "ERR Error running script",
+            "READONLY You can't write against a read only replica.",
+            "",
+        ] {
+            assert!(
+                !refuses_scripts(other),
+                "{other:?} must not delete unconditionally"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Counters that do not contend: each thread adds to its own cache-line-padded stripe.
 
 use crate::breaker::BreakerState;
+use crate::freshness::FreshnessKind;
 use crate::sync::{AtomicU64, Ordering};
 use crate::violation::ViolationKind;
 use std::cell::Cell;
@@ -57,25 +58,69 @@ pub struct Stats {
     pub expirations: u64,
     /// Remote calls that failed (the read became a miss, the write was not stored remotely).
     pub remote_errors: u64,
+    /// Remote calls not made because the store's breaker was open (the store kept failing):
+    /// reads that became misses, writes kept in-process only, deletes not done.
+    pub remote_skipped: u64,
     /// Loader calls made by `get_or_load`.
     pub loads: u64,
     /// Loader calls that failed or timed out.
     pub load_errors: u64,
     /// `get_or_load` calls that waited for another caller's load instead of loading.
     pub coalesced: u64,
-    /// Refused values, by kind.
+    /// Values refused as integrity failures, by kind: each one was also reported to the
+    /// violation sink. Zero in normal operation.
     pub violations: ViolationCounts,
+    /// Authentic values of the requested key that were not used (expired, another schema, a key
+    /// id this ring lacks), by kind: misses of normal operation, never reported as violations.
+    pub freshness_misses: FreshnessCounts,
     /// The state of the namespace's breaker (`Closed` without `Policy::AutoBypass`).
     pub breaker_state: BreakerState,
     /// How often the breaker opened.
     pub breaker_trips: u64,
     /// Total time the breaker has spent open, in ms.
     pub breaker_open_ms: u64,
+    /// The state of the client's store breaker, shared by every cache of the client (`Closed`
+    /// without a remote tier).
+    pub store_breaker_state: BreakerState,
+    /// How often the store breaker opened.
+    pub store_breaker_trips: u64,
 }
 
 /// Violations counted by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ViolationCounts([u64; ViolationKind::ALL.len()]);
+
+/// Freshness misses counted by kind.
+///
+/// # Examples
+///
+/// ```
+/// use scoped_cache::{FreshnessKind, Stats};
+/// let stats = Stats::default();
+/// assert_eq!(stats.freshness_misses.get(FreshnessKind::Expired), 0);
+/// assert_eq!(stats.freshness_misses.total(), 0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FreshnessCounts([u64; FreshnessKind::ALL.len()]);
+
+impl FreshnessCounts {
+    /// Misses of `kind`.
+    pub fn get(&self, kind: FreshnessKind) -> u64 {
+        self.0[kind.index()]
+    }
+
+    /// Misses of every kind.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// `(kind, count)` for every kind, in [`FreshnessKind::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (FreshnessKind, u64)> + '_ {
+        FreshnessKind::ALL
+            .into_iter()
+            .map(|kind| (kind, self.get(kind)))
+    }
+}
 
 impl ViolationCounts {
     /// The count of one kind.
@@ -106,14 +151,16 @@ pub(crate) enum Event {
     Eviction,
     Expiration,
     RemoteError,
+    RemoteSkipped,
     Load,
     LoadError,
     Coalesced,
     Violation(ViolationKind),
+    Freshness(FreshnessKind),
 }
 
-const PLAIN_EVENTS: usize = 10;
-const SLOTS: usize = PLAIN_EVENTS + ViolationKind::ALL.len();
+const PLAIN_EVENTS: usize = 11;
+const SLOTS: usize = PLAIN_EVENTS + ViolationKind::ALL.len() + FreshnessKind::ALL.len();
 /// Under loom every atomic access is a scheduling point: one stripe keeps the models small.
 const STRIPES: usize = if cfg!(scoped_cache_loom) { 1 } else { 16 };
 const _: () = assert!(STRIPES.is_power_of_two());
@@ -129,10 +176,12 @@ impl Event {
             Event::Eviction => 4,
             Event::Expiration => 5,
             Event::RemoteError => 6,
-            Event::Load => 7,
-            Event::LoadError => 8,
-            Event::Coalesced => 9,
+            Event::RemoteSkipped => 7,
+            Event::Load => 8,
+            Event::LoadError => 9,
+            Event::Coalesced => 10,
             Event::Violation(kind) => PLAIN_EVENTS + kind.index(),
+            Event::Freshness(kind) => PLAIN_EVENTS + ViolationKind::ALL.len() + kind.index(),
         }
     }
 }
@@ -181,6 +230,10 @@ impl Counters {
         for kind in ViolationKind::ALL {
             violations.0[kind.index()] = self.sum(Event::Violation(kind).slot());
         }
+        let mut freshness_misses = FreshnessCounts::default();
+        for kind in FreshnessKind::ALL {
+            freshness_misses.0[kind.index()] = self.sum(Event::Freshness(kind).slot());
+        }
         Stats {
             hits_local: self.sum(Event::HitLocal.slot()),
             hits_remote: self.sum(Event::HitRemote.slot()),
@@ -189,10 +242,12 @@ impl Counters {
             evictions: self.sum(Event::Eviction.slot()),
             expirations: self.sum(Event::Expiration.slot()),
             remote_errors: self.sum(Event::RemoteError.slot()),
+            remote_skipped: self.sum(Event::RemoteSkipped.slot()),
             loads: self.sum(Event::Load.slot()),
             load_errors: self.sum(Event::LoadError.slot()),
             coalesced: self.sum(Event::Coalesced.slot()),
             violations,
+            freshness_misses,
             ..Stats::default()
         }
     }
@@ -206,6 +261,10 @@ impl std::ops::Add for Stats {
         for (mine, theirs) in violations.0.iter_mut().zip(other.violations.0) {
             *mine += theirs;
         }
+        let mut freshness_misses = self.freshness_misses;
+        for (mine, theirs) in freshness_misses.0.iter_mut().zip(other.freshness_misses.0) {
+            *mine += theirs;
+        }
         Stats {
             hits_local: self.hits_local + other.hits_local,
             hits_remote: self.hits_remote + other.hits_remote,
@@ -214,13 +273,17 @@ impl std::ops::Add for Stats {
             evictions: self.evictions + other.evictions,
             expirations: self.expirations + other.expirations,
             remote_errors: self.remote_errors + other.remote_errors,
+            remote_skipped: self.remote_skipped + other.remote_skipped,
             loads: self.loads + other.loads,
             load_errors: self.load_errors + other.load_errors,
             coalesced: self.coalesced + other.coalesced,
             violations,
+            freshness_misses,
             breaker_state: self.breaker_state,
             breaker_trips: self.breaker_trips + other.breaker_trips,
             breaker_open_ms: self.breaker_open_ms + other.breaker_open_ms,
+            store_breaker_state: self.store_breaker_state,
+            store_breaker_trips: self.store_breaker_trips + other.store_breaker_trips,
         }
     }
 }

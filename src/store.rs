@@ -27,6 +27,11 @@ pub enum StoreError {
     /// The store's configuration is invalid (a bad URL, a zero timeout); fix the configuration.
     #[error("invalid store configuration: {0}")]
     Config(String),
+    /// Not attempted: the store failed repeatedly and the client's store breaker is open, so
+    /// calls skip it until a probe succeeds
+    /// ([`ClientBuilder::store_breaker`](crate::ClientBuilder::store_breaker)).
+    #[error("store skipped: it kept failing, and calls resume after a successful probe")]
+    Skipped,
 }
 
 /// A shared tier that stores bytes under bytes, with a TTL.
@@ -175,8 +180,12 @@ pub trait RemoteStore: Send + Sync + 'static {
     ///
     /// [`Cache`](crate::Cache) calls it after refusing a remote value. A value that was changed
     /// on its way (a reply swapped between connections, truncated, corrupted) or replaced since
-    /// the read is not what the store holds, so the key's good value stays. The default deletes
-    /// unconditionally; stores that can compare and delete atomically override it.
+    /// the read is not what the store holds, so the key's good value stays.
+    ///
+    /// The default deletes nothing: a store that cannot compare and delete in one step keeps
+    /// the refused value until its TTL passes or a write replaces it (every read refuses it
+    /// again, so it is never served). Override it only with an atomic compare-and-delete; a
+    /// plain delete here would also remove a good value written since the read.
     ///
     /// # Errors
     ///
@@ -187,7 +196,7 @@ pub trait RemoteStore: Send + Sync + 'static {
     /// Required; see the [trait docs](RemoteStore#cancel-safety). A dropped call may or may not
     /// have deleted the value.
     fn delete_if<'a>(&'a self, key: &'a [u8], value: &'a Bytes) -> StoreFuture<'a, ()> {
-        let _ = value;
-        self.delete(key)
+        let _ = (key, value);
+        Box::pin(async { Ok(()) })
     }
 }

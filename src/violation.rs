@@ -1,16 +1,24 @@
 //! Violations: a stored value that does not prove it belongs to the requested key.
 
 use crate::key::Owner;
-use crate::keyring::KeyId;
 
-/// Why a stored value was refused. Never a value: the caller sees a miss.
+/// Why a stored value was refused as an *integrity* failure: it does not prove it belongs to
+/// the requested key. Never a value: the caller sees a miss.
 ///
-/// Fields that come from the stored bytes (`found` owner, namespace, schema) are reported only
-/// after the envelope's tag verified, so a report never repeats attacker-chosen data as fact.
+/// Every kind here means an attack or a bug somewhere (in a store, a proxy, a connection, a
+/// writer, the in-process map): another owner's, item's or namespace's value, a tag that does
+/// not verify, bytes that are not an envelope, a payload its own schema cannot decode. Normal
+/// operation (expiry, a deploy that changes a schema, a key rotation rolled out in any order)
+/// never produces one; those are [`Freshness`](crate::Freshness) misses instead.
+///
+/// Fields that come from the stored bytes (`found` owner, namespace) are reported only after the
+/// envelope's tag verified, so a report never repeats attacker-chosen data as fact.
 ///
 /// A [`Cache`](crate::Cache) counts each violation in [`Stats`](crate::Stats), hands it to the
-/// client's violation sink in a [`ViolationReport`], deletes the value and reads a miss;
-/// [`Envelope::open`](crate::Envelope::open) returns it as its error.
+/// client's violation sink in a [`ViolationReport`], feeds it to the namespace's breaker
+/// ([`Policy::AutoBypass`](crate::Policy::AutoBypass)), deletes the value from its tier and reads
+/// a miss; [`Envelope::open`](crate::Envelope::open) returns it inside a
+/// [`Refusal`](crate::Refusal).
 ///
 /// # Examples
 ///
@@ -64,12 +72,6 @@ pub enum Violation {
     /// The tag does not match the contents: tampered, corrupted, or sealed with another secret.
     #[error("envelope tag does not verify (tampered, corrupted, or another secret)")]
     BadTag,
-    /// The envelope names a key id this ring does not have.
-    #[error("envelope sealed with unknown key id {key_id}; add it to the key ring if it is yours")]
-    UnknownKey {
-        /// The key id written in the envelope (not authenticated).
-        key_id: KeyId,
-    },
     /// An authentic envelope of another namespace.
     #[error("namespace mismatch: expected {expected}, found {found}")]
     NamespaceMismatch {
@@ -77,14 +79,6 @@ pub enum Violation {
         expected: &'static str,
         /// The namespace in the envelope.
         found: String,
-    },
-    /// An authentic envelope written with another schema version (usually a deploy in progress).
-    #[error("schema mismatch: expected {expected}, found {found}")]
-    SchemaMismatch {
-        /// The namespace's schema.
-        expected: u16,
-        /// The schema in the envelope.
-        found: u16,
     },
     /// An authentic value of another owner: the failure this crate exists to stop.
     #[error("owner mismatch: expected {expected}, found {found}")]
@@ -97,14 +91,6 @@ pub enum Violation {
     /// An authentic value of the same owner but another item.
     #[error("item mismatch: a value of another item of the same owner")]
     ItemMismatch,
-    /// An authentic value past its expiry.
-    #[error("expired at {expires_ms} ms since the epoch (now {now_ms})")]
-    Expired {
-        /// When the envelope expired, in ms since the Unix epoch.
-        expires_ms: u64,
-        /// The time of the check.
-        now_ms: u64,
-    },
     /// An authentic payload that the namespace's codec cannot decode.
     #[error("payload does not decode as the namespace's value type")]
     Undecodable,
@@ -150,33 +136,24 @@ pub enum ViolationKind {
     Malformed,
     /// [`Violation::BadTag`]: the tag does not verify.
     BadTag,
-    /// [`Violation::UnknownKey`]: sealed with a key id not in the ring.
-    UnknownKey,
     /// [`Violation::NamespaceMismatch`]: an authentic value of another namespace.
     NamespaceMismatch,
-    /// [`Violation::SchemaMismatch`]: an authentic value of another schema version.
-    SchemaMismatch,
     /// [`Violation::OwnerMismatch`]: an authentic value of another owner.
     OwnerMismatch,
     /// [`Violation::ItemMismatch`]: an authentic value of another item of the same owner.
     ItemMismatch,
-    /// [`Violation::Expired`]: an authentic value past its expiry.
-    Expired,
     /// [`Violation::Undecodable`]: an authentic payload the codec cannot decode.
     Undecodable,
 }
 
 impl ViolationKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ViolationKind; 9] = [
+    pub const ALL: [ViolationKind; 6] = [
         ViolationKind::Malformed,
         ViolationKind::BadTag,
-        ViolationKind::UnknownKey,
         ViolationKind::NamespaceMismatch,
-        ViolationKind::SchemaMismatch,
         ViolationKind::OwnerMismatch,
         ViolationKind::ItemMismatch,
-        ViolationKind::Expired,
         ViolationKind::Undecodable,
     ];
 
@@ -185,12 +162,9 @@ impl ViolationKind {
         match self {
             ViolationKind::Malformed => "malformed",
             ViolationKind::BadTag => "bad_tag",
-            ViolationKind::UnknownKey => "unknown_key",
             ViolationKind::NamespaceMismatch => "namespace_mismatch",
-            ViolationKind::SchemaMismatch => "schema_mismatch",
             ViolationKind::OwnerMismatch => "owner_mismatch",
             ViolationKind::ItemMismatch => "item_mismatch",
-            ViolationKind::Expired => "expired",
             ViolationKind::Undecodable => "undecodable",
         }
     }
@@ -206,12 +180,9 @@ impl Violation {
         match self {
             Violation::Malformed { .. } => ViolationKind::Malformed,
             Violation::BadTag => ViolationKind::BadTag,
-            Violation::UnknownKey { .. } => ViolationKind::UnknownKey,
             Violation::NamespaceMismatch { .. } => ViolationKind::NamespaceMismatch,
-            Violation::SchemaMismatch { .. } => ViolationKind::SchemaMismatch,
             Violation::OwnerMismatch { .. } => ViolationKind::OwnerMismatch,
             Violation::ItemMismatch => ViolationKind::ItemMismatch,
-            Violation::Expired { .. } => ViolationKind::Expired,
             Violation::Undecodable => ViolationKind::Undecodable,
         }
     }
@@ -243,3 +214,28 @@ pub struct ViolationReport {
 
 /// A callback that receives every violation report, e.g. to page an operator.
 pub type ViolationSink = std::sync::Arc<dyn Fn(&ViolationReport) + Send + Sync>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_kind_at_its_index() {
+        // Exhaustive: a new kind does not compile here until it is given a place, here and in
+        // `ALL` (whose length below then changes too). A kind left out of `ALL` would panic on
+        // its first count.
+        let position = |kind: ViolationKind| match kind {
+            ViolationKind::Malformed => 0,
+            ViolationKind::BadTag => 1,
+            ViolationKind::NamespaceMismatch => 2,
+            ViolationKind::OwnerMismatch => 3,
+            ViolationKind::ItemMismatch => 4,
+            ViolationKind::Undecodable => 5,
+        };
+        for (index, kind) in ViolationKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind.index(), index, "{kind:?} is not at its index in ALL");
+            assert_eq!(position(kind), index, "{kind:?} listed out of order");
+        }
+        assert_eq!(ViolationKind::ALL.len(), 6, "ALL must list every kind once");
+    }
+}

@@ -5,9 +5,10 @@
 use bytes::Bytes;
 use scoped_cache::testing::DownStore;
 use scoped_cache::{
-    BuildError, Cache, Client, DeviceId, Envelope, Error, Key, KeyId, KeyRing, MAGIC, Malformed,
-    ManualClock, MemoryStore, NEVER, Namespace, Owner, Policy, RawBytes, RemoteStore, SealError,
-    StoreError, StoreFuture, TenantId, Tier, Violation, ViolationKind, ViolationReport,
+    BuildError, Cache, Client, DeviceId, Envelope, Error, Freshness, FreshnessKind, Key, KeyId,
+    KeyRing, MAGIC, Malformed, ManualClock, MemoryStore, NEVER, Namespace, Owner, Policy, RawBytes,
+    RemoteStore, SealError, StoreError, StoreFuture, TenantId, Tier, Violation, ViolationKind,
+    ViolationReport,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -188,7 +189,6 @@ async fn remote_hits_are_promoted_to_the_local_tier() {
 async fn poisoned_remote_values_are_refused_reported_and_deleted() {
     let mine = key(1, 2, 3);
     let other_secret = KeyRing::new(KeyId(1), &[0x99; 32]).expect("valid secret");
-    let unknown_id = KeyRing::new(KeyId(77), &SECRET).expect("valid secret");
     let far = START_MS + 60_000;
     let mut truncated = seal(&mine, b"mine", far, &ring()).to_vec();
     truncated.pop();
@@ -228,35 +228,9 @@ async fn poisoned_remote_values_are_refused_reported_and_deleted() {
             },
         ),
         (
-            "another schema",
-            seal(
-                &Key::<ThumbsV2>::new(TenantId::from_u64(1), DeviceId::from_u64(2), 3),
-                b"v2",
-                far,
-                &ring(),
-            ),
-            Violation::SchemaMismatch {
-                expected: 1,
-                found: 2,
-            },
-        ),
-        (
             "another secret under our key id",
             seal(&mine, b"forged", far, &other_secret),
             Violation::BadTag,
-        ),
-        (
-            "an unknown key id",
-            seal(&mine, b"old", far, &unknown_id),
-            Violation::UnknownKey { key_id: KeyId(77) },
-        ),
-        (
-            "an expired envelope the store kept",
-            seal(&mine, b"stale", START_MS, &ring()),
-            Violation::Expired {
-                expires_ms: START_MS,
-                now_ms: START_MS,
-            },
         ),
         (
             "a truncated envelope",
@@ -321,6 +295,64 @@ async fn poisoned_remote_values_are_refused_reported_and_deleted() {
             .await
             .expect("insert");
         assert_eq!(cache.get(&mine).await, Some(Bytes::from_static(b"mine")));
+    }
+}
+
+#[tokio::test]
+async fn freshness_misses_are_counted_misses_never_reported_nor_deleted() {
+    let mine = key(1, 2, 3);
+    let unknown_id = KeyRing::new(KeyId(77), &SECRET).expect("valid secret");
+    let far = START_MS + 60_000;
+    let cases: Vec<(&str, Bytes, Freshness)> = vec![
+        (
+            "another schema (a rolling deploy)",
+            seal(
+                &Key::<ThumbsV2>::new(TenantId::from_u64(1), DeviceId::from_u64(2), 3),
+                b"v2",
+                far,
+                &ring(),
+            ),
+            Freshness::SchemaMismatch {
+                expected: 1,
+                found: 2,
+            },
+        ),
+        (
+            "an unknown key id (a rotation not yet known here)",
+            seal(&mine, b"old", far, &unknown_id),
+            Freshness::UnknownKey { key_id: KeyId(77) },
+        ),
+        (
+            "an expired envelope the store kept",
+            seal(&mine, b"stale", START_MS, &ring()),
+            Freshness::Expired {
+                expires_ms: START_MS,
+                now_ms: START_MS,
+            },
+        ),
+    ];
+    for (what, stored, expected) in cases {
+        let fixture = Fixture::new();
+        let cache = fixture.cache();
+        fixture.poison(&mine, stored.clone()).await;
+
+        assert_eq!(cache.get(&mine).await, None, "{what}: served");
+        let stats = cache.stats();
+        let kind = expected.kind();
+        assert_eq!(stats.freshness_misses.get(kind), 1, "{what}: not counted");
+        assert_eq!(stats.freshness_misses.total(), 1, "{what}: another kind");
+        assert_eq!(
+            stats.violations.total(),
+            0,
+            "{what}: counted as a violation"
+        );
+        assert_eq!((stats.misses, stats.hits_remote), (1, 0), "{what}");
+        assert!(fixture.reports().is_empty(), "{what}: reported");
+        assert_eq!(
+            fixture.stored(&mine).await,
+            Some(stored),
+            "{what}: another version's value was deleted"
+        );
     }
 }
 
@@ -409,7 +441,31 @@ fn build_errors_are_specific() {
         .build()
         .expect("no remote tier needs no ring");
     let zero_ttl = client.cache::<Thumbs>().ttl(Duration::ZERO).build();
-    assert!(matches!(zero_ttl, Err(BuildError::ZeroTtl)));
+    assert!(matches!(zero_ttl, Err(BuildError::TtlTooShort { .. })));
+    let sub_ms = client
+        .cache::<Thumbs>()
+        .ttl(Duration::from_micros(999))
+        .build();
+    assert!(matches!(sub_ms, Err(BuildError::TtlTooShort { .. })));
+    assert!(
+        client
+            .cache::<Thumbs>()
+            .ttl(Duration::from_millis(1))
+            .build()
+            .is_ok()
+    );
+    let forever = client.cache::<Thumbs>().ttl(Duration::MAX).build();
+    assert!(
+        matches!(forever, Err(BuildError::TtlTooLong { .. })),
+        "{forever:?}"
+    );
+    let skew = Client::builder()
+        .clock_skew_allowance(Duration::from_secs(2 * 24 * 3600))
+        .build();
+    assert!(
+        matches!(skew, Err(BuildError::SkewAllowanceTooLong { .. })),
+        "{skew:?}"
+    );
 }
 
 #[tokio::test]
@@ -455,7 +511,9 @@ async fn ttl_expires_in_both_tiers() {
             .insert(&mine, Bytes::from_static(b"jpeg"))
             .await
             .expect("insert");
-        fixture.clock.advance(Duration::from_millis(999));
+        // Both tiers keep it for the TTL less the expiry margin (the 1 s clock-skew allowance,
+        // at most a quarter of the TTL: 250 ms), then drop it: a miss, not a refusal.
+        fixture.clock.advance(Duration::from_millis(749));
         assert_eq!(cache.get(&mine).await, Some(Bytes::from_static(b"jpeg")));
         fixture.clock.advance(Duration::from_millis(1));
         assert_eq!(
@@ -464,6 +522,7 @@ async fn ttl_expires_in_both_tiers() {
             "local capacity {local_capacity}"
         );
         assert_eq!(fixture.stored(&mine).await, None, "the store kept it");
+        assert_eq!(cache.stats().freshness_misses.total(), 0, "a refusal");
         let stats = cache.stats();
         assert_eq!(stats.misses, 1);
         assert_eq!(
@@ -534,18 +593,18 @@ async fn the_envelope_expires_values_a_store_keeps_too_long() {
         .insert(&mine, Bytes::from_static(b"jpeg"))
         .await
         .expect("insert");
-    fixture.clock.advance(Duration::from_secs(1));
+    // Within the TTL (1 s) the value opens, even past the time the store was told to keep it
+    // (the TTL less the expiry margin, a quarter of the TTL here).
+    fixture.clock.advance(Duration::from_millis(900));
+    assert_eq!(cache.get(&mine).await, Some(Bytes::from_static(b"jpeg")));
+    // At the TTL the envelope itself refuses it, as a freshness miss.
+    fixture.clock.advance(Duration::from_millis(100));
     assert!(fixture.stored(&mine).await.is_some(), "the store kept it");
     assert_eq!(cache.get(&mine).await, None);
-    assert_eq!(cache.stats().violations.get(ViolationKind::Expired), 1);
-    assert_eq!(
-        fixture.reports()[0].violation,
-        Violation::Expired {
-            expires_ms: START_MS + 1_000,
-            now_ms: START_MS + 1_000
-        }
-    );
-    assert_eq!(fixture.stored(&mine).await, None, "not deleted");
+    let stats = cache.stats();
+    assert_eq!(stats.freshness_misses.get(FreshnessKind::Expired), 1);
+    assert_eq!(stats.violations.total(), 0, "expiry is not a violation");
+    assert!(fixture.reports().is_empty(), "expiry is not reported");
 }
 
 /// A transport that flips the last byte of every reply while `spoil` is set; deletes go through.

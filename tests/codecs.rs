@@ -7,8 +7,9 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use scoped_cache::{
-    Cache, Client, Codec, DeviceId, Envelope, Key, KeyId, KeyRing, MemoryStore, Namespace,
-    Postcard, RawBytes, RemoteStore, TenantId, Tier, Violation, ViolationKind, ViolationReport,
+    Cache, Client, Codec, DeviceId, Envelope, FreshnessKind, Key, KeyId, KeyRing, MemoryStore,
+    Namespace, Postcard, RawBytes, RemoteStore, TenantId, Violation, ViolationKind,
+    ViolationReport,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -208,26 +209,30 @@ async fn a_schema_bump_reads_old_entries_as_counted_misses() {
         .expect("insert");
     assert_eq!(new_events.get(&new_key).await, None, "a miss, not garbage");
     let stats = new_events.stats();
-    assert_eq!(stats.violations.get(ViolationKind::SchemaMismatch), 1);
-    assert_eq!((stats.misses, stats.hits_remote), (1, 0));
-    let reports = new.reports();
-    let [report] = reports.as_slice() else {
-        panic!("one report expected: {reports:?}");
-    };
     assert_eq!(
-        (report.namespace, report.tier, &report.violation),
-        (
-            "event",
-            Tier::Remote,
-            &Violation::SchemaMismatch {
-                expected: 2,
-                found: 1
-            }
-        )
+        stats.freshness_misses.get(FreshnessKind::SchemaMismatch),
+        1,
+        "another version's value is a freshness miss"
     );
-    assert!(store.is_empty(), "the old entry was deleted");
+    assert_eq!(stats.violations.total(), 0, "a deploy is not an attack");
+    assert_eq!((stats.misses, stats.hits_remote), (1, 0));
+    assert!(
+        new.reports().is_empty(),
+        "nothing reported: {:?}",
+        new.reports()
+    );
+    assert_eq!(
+        store.len(),
+        1,
+        "the old version's entry stays for the old deploy"
+    );
+    assert_eq!(
+        old_events.get(&old_key).await,
+        Some(event_v1(3)),
+        "the old deploy still reads its own value"
+    );
 
-    // The new deploy loads and stores its own value; now the old deploy sees a mismatch.
+    // The new deploy loads and stores its own value; now the old deploy misses in its turn.
     let loaded = new_events
         .get_or_load(&new_key, || async { Ok::<_, std::io::Error>(event_v2(3)) })
         .await
@@ -235,12 +240,23 @@ async fn a_schema_bump_reads_old_entries_as_counted_misses() {
     assert_eq!(loaded, event_v2(3));
     assert_eq!(new_events.get(&new_key).await, Some(event_v2(3)));
     assert_eq!(old_events.get(&old_key).await, None);
+    let old_stats = old_events.stats();
     assert_eq!(
-        old_events
-            .stats()
-            .violations
-            .get(ViolationKind::SchemaMismatch),
+        old_stats
+            .freshness_misses
+            .get(FreshnessKind::SchemaMismatch),
         1
+    );
+    assert_eq!(old_stats.violations.total(), 0);
+    assert!(
+        old.reports().is_empty(),
+        "nothing reported: {:?}",
+        old.reports()
+    );
+    assert_eq!(
+        new_events.get(&new_key).await,
+        Some(event_v2(3)),
+        "nor deleted"
     );
 }
 

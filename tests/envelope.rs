@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use scoped_cache::{
-    DeviceId, Envelope, Key, KeyId, KeyRing, MAGIC, Malformed, NEVER, Namespace, Owner, RawBytes,
-    SealError, TenantId, Violation,
+    DeviceId, Envelope, Freshness, Key, KeyId, KeyRing, MAGIC, Malformed, NEVER, Namespace, Owner,
+    RawBytes, Refusal, SealError, TenantId, Violation,
 };
 
 macro_rules! namespace {
@@ -76,8 +76,25 @@ fn region(at: usize, key_len: usize, total: usize) -> Region {
     }
 }
 
-/// Whether `violation` is an acceptable verdict for a flip in `region`.
-fn allowed(region: Region, violation: &Violation, flipped: &[u8]) -> bool {
+/// Whether `refusal` is an acceptable verdict for a flip in `region`.
+fn allowed(region: Region, refusal: &Refusal, flipped: &[u8]) -> bool {
+    // A key id this ring lacks cannot be verified: a freshness miss, the only one a flip gives.
+    if let Refusal::Freshness(Freshness::UnknownKey { key_id }) = refusal {
+        // The id reported is the one written in the tampered envelope.
+        let written = KeyId(u32::from_be_bytes([
+            flipped[8],
+            flipped[9],
+            flipped[10],
+            flipped[11],
+        ]));
+        return region == Region::KeyId
+            && *key_id == written
+            && written != SIGNING_ID
+            && written != NEIGHBOUR_ID;
+    }
+    let Refusal::Violation(violation) = refusal else {
+        return false;
+    };
     match (region, violation) {
         (Region::Magic, Violation::Malformed { reason }) => *reason == Malformed::BadMagic,
         (Region::Version, Violation::Malformed { reason }) => {
@@ -86,16 +103,6 @@ fn allowed(region: Region, violation: &Violation, flipped: &[u8]) -> bool {
         (Region::Flags, Violation::Malformed { reason }) => *reason == Malformed::ReservedFlags,
         (Region::KeyLen | Region::PayloadLen, Violation::Malformed { .. } | Violation::BadTag) => {
             true
-        }
-        (Region::KeyId, Violation::UnknownKey { key_id }) => {
-            // The id reported is the one written in the tampered envelope.
-            let written = KeyId(u32::from_be_bytes([
-                flipped[8],
-                flipped[9],
-                flipped[10],
-                flipped[11],
-            ]));
-            *key_id == written && written != SIGNING_ID && written != NEIGHBOUR_ID
         }
         (Region::KeyId, Violation::BadTag) => {
             // Only when the flipped id names another key of the ring.
@@ -239,7 +246,7 @@ proptest! {
             let verdict = Envelope::default().open(&sealed.slice(..len), &key, now, &ring);
             prop_assert_eq!(
                 verdict,
-                Err(Violation::Malformed { reason: Malformed::Truncated }),
+                Err(Refusal::Violation(Violation::Malformed { reason: Malformed::Truncated })),
                 "a {}-byte prefix of {} bytes", len, sealed.len()
             );
         }
@@ -259,7 +266,7 @@ proptest! {
         let verdict = Envelope::default().open(&Bytes::from(longer), &key, now, &ring);
         prop_assert_eq!(
             verdict,
-            Err(Violation::Malformed { reason: Malformed::TrailingBytes }),
+            Err(Refusal::Violation(Violation::Malformed { reason: Malformed::TrailingBytes })),
             "{} appended bytes", extra.len()
         );
     }
@@ -278,7 +285,7 @@ proptest! {
         let sealed = seal(&their_key, b"their thumbnail", created, expires, &ring);
         prop_assert_eq!(
             Envelope::default().open(&sealed, &my_key, now, &ring),
-            Err(Violation::OwnerMismatch { expected: mine, found: theirs }),
+            Err(Refusal::Violation(Violation::OwnerMismatch { expected: mine, found: theirs })),
             "another owner's envelope"
         );
     }
@@ -305,7 +312,7 @@ proptest! {
             let sealed = seal(&Key::for_owner(stored.clone(), item), b"x", created, expires, &ring);
             prop_assert_eq!(
                 envelope.open(&sealed, &Key::<Thumbs>::for_owner(requested.clone(), item), now, &ring),
-                Err(Violation::OwnerMismatch { expected: requested, found: stored }),
+                Err(Refusal::Violation(Violation::OwnerMismatch { expected: requested, found: stored })),
                 "tenant and device swapped"
             );
         }
@@ -323,7 +330,7 @@ proptest! {
         let sealed = seal(&Key::for_owner(owner.clone(), stored), b"x", created, expires, &ring);
         prop_assert_eq!(
             Envelope::default().open(&sealed, &Key::<Thumbs>::for_owner(owner, requested), now, &ring),
-            Err(Violation::ItemMismatch),
+            Err(Refusal::Violation(Violation::ItemMismatch)),
             "another item of the same owner"
         );
     }
@@ -341,13 +348,13 @@ proptest! {
         let sealed = seal(&thumbs, &payload, created, expires, &ring);
         prop_assert_eq!(
             envelope.open(&sealed, &Key::<Events>::for_owner(owner.clone(), item), now, &ring),
-            Err(Violation::NamespaceMismatch { expected: "event", found: "thumb".to_owned() }),
+            Err(Refusal::Violation(Violation::NamespaceMismatch { expected: "event", found: "thumb".to_owned() })),
             "a thumb envelope opened as an event"
         );
         let names = Key::<Names>::for_owner(owner.clone(), "9".to_owned());
         prop_assert_eq!(
             envelope.open(&sealed, &names, now, &ring),
-            Err(Violation::NamespaceMismatch { expected: "name", found: "thumb".to_owned() }),
+            Err(Refusal::Violation(Violation::NamespaceMismatch { expected: "name", found: "thumb".to_owned() })),
             "a thumb envelope opened as a name"
         );
         // Same name and key bytes, other schema.
@@ -355,13 +362,13 @@ proptest! {
         prop_assert_eq!(&v2.encode(), &thumbs.encode(), "same name, same key bytes");
         prop_assert_eq!(
             envelope.open(&sealed, &v2, now, &ring),
-            Err(Violation::SchemaMismatch { expected: 2, found: 1 }),
+            Err(Refusal::Freshness(Freshness::SchemaMismatch { expected: 2, found: 1 })),
             "a schema 1 envelope opened with schema 2"
         );
         let sealed_v2 = envelope.seal(&v2, &payload, created, expires, &ring).expect("fits");
         prop_assert_eq!(
             envelope.open(&sealed_v2, &thumbs, now, &ring),
-            Err(Violation::SchemaMismatch { expected: 1, found: 2 }),
+            Err(Refusal::Freshness(Freshness::SchemaMismatch { expected: 1, found: 2 })),
             "a schema 2 envelope opened with schema 1"
         );
     }
@@ -379,7 +386,7 @@ proptest! {
         let sealed = seal(&key, &payload, created, expires, &ring(&forged));
         prop_assert_eq!(
             Envelope::default().open(&sealed, &key, now, &ring(&mine)),
-            Err(Violation::BadTag),
+            Err(Refusal::Violation(Violation::BadTag)),
             "an envelope sealed with another secret under our key id"
         );
     }
@@ -396,7 +403,7 @@ proptest! {
         let sealed = seal(&key, &payload, created, expires, &other);
         prop_assert_eq!(
             Envelope::default().open(&sealed, &key, now, &ring(&[9; 32])),
-            Err(Violation::UnknownKey { key_id: KeyId(id) }),
+            Err(Refusal::Freshness(Freshness::UnknownKey { key_id: KeyId(id) })),
             "an envelope sealed under an id the ring lacks"
         );
     }
@@ -416,7 +423,7 @@ proptest! {
         for now in [expires, expires + 1, expires + late, u64::MAX] {
             prop_assert_eq!(
                 envelope.open(&sealed, &key, now, &ring),
-                Err(Violation::Expired { expires_ms: expires, now_ms: now }),
+                Err(Refusal::Freshness(Freshness::Expired { expires_ms: expires, now_ms: now })),
                 "opened at or after its expiry"
             );
         }
@@ -457,7 +464,7 @@ proptest! {
         let sealed = large.seal(&key, &above, 0, NEVER, &ring).expect("within the larger limit");
         prop_assert_eq!(
             small.open(&sealed, &key, 1, &ring),
-            Err(Violation::Malformed { reason: Malformed::TooLarge { len: limit + over, limit } }),
+            Err(Refusal::Violation(Violation::Malformed { reason: Malformed::TooLarge { len: limit + over, limit } })),
             "opened an oversize payload"
         );
     }
@@ -524,14 +531,18 @@ fn key_rotation_keeps_old_envelopes_until_the_key_is_dropped() {
     // A process still on the old ring does not know the new id.
     assert_eq!(
         envelope.open(&sealed_new, &key, 1, &old),
-        Err(Violation::UnknownKey { key_id: KeyId(2) })
+        Err(Refusal::Freshness(Freshness::UnknownKey {
+            key_id: KeyId(2)
+        }))
     );
 
     // Step 3: the old key is dropped; its envelopes are refused.
     let new_only = KeyRing::new(KeyId(2), &[2; 32]).expect("valid");
     assert_eq!(
         envelope.open(&sealed_old, &key, 1, &new_only),
-        Err(Violation::UnknownKey { key_id: KeyId(1) })
+        Err(Refusal::Freshness(Freshness::UnknownKey {
+            key_id: KeyId(1)
+        }))
     );
     assert_eq!(
         envelope.open(&sealed_new, &key, 1, &new_only),
@@ -542,7 +553,7 @@ fn key_rotation_keeps_old_envelopes_until_the_key_is_dropped() {
     let impostor = KeyRing::new(KeyId(1), &[0xee; 32]).expect("valid");
     assert_eq!(
         envelope.open(&sealed_old, &key, 1, &impostor),
-        Err(Violation::BadTag)
+        Err(Refusal::Violation(Violation::BadTag))
     );
 }
 
@@ -554,9 +565,9 @@ fn plain_values_are_malformed() {
     let short = Bytes::from_static(b"hello");
     assert_eq!(
         envelope.open(&short, &key, 0, &ring),
-        Err(Violation::Malformed {
+        Err(Refusal::Violation(Violation::Malformed {
             reason: Malformed::Truncated
-        })
+        }))
     );
     let json = Bytes::from(format!(
         "{{\"tenant\":1,\"device\":2,\"thumbnail\":\"{}\"}}",
@@ -564,22 +575,22 @@ fn plain_values_are_malformed() {
     ));
     assert_eq!(
         envelope.open(&json, &key, 0, &ring),
-        Err(Violation::Malformed {
+        Err(Refusal::Violation(Violation::Malformed {
             reason: Malformed::BadMagic
-        })
+        }))
     );
     assert_eq!(
         envelope.open(&Bytes::new(), &key, 0, &ring),
-        Err(Violation::Malformed {
+        Err(Refusal::Violation(Violation::Malformed {
             reason: Malformed::Truncated
-        })
+        }))
     );
     // The magic alone, padded out to a plausible length, still is not an envelope.
     let mut padded = MAGIC.to_vec();
     padded.resize(200, 0);
     assert!(matches!(
         envelope.open(&Bytes::from(padded), &key, 0, &ring),
-        Err(Violation::Malformed { .. })
+        Err(Refusal::Violation(Violation::Malformed { .. }))
     ));
 }
 
@@ -602,12 +613,12 @@ fn oversize_envelopes_are_refused_before_parsing() {
     let huge = Bytes::from(vec![0u8; small.max_envelope_len() + 1]);
     assert_eq!(
         small.open(&huge, &key, 0, &ring),
-        Err(Violation::Malformed {
+        Err(Refusal::Violation(Violation::Malformed {
             reason: Malformed::TooLarge {
                 len: huge.len(),
                 limit: small.max_envelope_len()
             }
-        })
+        }))
     );
 }
 

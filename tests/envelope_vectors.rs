@@ -9,8 +9,8 @@
 use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
 use scoped_cache::{
-    DeviceId, Envelope, ItemKey, Key, KeyId, KeyRing, MAX_KEY_LEN, Malformed, NEVER, Namespace,
-    Owner, RawBytes, RawKey, TenantId, Violation,
+    DeviceId, Envelope, Freshness, ItemKey, Key, KeyId, KeyRing, MAX_KEY_LEN, Malformed, NEVER,
+    Namespace, Owner, RawBytes, RawKey, Refusal, TenantId, Violation,
 };
 use sha2::Sha256;
 use std::collections::BTreeMap;
@@ -238,10 +238,10 @@ fn check_vector<N: Namespace>(v: &Vector) {
     } else {
         assert_eq!(
             Envelope::default().open(&expected, &key, expires, &ring),
-            Err(Violation::Expired {
+            Err(Refusal::Freshness(Freshness::Expired {
                 expires_ms: expires,
                 now_ms: expires
-            }),
+            })),
             "vector {name}: expires at expires_ms"
         );
     }
@@ -345,33 +345,36 @@ fn a_vector_opens_only_for_its_own_key_secret_and_time() {
     let swapped = Key::<Thumb>::new(TenantId::from_u64(7), DeviceId::from_u64(42), 9);
     assert_eq!(
         open(&swapped, &ring),
-        Err(Violation::OwnerMismatch {
+        Err(Refusal::Violation(Violation::OwnerMismatch {
             expected: swapped.owner().clone(),
             found: key.owner().clone()
-        })
+        }))
     );
     let text_ids = Key::<Thumb>::new(TenantId::new("42").unwrap(), DeviceId::new("7").unwrap(), 9);
     assert!(matches!(
         open(&text_ids, &ring),
-        Err(Violation::OwnerMismatch { .. })
+        Err(Refusal::Violation(Violation::OwnerMismatch { .. }))
     ));
     let other_item = Key::<Thumb>::new(TenantId::from_u64(42), DeviceId::from_u64(7), 10);
-    assert_eq!(open(&other_item, &ring), Err(Violation::ItemMismatch));
+    assert_eq!(
+        open(&other_item, &ring),
+        Err(Refusal::Violation(Violation::ItemMismatch))
+    );
     let other_namespace = Key::<Relation>::new(TenantId::from_u64(42), DeviceId::from_u64(7), ());
     assert_eq!(
         Envelope::default().open(&sealed, &other_namespace, now, &ring),
-        Err(Violation::NamespaceMismatch {
+        Err(Refusal::Violation(Violation::NamespaceMismatch {
             expected: "relation",
             found: "thumb".to_owned()
-        })
+        }))
     );
     let other_schema = Key::<ThumbSchema2>::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
     assert_eq!(
         Envelope::default().open(&sealed, &other_schema, now, &ring),
-        Err(Violation::SchemaMismatch {
+        Err(Refusal::Freshness(Freshness::SchemaMismatch {
             expected: 2,
             found: 1
-        })
+        }))
     );
 
     // Another secret under the same id, another id, and a rotated ring that still verifies.
@@ -379,11 +382,16 @@ fn a_vector_opens_only_for_its_own_key_secret_and_time() {
     let mut other_secret = secret.clone();
     other_secret[0] ^= 1;
     let impostor = KeyRing::new(KeyId(1), &other_secret).unwrap();
-    assert_eq!(open(&key, &impostor), Err(Violation::BadTag));
+    assert_eq!(
+        open(&key, &impostor),
+        Err(Refusal::Violation(Violation::BadTag))
+    );
     let stranger = KeyRing::new(KeyId(2), &secret).unwrap();
     assert_eq!(
         open(&key, &stranger),
-        Err(Violation::UnknownKey { key_id: KeyId(1) })
+        Err(Refusal::Freshness(Freshness::UnknownKey {
+            key_id: KeyId(1)
+        }))
     );
     let rotated = KeyRing::new(KeyId(2), &other_secret)
         .unwrap()
@@ -405,7 +413,7 @@ fn a_mutated_vector_is_refused_with_the_documented_violation() {
         bytes[at] = value;
         open(bytes)
     };
-    let malformed = |reason| Err(Violation::Malformed { reason });
+    let malformed = |reason| Err(Refusal::Violation(Violation::Malformed { reason }));
 
     // Every single-bit flip of every byte is refused.
     for (at, &byte) in original.iter().enumerate() {
@@ -420,15 +428,25 @@ fn a_mutated_vector_is_refused_with_the_documented_violation() {
     assert_eq!(mutated(5, 1), malformed(Malformed::ReservedFlags));
     assert_eq!(
         mutated(7, 2),
-        Err(Violation::BadTag),
+        Err(Refusal::Violation(Violation::BadTag)),
         "schema is under the tag"
     );
     assert_eq!(
         mutated(11, 2),
-        Err(Violation::UnknownKey { key_id: KeyId(2) })
+        Err(Refusal::Freshness(Freshness::UnknownKey {
+            key_id: KeyId(2)
+        }))
     );
-    assert_eq!(mutated(19, 0xff), Err(Violation::BadTag), "created_ms");
-    assert_eq!(mutated(27, 0xff), Err(Violation::BadTag), "expires_ms");
+    assert_eq!(
+        mutated(19, 0xff),
+        Err(Refusal::Violation(Violation::BadTag)),
+        "created_ms"
+    );
+    assert_eq!(
+        mutated(27, 0xff),
+        Err(Refusal::Violation(Violation::BadTag)),
+        "expires_ms"
+    );
     assert_eq!(
         mutated(31, 0xff),
         malformed(Malformed::Truncated),
@@ -442,11 +460,18 @@ fn a_mutated_vector_is_refused_with_the_documented_violation() {
         }),
         "a shorter key_len reads the item's last byte as payload_len's first"
     );
-    assert_eq!(mutated(40, b'B'), Err(Violation::BadTag), "owner bytes");
+    assert_eq!(
+        mutated(40, b'B'),
+        Err(Refusal::Violation(Violation::BadTag)),
+        "owner bytes"
+    );
     assert_eq!(mutated(80, 0x0b), malformed(Malformed::Truncated));
     assert_eq!(mutated(80, 0x09), malformed(Malformed::TrailingBytes));
     let last = original.len() - 1;
-    assert_eq!(mutated(last, original[last] ^ 0x80), Err(Violation::BadTag));
+    assert_eq!(
+        mutated(last, original[last] ^ 0x80),
+        Err(Refusal::Violation(Violation::BadTag))
+    );
 
     let mut oversized_key = original.clone();
     oversized_key[28..32].copy_from_slice(&(MAX_KEY_LEN as u32 + 1).to_be_bytes());
@@ -489,9 +514,9 @@ fn a_mutated_vector_is_refused_with_the_documented_violation() {
         assert!(
             matches!(
                 result,
-                Err(Violation::Malformed {
+                Err(Refusal::Violation(Violation::Malformed {
                     reason: Malformed::Truncated
-                })
+                }))
             ),
             "truncated to {len}: {result:?}"
         );

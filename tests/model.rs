@@ -5,8 +5,8 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use scoped_cache::{
-    Cache, Client, DeviceId, Key, KeyId, KeyRing, LocalCache, ManualClock, MemoryStore, Namespace,
-    RawBytes, TenantId,
+    Cache, Client, DeviceId, FreshnessKind, Key, KeyId, KeyRing, LocalCache, ManualClock,
+    MemoryStore, Namespace, RawBytes, TenantId,
 };
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hasher};
@@ -24,6 +24,9 @@ impl Namespace for Thumbs {
 
 /// The cache-wide TTL, in ms.
 const TTL_MS: u64 = 100;
+/// How long a `Cache` with a remote tier keeps a value in either tier: the TTL less the expiry
+/// margin (the default 1 s clock-skew allowance, capped at a quarter of the TTL).
+const KEEP_MS: u64 = TTL_MS - TTL_MS / 4;
 const START_MS: u64 = 1_700_000_000_000;
 
 /// A hasher that gives every key the same fingerprint: each key displaces every other.
@@ -118,6 +121,9 @@ fn op_strategy(own_ttl: bool) -> impl Strategy<Value = Op> {
             10u64..120,
             // Land exactly on expiry boundaries.
             Just(1),
+            Just(KEEP_MS - 1),
+            Just(KEEP_MS),
+            Just(TTL_MS - KEEP_MS),
             Just(TTL_MS - 1),
             Just(TTL_MS),
         ]
@@ -329,12 +335,35 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a runtime")
 }
 
-/// Runs `ops` through `Cache` over a `MemoryStore` sharing the manual clock; results must be
-/// exactly the model's whatever the in-process capacity (0 = remote tier only).
-fn check_cache(local_capacity: u64, ops: &[Op]) -> Result<(), TestCaseError> {
+/// How the store's clock moves against the cache's, as (numerator, denominator) of its pace.
+/// A store whose clock runs slow keeps values past the time the cache told it, as a lagging
+/// replica or a store that ignores TTLs would: then the envelope's own expiry decides.
+fn store_pace_strategy() -> impl Strategy<Value = (u64, u64)> {
+    prop_oneof![Just((1, 1)), Just((1, 2)), Just((0, 1))]
+}
+
+/// What the cache should hold for a key: the value, and when it was inserted by the cache's
+/// clock and by the store's.
+type CacheModel = HashMap<usize, (Bytes, u64, u64)>;
+
+/// Runs `ops` through `Cache` over a `MemoryStore` on its own manual clock, moving at
+/// `store_pace` of the cache's; results must be exactly the model's whatever the in-process
+/// capacity (0 = remote tier only):
+///
+/// - before the keep time (TTL less the expiry margin), the value, from either tier;
+/// - after it, the value only while the store still holds it (by its clock) and the envelope
+///   has not expired (by the cache's): `now < inserted + TTL`, exactly;
+/// - every read of an expired envelope the store still held is one freshness miss, and nothing
+///   is ever a violation.
+fn check_cache(
+    local_capacity: u64,
+    store_pace: (u64, u64),
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
     let keys = key_pool();
     let clock = ManualClock::new(START_MS);
-    let store = Arc::new(MemoryStore::with_clock(64 << 20, clock.clock()));
+    let store_clock = ManualClock::new(START_MS);
+    let store = Arc::new(MemoryStore::with_clock(64 << 20, store_clock.clock()));
     let client = Client::builder()
         .key_ring(KeyRing::new(KeyId(1), &[0x17; 32]).expect("valid secret"))
         .remote_shared(store.clone())
@@ -348,10 +377,11 @@ fn check_cache(local_capacity: u64, ops: &[Op]) -> Result<(), TestCaseError> {
         .ttl(Duration::from_millis(TTL_MS))
         .build()
         .expect("valid cache");
-    let mut model = Model::new();
+    let mut model = CacheModel::new();
+    let mut expired_reads = 0;
     runtime().block_on(async {
         for (step, op) in ops.iter().enumerate() {
-            let now = clock.now_ms();
+            let (now, store_now) = (clock.now_ms(), store_clock.now_ms());
             match *op {
                 Op::Insert { key, .. } => {
                     let value = value_of(step, key);
@@ -362,20 +392,29 @@ fn check_cache(local_capacity: u64, ops: &[Op]) -> Result<(), TestCaseError> {
                         step,
                         inserted
                     );
-                    model.insert(key, (value, now + TTL_MS));
+                    model.insert(key, (value, now, store_now));
                 }
                 Op::Get { key } => {
                     let expected = match model.get(&key) {
-                        Some((value, expires)) if now < *expires => Some(value.clone()),
+                        Some((value, at, _)) if now < at + KEEP_MS => Some(value.clone()),
+                        Some((value, at, stored_at)) if store_now < stored_at + KEEP_MS => {
+                            if now < at + TTL_MS {
+                                Some(value.clone())
+                            } else {
+                                expired_reads += 1;
+                                None
+                            }
+                        }
                         _ => None,
                     };
                     prop_assert_eq!(
                         cache.get(&keys[key]).await,
                         expected,
-                        "step {}: get {:?} (local capacity {})",
+                        "step {}: get {:?} (local capacity {}, store pace {:?})",
                         step,
                         op,
-                        local_capacity
+                        local_capacity,
+                        store_pace
                     );
                 }
                 Op::Remove { key } => {
@@ -389,7 +428,10 @@ fn check_cache(local_capacity: u64, ops: &[Op]) -> Result<(), TestCaseError> {
                         local.clear();
                     }
                 }
-                Op::Advance { ms } => clock.advance(Duration::from_millis(ms)),
+                Op::Advance { ms } => {
+                    clock.advance(Duration::from_millis(ms));
+                    store_clock.advance(Duration::from_millis(ms * store_pace.0 / store_pace.1));
+                }
             }
             if let Some(local) = cache.local() {
                 prop_assert!(
@@ -403,6 +445,16 @@ fn check_cache(local_capacity: u64, ops: &[Op]) -> Result<(), TestCaseError> {
     })?;
     let stats = cache.stats();
     prop_assert_eq!(stats.violations.total(), 0, "violations in honest use");
+    prop_assert_eq!(
+        stats.freshness_misses.get(FreshnessKind::Expired),
+        expired_reads,
+        "expired envelopes read"
+    );
+    prop_assert_eq!(
+        stats.freshness_misses.total(),
+        expired_reads,
+        "other freshness misses in honest use"
+    );
     prop_assert_eq!(stats.remote_errors, 0, "remote errors from a MemoryStore");
     if local_capacity == 0 {
         prop_assert_eq!(stats.hits_local, 0, "local hits without a local tier");
@@ -459,18 +511,22 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn cache_with_both_tiers_matches_the_model(ops in ops_strategy(false)) {
-        check_cache(10_000, &ops)?;
+    fn cache_with_both_tiers_matches_the_model(pace in store_pace_strategy(), ops in ops_strategy(false)) {
+        check_cache(10_000, pace, &ops)?;
     }
 
     #[test]
-    fn cache_with_remote_tier_only_matches_the_model(ops in ops_strategy(false)) {
-        check_cache(0, &ops)?;
+    fn cache_with_remote_tier_only_matches_the_model(pace in store_pace_strategy(), ops in ops_strategy(false)) {
+        check_cache(0, pace, &ops)?;
     }
 
     #[test]
-    fn cache_with_tiny_local_tier_matches_the_model(capacity in 1u64..4, ops in ops_strategy(false)) {
-        check_cache(capacity, &ops)?;
+    fn cache_with_tiny_local_tier_matches_the_model(
+        capacity in 1u64..4,
+        pace in store_pace_strategy(),
+        ops in ops_strategy(false),
+    ) {
+        check_cache(capacity, pace, &ops)?;
     }
 }
 

@@ -9,8 +9,8 @@ mod support;
 
 use bytes::Bytes;
 use scoped_cache::{
-    Cache, Client, DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, RedisStore, TenantId,
-    ViolationKind,
+    Cache, Client, DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, RedisStore, StoreBreaker,
+    TenantId, ViolationKind,
 };
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -28,6 +28,8 @@ const TEST_LIMIT: Duration = Duration::from_secs(40);
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(300);
 /// How long the proxy holds replies in [`Mode::Delay`]: longer than the response timeout.
 const DELAY: Duration = Duration::from_millis(500);
+/// How long the store breaker skips the store once calls keep failing.
+const STORE_COOL_DOWN: Duration = Duration::from_millis(300);
 
 /// What the proxy does to replies (server to client); requests always pass unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,15 +240,25 @@ async fn fault_then_recover(cache: &Cache<Thumbs>, proxy: &Proxy, fault: Mode, s
     let faulty = storm(cache, Duration::from_millis(900), seed).await;
     proxy.set(Mode::Pass);
     let during = cache.stats();
-    let recovery = storm(cache, DELAY + Duration::from_millis(400), seed + 1).await;
+    // Long enough for late replies to drain and the store breaker to probe and close.
+    let recovery = storm(
+        cache,
+        DELAY + 2 * STORE_COOL_DOWN + Duration::from_millis(400),
+        seed + 1,
+    )
+    .await;
     let settled = cache.stats();
     let verify = storm(cache, Duration::from_millis(500), seed + 2).await;
     let after = cache.stats();
     eprintln!(
         "{fault:?}: fault {faulty:?} recovery {recovery:?} verify {verify:?}; \
-         during fault: {} remote errors, {} violations",
+         during fault: {} remote errors, {} violations; after: {} trips, {} errors, {} skipped, {:?}",
         during.remote_errors - before.remote_errors,
         during.violations.total() - before.violations.total(),
+        after.store_breaker_trips - before.store_breaker_trips,
+        after.remote_errors - during.remote_errors,
+        after.remote_skipped - during.remote_skipped,
+        after.store_breaker_state,
     );
     for (name, phase) in [
         ("fault", &faulty),
@@ -268,7 +280,13 @@ async fn fault_then_recover(cache: &Cache<Thumbs>, proxy: &Proxy, fault: Mode, s
         settled.violations.total(),
         "{fault:?}: values are still refused after recovery"
     );
+    assert_eq!(
+        after.store_breaker_state,
+        scoped_cache::BreakerState::Closed,
+        "{fault:?}: the store breaker closed again"
+    );
     Delta {
+        store_breaker_trips: during.store_breaker_trips - before.store_breaker_trips,
         remote_errors: during.remote_errors - before.remote_errors,
         violations: during
             .violations
@@ -283,6 +301,7 @@ async fn fault_then_recover(cache: &Cache<Thumbs>, proxy: &Proxy, fault: Mode, s
 /// What a fault phase caused.
 #[derive(Debug)]
 struct Delta {
+    store_breaker_trips: u64,
     remote_errors: u64,
     violations: Vec<(ViolationKind, u64)>,
 }
@@ -305,6 +324,7 @@ async fn hostile_proxy_never_leaks_and_the_client_recovers() {
         let client = Client::builder()
             .key_ring(KeyRing::new(KeyId(1), b"proxy tests: thirty-two bytes or more").unwrap())
             .remote_shared(store.clone())
+            .store_breaker(Some(StoreBreaker::new(5, STORE_COOL_DOWN)))
             .build()
             .unwrap();
         let cache = client.cache::<Thumbs>().local_capacity(0).build().unwrap();
@@ -316,6 +336,10 @@ async fn hostile_proxy_never_leaks_and_the_client_recovers() {
 
         let delayed = fault_then_recover(&cache, &proxy, Mode::Delay, 10).await;
         assert!(delayed.remote_errors > 0, "delayed replies time out");
+        assert!(
+            delayed.store_breaker_trips > 0,
+            "calls that keep timing out open the store breaker"
+        );
 
         let cut = fault_then_recover(&cache, &proxy, Mode::Cut, 20).await;
         assert!(cut.remote_errors > 0, "cut connections fail calls");

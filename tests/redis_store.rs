@@ -8,8 +8,8 @@ mod support;
 use bytes::Bytes;
 use redis::AsyncCommands as _;
 use scoped_cache::{
-    Client, DeviceId, Envelope, Key, KeyId, KeyRing, Namespace, Owner, RawBytes, RedisStore,
-    RemoteStore, StoreError, TenantId, ViolationKind, ViolationReport,
+    BreakerState, Client, DeviceId, Envelope, FreshnessKind, Key, KeyId, KeyRing, Namespace, Owner,
+    RawBytes, RedisStore, RemoteStore, StoreError, TenantId, ViolationKind, ViolationReport,
 };
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -396,19 +396,6 @@ async fn poisoned_values_are_refused_counted_reported_and_deleted() {
                 ViolationKind::BadTag,
             ),
             (
-                "sealed with a key id not in the ring",
-                Envelope::default()
-                    .seal(&victim, b"forged", now, now + 60_000, &unknown_ring)
-                    .unwrap()
-                    .to_vec(),
-                ViolationKind::UnknownKey,
-            ),
-            (
-                "expired envelope with a long redis ttl",
-                expired.to_vec(),
-                ViolationKind::Expired,
-            ),
-            (
                 "plain unsealed string",
                 b"{\"thumbnail\": \"someone else's\"}".to_vec(),
                 ViolationKind::Malformed,
@@ -443,6 +430,45 @@ async fn poisoned_values_are_refused_counted_reported_and_deleted() {
             assert_eq!(report[0].violation.kind(), kind, "{case}");
             assert_eq!(report[0].expected, victim.owner().clone(), "{case}");
             assert_eq!(report[0].namespace, "thumb", "{case}");
+        }
+        // Freshness misses: read as misses and counted, never reported, and left in place (the
+        // store's TTL removes them; another instance may still read them).
+        let freshness_cases: Vec<(&str, Vec<u8>, FreshnessKind)> = vec![
+            (
+                "sealed with a key id not in the ring",
+                Envelope::default()
+                    .seal(&victim, b"forged", now, now + 60_000, &unknown_ring)
+                    .unwrap()
+                    .to_vec(),
+                FreshnessKind::UnknownKey,
+            ),
+            (
+                "expired envelope with a long redis ttl",
+                expired.to_vec(),
+                FreshnessKind::Expired,
+            ),
+        ];
+        for (case, bytes, kind) in freshness_cases {
+            let _: () = redis::cmd("SET")
+                .arg(redis_key(&victim))
+                .arg(&bytes)
+                .arg("EX")
+                .arg(86_400)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            let before = thumbs.stats();
+            assert_eq!(thumbs.get(&victim).await, None, "{case}: a miss");
+            let after = thumbs.stats();
+            assert_eq!(
+                after.freshness_misses.get(kind),
+                before.freshness_misses.get(kind) + 1,
+                "{case}: counted as {kind:?}"
+            );
+            assert_eq!(after.violations, before.violations, "{case}: no violation");
+            assert!(reports.take().is_empty(), "{case}: not reported");
+            let exists: bool = raw.exists(redis_key(&victim)).await.unwrap();
+            assert!(exists, "{case}: left in redis");
         }
         // The owner-mismatch reports name the authenticated owner that was found.
         let _: () = redis::cmd("SET")
@@ -517,11 +543,23 @@ async fn server_down_reads_miss_within_the_timeout_and_counts_remote_errors() {
         assert!(thumbs.insert(&k, Bytes::from_static(b"v")).await.is_err());
         assert!(started.elapsed() < timeout + SCHEDULING_SLACK);
         let stats = thumbs.stats();
-        assert_eq!(stats.remote_errors, 21);
+        // Five failures in a row open the store breaker (the default): the other calls skip
+        // the store instead of waiting for it.
+        assert_eq!(stats.remote_errors, 5);
+        assert_eq!(stats.remote_skipped, 16);
+        assert_eq!(stats.store_breaker_trips, 1);
+        assert_eq!(stats.store_breaker_state, BreakerState::Open);
         assert_eq!(stats.misses, 20);
+        let started = Instant::now();
+        assert_eq!(thumbs.get(&k).await, None);
+        assert!(
+            started.elapsed() < timeout / 10,
+            "a read while the store breaker is open waited {:?}",
+            started.elapsed()
+        );
 
-        // get_or_load goes to the loader: one failed read, then one failed write of the
-        // loaded value, each within the timeout.
+        // get_or_load goes to the loader: the read and the write of the loaded value skip the
+        // store (or, once the breaker probes, fail within the timeout).
         let started = Instant::now();
         let load = || async { Ok::<_, std::io::Error>(Bytes::from_static(b"from the origin")) };
         let loaded = thumbs.get_or_load(&k, load).await.unwrap();

@@ -9,7 +9,7 @@ mod support;
 use bytes::Bytes;
 use scoped_cache::{
     Cache, Client, DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, RedisStore, RemoteStore,
-    TenantId,
+    StoreBreaker, TenantId,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -51,10 +51,12 @@ fn belongs((tenant, device, item): (u64, u64, u64), found: &[u8]) -> bool {
     found.starts_with(format!("{tenant}|{device}|{item}|").as_bytes())
 }
 
+/// A client whose store breaker probes again after 200 ms, on the scale of these storms.
 fn client(store: RedisStore) -> Client {
     Client::builder()
         .key_ring(KeyRing::new(KeyId(1), b"storm tests: thirty-two bytes at least").unwrap())
         .remote(store)
+        .store_breaker(Some(StoreBreaker::new(5, Duration::from_millis(200))))
         .build()
         .unwrap()
 }
@@ -349,10 +351,12 @@ async fn server_killed_and_restarted_during_a_storm() {
         }
         tokio::time::sleep(Duration::from_millis(700)).await;
         let hits_before = tally.get(|t| &t.hits);
-        let errors_before = cache.stats().remote_errors;
+        let before = cache.stats();
         server.kill();
         tokio::time::sleep(Duration::from_millis(1_000)).await;
-        let errors_during = cache.stats().remote_errors - errors_before;
+        let during = cache.stats();
+        let errors_during = during.remote_errors - before.remote_errors;
+        let skipped_during = during.remote_skipped - before.remote_skipped;
         server.restart();
         restarted.store(true, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -368,8 +372,9 @@ async fn server_killed_and_restarted_during_a_storm() {
         let stats = cache.stats();
         let slowest = Duration::from_micros(slowest_us.load(Ordering::Relaxed));
         eprintln!(
-            "hits before kill {hits_before}, remote errors during outage {errors_during}, \
-             hits after restart {}, slowest call {slowest:?}, wrong {}; {stats:?}",
+            "hits before kill {hits_before}, remote errors during outage {errors_during} \
+             ({skipped_during} calls skipped by the store breaker), hits after restart {}, \
+             slowest call {slowest:?}, wrong {}; {stats:?}",
             hits_after_restart.load(Ordering::Relaxed),
             tally.get(|t| &t.wrong),
         );
@@ -380,7 +385,15 @@ async fn server_killed_and_restarted_during_a_storm() {
         );
         assert_eq!(stats.violations.total(), 0);
         assert!(hits_before > 100, "the storm ran before the kill");
-        assert!(errors_during > 10, "the outage was seen as remote errors");
+        assert!(errors_during >= 5, "the outage was seen as remote errors");
+        assert!(
+            during.store_breaker_trips > before.store_breaker_trips,
+            "failing calls opened the store breaker"
+        );
+        assert!(
+            skipped_during > errors_during,
+            "while it was open, calls skipped the store instead of waiting for it"
+        );
         assert!(
             hits_after_restart.load(Ordering::Relaxed) > 100,
             "the client reconnected by itself"

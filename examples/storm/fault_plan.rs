@@ -1,14 +1,16 @@
-//! What each injected fault must become: the violations a group of faults must produce, and the
+//! What each injected fault must become: the refusals a group of faults must produce, and the
 //! handling the summary names for each kind.
 
-use scoped_cache::ViolationKind;
 use scoped_cache::testing::FaultKind;
+use scoped_cache::{FreshnessKind, ViolationKind};
 
-/// Faults grouped with the violations they must produce.
+/// Faults grouped with the refusals they must produce: violations (reported), or freshness
+/// misses (counted only).
 pub struct Group {
     pub name: &'static str,
     pub faults: &'static [FaultKind],
     pub violations: &'static [ViolationKind],
+    pub freshness: &'static [FreshnessKind],
 }
 
 pub const GROUPS: [Group; 3] = [
@@ -20,6 +22,7 @@ pub const GROUPS: [Group; 3] = [
             ViolationKind::ItemMismatch,
             ViolationKind::NamespaceMismatch,
         ],
+        freshness: &[],
     },
     Group {
         name: "damaged bytes (corrupt, truncate)",
@@ -27,15 +30,16 @@ pub const GROUPS: [Group; 3] = [
         violations: &[
             ViolationKind::Malformed,
             ViolationKind::BadTag,
-            ViolationKind::UnknownKey,
-            ViolationKind::SchemaMismatch,
             ViolationKind::Undecodable,
         ],
+        // A flipped key id names a key this ring lacks: unverifiable, refused unreported.
+        freshness: &[FreshnessKind::UnknownKey],
     },
     Group {
         name: "expired value (stale)",
         faults: &[FaultKind::Stale],
-        violations: &[ViolationKind::Expired],
+        violations: &[],
+        freshness: &[FreshnessKind::Expired],
     },
 ];
 
@@ -44,7 +48,7 @@ pub fn handled_as(kind: FaultKind) -> &'static str {
     match kind {
         FaultKind::Swap | FaultKind::Confuse => "refused: owner or item mismatch",
         FaultKind::Corrupt | FaultKind::Truncate => "refused: malformed or bad tag",
-        FaultKind::Stale => "refused: expired",
+        FaultKind::Stale => "refused: expired (a freshness miss, not reported)",
         FaultKind::Replay => "accepted: the owner's own, unexpired value",
         FaultKind::Drop | FaultKind::Timeout => "remote error: read as a miss",
         FaultKind::Delay => "answered late",

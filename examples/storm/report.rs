@@ -10,7 +10,7 @@ use crate::latency::Latency;
 use crate::origin::OriginSummary;
 use crate::session::Tally;
 use scoped_cache::testing::{FaultCounts, FaultKind};
-use scoped_cache::{Stats, ViolationKind};
+use scoped_cache::{FreshnessKind, Stats, ViolationKind};
 use std::time::Duration;
 
 /// The cache's own counts, whichever path ran.
@@ -57,6 +57,17 @@ impl RunReport {
         self.stats.map_or(0, |stats| stats.violations.get(kind))
     }
 
+    fn freshness_misses(&self, kind: FreshnessKind) -> u64 {
+        self.stats
+            .map_or(0, |stats| stats.freshness_misses.get(kind))
+    }
+
+    /// Wrong values refused without an alarm: freshness misses (stale injections, and corrupted
+    /// key ids that name no key of the ring). Normal operation produces none.
+    fn freshness_refused(&self) -> u64 {
+        self.stats.map_or(0, |stats| stats.freshness_misses.total())
+    }
+
     fn injected_of(&self, kinds: &[FaultKind]) -> u64 {
         kinds.iter().map(|&kind| self.injected.get(kind)).sum()
     }
@@ -79,9 +90,10 @@ impl RunReport {
             .sum()
     }
 
-    /// Every wrong value the store handed out came back as a remote-tier violation.
+    /// Every wrong value the store handed out came back as a remote-tier violation or, for a
+    /// stale value or a key id no ring has, as a freshness miss.
     fn all_refused(&self) -> bool {
-        self.wrong_values_injected() == self.sink_remote
+        self.wrong_values_injected() == self.sink_remote + self.freshness_refused()
     }
 
     pub fn ok(&self) -> bool {
@@ -90,17 +102,20 @@ impl RunReport {
 
     /// Why injected wrong values and remote violations differ, when they do.
     fn mismatch_reason(&self) -> Option<String> {
-        let (injected, refused) = (self.wrong_values_injected(), self.sink_remote);
+        let (injected, refused) = (
+            self.wrong_values_injected(),
+            self.sink_remote + self.freshness_refused(),
+        );
         if injected == refused {
             return None;
         }
         Some(if refused > injected {
             format!(
-                "{} more remote violations than injected wrong values: the store held values \
-                 that fail verification without help ({} expired, possible only if the run \
-                 outlasted --ttl), or a replay was refused; anything else is a bug",
+                "{} more remote refusals than injected wrong values: the store held values \
+                 that fail verification without help ({} expired beyond the clock-skew \
+                 allowance), or a replay was refused; anything else is a bug",
                 refused - injected,
-                self.violations(ViolationKind::Expired)
+                self.freshness_misses(FreshnessKind::Expired)
                     .saturating_sub(self.injected.get(FaultKind::Stale))
             )
         } else {
@@ -118,7 +133,16 @@ impl RunReport {
     }
 
     fn group_counts(&self, group: &Group) -> (u64, u64) {
-        let refused = group.violations.iter().map(|&k| self.violations(k)).sum();
+        let refused = group
+            .violations
+            .iter()
+            .map(|&k| self.violations(k))
+            .sum::<u64>()
+            + group
+                .freshness
+                .iter()
+                .map(|&k| self.freshness_misses(k))
+                .sum::<u64>();
         (self.injected_of(group.faults), refused)
     }
 }

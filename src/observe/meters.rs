@@ -4,6 +4,7 @@
 use super::{OpKind, Outcome, tier_name};
 use crate::breaker::BreakerState;
 use crate::error::LoadError;
+use crate::freshness::FreshnessKind;
 use crate::violation::{Tier, ViolationKind};
 use metrics::{
     Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
@@ -15,7 +16,9 @@ const MISSES: &str = "scoped_cache_misses_total";
 const LOADS: &str = "scoped_cache_loads_total";
 const LOAD_ERRORS: &str = "scoped_cache_load_errors_total";
 const VIOLATIONS: &str = "scoped_cache_violations_total";
+const FRESHNESS_MISSES: &str = "scoped_cache_freshness_misses_total";
 const BREAKER_STATE: &str = "scoped_cache_breaker_state";
+const STORE_BREAKER_STATE: &str = "scoped_cache_store_breaker_state";
 const DURATION: &str = "scoped_cache_operation_duration_seconds";
 
 /// Registers the descriptions and units of every metric this crate emits with the installed
@@ -28,8 +31,10 @@ const DURATION: &str = "scoped_cache_operation_duration_seconds";
 /// | `scoped_cache_misses_total` | counter | `namespace`, `tier` | lookups a tier could not answer (absent, failed or refused) |
 /// | `scoped_cache_loads_total` | counter | `namespace` | loader calls by `get_or_load` |
 /// | `scoped_cache_load_errors_total` | counter | `namespace`, `reason` (`loader`, `timeout`, `owner_mismatch`) | failed loads |
-/// | `scoped_cache_violations_total` | counter | `namespace`, `tier`, `kind` ([`ViolationKind::name`]) | refused values |
+/// | `scoped_cache_violations_total` | counter | `namespace`, `tier`, `kind` ([`ViolationKind::name`]) | values refused as integrity failures (alert on any) |
+/// | `scoped_cache_freshness_misses_total` | counter | `namespace`, `tier`, `kind` ([`FreshnessKind::name`](crate::FreshnessKind::name)) | authentic values not used: expired, another schema, an unknown key id (normal operation) |
 /// | `scoped_cache_breaker_state` | gauge | `namespace` | 0 closed, 1 open, 2 half-open (`Policy::AutoBypass` only) |
+/// | `scoped_cache_store_breaker_state` | gauge | none | the client's store breaker: 0 closed, 1 open, 2 half-open |
 /// | `scoped_cache_operation_duration_seconds` | histogram | `namespace`, `op`, `outcome` | latency of `Cache` operations |
 ///
 /// `op` is `get`, `get_many`, `insert`, `invalidate` or `get_or_load`; `outcome` is
@@ -54,6 +59,14 @@ pub fn describe_metrics() {
     describe_counter!(
         VIOLATIONS,
         "Cached values refused because they did not prove they belong to the requested key."
+    );
+    describe_counter!(
+        FRESHNESS_MISSES,
+        "Authentic cached values not used: expired, another schema, or an unknown key id."
+    );
+    describe_gauge!(
+        STORE_BREAKER_STATE,
+        "State of the client's store breaker: 0 closed, 1 open, 2 half-open."
     );
     describe_gauge!(
         BREAKER_STATE,
@@ -90,13 +103,30 @@ pub(super) fn violation(namespace: &'static str, tier: Tier, kind: ViolationKind
     .increment(1);
 }
 
-pub(super) fn breaker(namespace: &'static str, state: BreakerState) {
-    let value = match state {
+pub(super) fn freshness(namespace: &'static str, tier: Tier, kind: FreshnessKind) {
+    counter!(
+        FRESHNESS_MISSES,
+        "namespace" => namespace,
+        "tier" => tier_name(tier),
+        "kind" => kind.name(),
+    )
+    .increment(1);
+}
+
+fn breaker_value(state: BreakerState) -> f64 {
+    match state {
         BreakerState::Closed => 0.0,
         BreakerState::Open => 1.0,
         BreakerState::HalfOpen => 2.0,
-    };
-    gauge!(BREAKER_STATE, "namespace" => namespace).set(value);
+    }
+}
+
+pub(super) fn breaker(namespace: &'static str, state: BreakerState) {
+    gauge!(BREAKER_STATE, "namespace" => namespace).set(breaker_value(state));
+}
+
+pub(super) fn store_breaker(state: BreakerState) {
+    gauge!(STORE_BREAKER_STATE).set(breaker_value(state));
 }
 
 pub(super) fn operation(

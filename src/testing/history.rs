@@ -1,7 +1,7 @@
 //! The values a `FaultyStore` was given, per key, for the `stale` and `replay` faults.
 
 use super::rng::SharedRng;
-use crate::clock::deadline;
+use crate::clock::{deadline, is_expired};
 use crate::sync::{Mutex, lock};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -73,7 +73,7 @@ impl History {
         let expired: Vec<&Written> = shard
             .get(key)?
             .iter()
-            .filter(|written| is_expired(written, now_ms))
+            .filter(|written| is_expired(written.expires_ms, || now_ms))
             .collect();
         expired
             .get(rng.below(expired.len()))
@@ -87,17 +87,14 @@ impl History {
         let (latest, earlier) = shard.get(key)?.split_last()?;
         let candidates: Vec<&Written> = earlier
             .iter()
-            .filter(|written| !is_expired(written, now_ms) && written.value != latest.value)
+            .filter(|written| {
+                !is_expired(written.expires_ms, || now_ms) && written.value != latest.value
+            })
             .collect();
         candidates
             .get(rng.below(candidates.len()))
             .map(|written| written.value.clone())
     }
-}
-
-/// Same rule as envelopes: expired from `expires_ms` on; `NEVER` never expires.
-fn is_expired(written: &Written, now_ms: u64) -> bool {
-    written.expires_ms != crate::envelope::NEVER && now_ms >= written.expires_ms
 }
 
 #[cfg(test)]

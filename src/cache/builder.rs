@@ -1,0 +1,242 @@
+//! `CacheBuilder` and `Policy`: how the cache of one namespace is configured.
+
+use super::{Cache, Inner};
+use crate::breaker::{Breaker, BreakerScope, BreakerState};
+use crate::clock::{expiry_margin, validate_ttl};
+use crate::error::BuildError;
+use crate::load::LoadFlights;
+use crate::local::LocalCache;
+use crate::namespace::Namespace;
+use crate::observe;
+use crate::refusal::Refusals;
+use crate::shared::Shared;
+use crate::stats::Counters;
+use crate::violation::{ViolationReport, ViolationSink};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Whether a namespace uses the cache at all; set per namespace with [`CacheBuilder::policy`].
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use scoped_cache::{Client, DeviceId, Key, Namespace, Policy, RawBytes, TenantId};
+/// use std::time::Duration;
+/// # struct Relations;
+/// # impl Namespace for Relations {
+/// #     const NAME: &'static str = "user-device";
+/// #     const SCHEMA: u16 = 1;
+/// #     type Item = ();
+/// #     type Value = bytes::Bytes;
+/// #     type Codec = RawBytes;
+/// # }
+/// let client = Client::builder().build()?;
+/// // Authorisation relations always come from the source of truth.
+/// let relations = client.cache::<Relations>().policy(Policy::Bypass).build()?;
+/// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), ());
+/// relations.insert(&key, bytes::Bytes::from_static(b"owner")).await?; // stores nothing
+/// assert_eq!(relations.get(&key).await, None);
+///
+/// // A breaker: 10 violations within a minute bypass the cache for 30 s, then it is probed.
+/// let guarded = Policy::AutoBypass {
+///     threshold: 10,
+///     window: Duration::from_secs(60),
+///     cool_down: Duration::from_secs(30),
+/// };
+/// let _ = client.cache::<Relations>().policy(guarded).build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Policy {
+    /// Read and write both tiers (the default).
+    #[default]
+    Cache,
+    /// Never read or write the cache: for data that must always come from the source of truth,
+    /// such as authorisation relations. Every `get_or_load` runs its own loader: nothing is
+    /// shared between callers, not even a load in flight.
+    Bypass,
+    /// Like `Cache`, with a breaker: when `threshold` integrity violations (of either tier;
+    /// freshness misses do not count) happen within `window`, reads and writes skip both tiers
+    /// for `cool_down`; then a few reads probe the cache and, if they are clean, it is used
+    /// again. While it is open, concurrent `get_or_load` calls of one key still share one load:
+    /// the breaker protects the source of truth, it never stampedes it. State changes go to the
+    /// client's breaker sink and show in [`Stats`](crate::Stats).
+    AutoBypass {
+        /// Violations within one window that open the breaker (at least 1).
+        threshold: u32,
+        /// The counting window.
+        window: Duration,
+        /// How long the breaker stays open before probing.
+        cool_down: Duration,
+    },
+}
+
+/// Configures the [`Cache`] of one namespace; from [`Client::cache`](crate::Client::cache).
+///
+/// Defaults: 10,000 in-process entries, a 10-minute TTL, [`Policy::Cache`], a 30 s load timeout.
+///
+/// # Examples
+///
+/// ```
+/// use scoped_cache::{BuildError, Client, Namespace, RawBytes};
+/// use std::time::Duration;
+/// # struct Thumbnails;
+/// # impl Namespace for Thumbnails {
+/// #     const NAME: &'static str = "thumb";
+/// #     const SCHEMA: u16 = 1;
+/// #     type Item = u64;
+/// #     type Value = bytes::Bytes;
+/// #     type Codec = RawBytes;
+/// # }
+/// let client = Client::builder().build()?;
+/// let thumbs = client
+///     .cache::<Thumbnails>()
+///     .local_capacity(100_000)
+///     .ttl(Duration::from_secs(60))
+///     .load_timeout(Some(Duration::from_secs(2)))
+///     .build()?;
+/// assert_eq!(thumbs.local().map(|local| local.capacity()), Some(100_000));
+///
+/// let zero = client.cache::<Thumbnails>().ttl(Duration::ZERO).build();
+/// assert_eq!(zero.err(), Some(BuildError::TtlTooShort { ttl: Duration::ZERO }));
+/// let forever = client.cache::<Thumbnails>().ttl(Duration::MAX).build();
+/// assert!(matches!(forever, Err(BuildError::TtlTooLong { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub struct CacheBuilder<N: Namespace> {
+    shared: Arc<Shared>,
+    local_capacity: u64,
+    ttl: Option<Duration>,
+    policy: Policy,
+    load_timeout: Option<Duration>,
+    namespace: std::marker::PhantomData<fn() -> N>,
+}
+
+impl<N: Namespace> CacheBuilder<N> {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            local_capacity: 10_000,
+            ttl: Some(Duration::from_secs(600)),
+            policy: Policy::Cache,
+            load_timeout: Some(Duration::from_secs(30)),
+            namespace: std::marker::PhantomData,
+        }
+    }
+
+    /// Entries in the in-process tier (default 10,000); 0 disables it.
+    ///
+    /// With 0 and a client without a remote tier, the cache has no tier at all: it stores
+    /// nothing (inserts succeed, store nothing and are not counted in `inserts`), every read is
+    /// a miss, and [`Cache::get_or_load`] still runs one load per key for concurrent callers
+    /// (coalescing without caching).
+    pub fn local_capacity(mut self, entries: u64) -> Self {
+        self.local_capacity = entries;
+        self
+    }
+
+    /// How long values live in both tiers (default 10 minutes; at least 1 ms, at most
+    /// [`MAX_TTL`](crate::MAX_TTL)).
+    ///
+    /// The envelope sealed into the store expires at `ttl`, so no value is served older than
+    /// that; the store and the in-process tier drop it a little earlier, by the client's
+    /// [clock-skew allowance](crate::ClientBuilder::clock_skew_allowance) but at most a quarter
+    /// of `ttl`, so that expiry is a plain miss, not a refused value.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Values live until evicted (and, remotely, until deleted). Use with care.
+    pub fn no_ttl(mut self) -> Self {
+        self.ttl = None;
+        self
+    }
+
+    /// The namespace's [`Policy`] (default [`Policy::Cache`]).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// How long `get_or_load` lets a loader run before giving up (default 30 s); `None` for no
+    /// limit. A limit needs a Tokio runtime with its time driver.
+    pub fn load_timeout(mut self, limit: Option<Duration>) -> Self {
+        self.load_timeout = limit;
+        self
+    }
+
+    /// Builds the cache.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::TtlTooShort`] for a TTL under 1 ms, [`BuildError::TtlTooLong`] for one
+    /// over [`MAX_TTL`](crate::MAX_TTL); [`BuildError::NamespaceNameTaken`] when another
+    /// namespace type with the same [`NAME`](Namespace::NAME) already has a cache on this client.
+    pub fn build(self) -> Result<Cache<N>, BuildError> {
+        if let Some(ttl) = self.ttl {
+            validate_ttl(ttl)?;
+        }
+        self.shared.claim_namespace::<N>()?;
+        let breaker = match self.policy {
+            Policy::AutoBypass {
+                threshold,
+                window,
+                cool_down,
+            } => Some(Arc::new(Breaker::new(
+                BreakerScope::Namespace,
+                threshold,
+                window,
+                cool_down,
+            ))),
+            Policy::Cache | Policy::Bypass => None,
+        };
+        // Violations of either tier reach the client's sink and, with a breaker, count towards it.
+        let sink: Option<ViolationSink> = match &breaker {
+            None => self.shared.sink.clone(),
+            Some(breaker) => {
+                let (breaker, shared) = (Arc::clone(breaker), Arc::clone(&self.shared));
+                observe::breaker(N::NAME, BreakerState::Closed);
+                Some(Arc::new(move |report: &ViolationReport| {
+                    shared.report_violation(report, Some(&breaker))
+                }))
+            }
+        };
+        let refusals = Refusals::new(N::NAME, sink);
+        let keep_for = self.ttl.map(|ttl| {
+            let allowance = self
+                .shared
+                .remote
+                .as_ref()
+                .map_or(0, |remote| remote.skew_allowance_ms);
+            ttl - expiry_margin(ttl, allowance)
+        });
+        let local = match self.local_capacity {
+            0 => None,
+            capacity => Some(
+                LocalCache::builder()
+                    .max_entries(capacity)
+                    .clock(self.shared.clock.clone())
+                    .refusals(refusals.clone())
+                    .build()?,
+            ),
+        };
+        Ok(Cache {
+            inner: Arc::new(Inner {
+                shared: self.shared,
+                local,
+                ttl: self.ttl,
+                keep_for,
+                policy: self.policy,
+                breaker,
+                load_timeout: self.load_timeout,
+                refusals,
+                flights: LoadFlights::<N>::default(),
+                counters: Counters::default(),
+            }),
+        })
+    }
+}

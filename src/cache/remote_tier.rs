@@ -1,0 +1,186 @@
+//! The remote tier of a `Cache`: values are sealed on the way in and opened for the requested
+//! key on the way out; every call goes through the client's store breaker.
+
+use super::Cache;
+use crate::clock::{NEVER, deadline, expiry_margin};
+use crate::codec::Codec;
+use crate::error::Error;
+use crate::key::Key;
+use crate::namespace::Namespace;
+use crate::observe;
+use crate::owned;
+use crate::refusal::{Disposal, Refusal};
+use crate::stats::Event;
+use crate::violation::{Tier, Violation};
+use bytes::Bytes;
+use std::time::Duration;
+
+impl<N: Namespace> Cache<N> {
+    /// The verified value for `key` from the store (promoted to the in-process tier), or `None`.
+    pub(super) async fn remote_get(&self, key: &Key<N>) -> Option<N::Value> {
+        let inner = &*self.inner;
+        let remote = inner.shared.remote.as_ref()?;
+        let encoded = key.encode();
+        let call = remote.store.get(&encoded);
+        let sealed = inner
+            .shared
+            .call_store(N::NAME, &inner.counters, call)
+            .await
+            .ok()??;
+        self.accept(key, &encoded, &sealed).await
+    }
+
+    /// Fills `values[i]` for each `i` in `missing` from the store, in one batch. Each value is
+    /// matched to its key by position *and* opened for that key; a batch of the wrong length is
+    /// refused whole (a remote error).
+    pub(super) async fn remote_get_many(
+        &self,
+        keys: &[Key<N>],
+        missing: &[usize],
+        values: &mut [Option<N::Value>],
+    ) {
+        let inner = &*self.inner;
+        let Some(remote) = &inner.shared.remote else {
+            return;
+        };
+        let encoded: Vec<Vec<u8>> = missing.iter().map(|&i| keys[i].encode()).collect();
+        let call = remote.store.get_many(&encoded);
+        match inner
+            .shared
+            .call_store(N::NAME, &inner.counters, call)
+            .await
+        {
+            Ok(found) if found.len() == encoded.len() => {
+                for ((&i, encoded), sealed) in missing.iter().zip(&encoded).zip(found) {
+                    if let Some(sealed) = sealed {
+                        values[i] = self.accept(&keys[i], encoded, &sealed).await;
+                        if values[i].is_some() {
+                            inner.counters.record(Event::HitRemote);
+                        }
+                    }
+                }
+            }
+            Ok(_) => inner.counters.record(Event::RemoteError),
+            Err(_) => {} // counted by `call_store`
+        }
+        // One remote lookup per key asked for, as `get` counts them.
+        for &i in missing {
+            observe::lookup(N::NAME, Tier::Remote, values[i].is_some());
+        }
+    }
+
+    /// Opens a remote value for `key` and decodes it (promoting it to the in-process tier), or
+    /// refuses it.
+    async fn accept(&self, key: &Key<N>, encoded: &[u8], sealed: &Bytes) -> Option<N::Value> {
+        let inner = &*self.inner;
+        let remote = inner.shared.remote.as_ref()?;
+        let now_ms = inner.shared.clock.now_ms();
+        let opened = remote
+            .envelope
+            .open_encoded(sealed, key, encoded, now_ms, &remote.ring);
+        let decoded = opened.and_then(|opened| {
+            let value = N::Codec::decode(opened.payload)
+                .map_err(|_| Refusal::Violation(Violation::Undecodable))?;
+            owned::check_read(key, &value)?;
+            Ok((value, opened.created_ms, opened.expires_ms))
+        });
+        match decoded {
+            Ok((value, created_ms, expires_ms)) => {
+                if let Some(local) = &inner.local {
+                    // Kept in-process no longer than the store keeps it (the writer's expiry
+                    // margin before its sealed expiry) nor than this cache's own keep time.
+                    let kept_until = match expires_ms {
+                        NEVER => NEVER,
+                        expires_ms => {
+                            let ttl = Duration::from_millis(expires_ms.saturating_sub(created_ms));
+                            let margin = expiry_margin(ttl, remote.skew_allowance_ms);
+                            expires_ms.saturating_sub(margin.as_millis() as u64)
+                        }
+                    };
+                    let until = kept_until.min(deadline(now_ms, inner.keep_for));
+                    local.insert_until(key, value.clone(), until);
+                }
+                Some(value)
+            }
+            Err(refusal) => {
+                self.refuse(key, encoded, sealed, refusal).await;
+                None
+            }
+        }
+    }
+
+    /// Hands a refused remote value to the namespace's refusals; an integrity failure is then
+    /// deleted if the store still holds exactly `refused`: a value spoiled on its way, or replaced
+    /// since, is not the stored one, and deleting the key would drop a good value and send its
+    /// readers to the loader (during a reconnect storm, all at once).
+    async fn refuse(&self, key: &Key<N>, encoded: &[u8], refused: &Bytes, refusal: Refusal) {
+        let inner = &*self.inner;
+        let disposal = inner
+            .refusals
+            .refuse(&inner.counters, Tier::Remote, key.owner(), refusal);
+        if let (Disposal::Delete, Some(remote)) = (disposal, &inner.shared.remote) {
+            let call = remote.store.delete_if(encoded, refused);
+            let _ = inner
+                .shared
+                .call_store(N::NAME, &inner.counters, call)
+                .await;
+        }
+    }
+
+    /// `value` sealed for `key` at `now_ms` with its store key, if the cache has a remote tier.
+    ///
+    /// The envelope expires at the TTL; the store is given the shorter keep time, so no reader
+    /// within the clock-skew allowance finds a value the store still holds expired.
+    pub(super) fn remote_seal(
+        &self,
+        key: &Key<N>,
+        value: &N::Value,
+        now_ms: u64,
+    ) -> Result<Option<(Vec<u8>, Bytes)>, Error> {
+        let inner = &*self.inner;
+        let Some(remote) = &inner.shared.remote else {
+            return Ok(None);
+        };
+        let payload = N::Codec::encode(value)?;
+        let encoded = key.encode();
+        let expires_ms = deadline(now_ms, inner.ttl);
+        let sealed = remote.envelope.seal_encoded(
+            N::SCHEMA,
+            &encoded,
+            &payload,
+            now_ms,
+            expires_ms,
+            &remote.ring,
+        )?;
+        Ok(Some((encoded, sealed)))
+    }
+
+    /// Writes a sealed value under its store key, with the cache's TTL.
+    pub(super) async fn remote_set(&self, encoded: &[u8], sealed: Bytes) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let Some(remote) = &inner.shared.remote else {
+            return Ok(());
+        };
+        let call = remote.store.set(encoded, sealed, inner.keep_for);
+        inner
+            .shared
+            .call_store(N::NAME, &inner.counters, call)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes `key`'s remote value, if the cache has a remote tier.
+    pub(super) async fn remote_delete(&self, key: &Key<N>) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let Some(remote) = &inner.shared.remote else {
+            return Ok(());
+        };
+        let encoded = key.encode();
+        let call = remote.store.delete(&encoded);
+        inner
+            .shared
+            .call_store(N::NAME, &inner.counters, call)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,106 @@
+//! The one load path of both `get_or_load`s: coalesce per full key, re-check, load, store.
+
+use crate::error::LoadError;
+use crate::key::Key;
+use crate::namespace::Namespace;
+use crate::observe;
+use crate::owned;
+use crate::single_flight::{Flights, Role};
+use crate::stats::{Counters, Event};
+use std::future::Future;
+
+/// The flights of one cache: at most one load per full key.
+pub(crate) type LoadFlights<N> = Flights<Key<N>, Result<<N as Namespace>::Value, LoadError>>;
+
+/// How a caller waits for another caller's load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Yields to the async runtime ([`Cache`](crate::Cache)).
+    Yield,
+    /// Blocks the thread ([`LocalCache`](crate::LocalCache), which is synchronous).
+    Block,
+}
+
+/// Where a `get_or_load` caller's value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// Another caller's load of the same key.
+    Coalesced,
+    /// The cache, filled by a load that ended between this caller's miss and its lead.
+    Cached,
+    /// This caller's own load.
+    Loaded,
+}
+
+/// Gets the value of `key` for a caller who found none in the cache.
+///
+/// It waits on another caller's load of the same full key until one finishes, and shares its
+/// outcome; or it leads: it re-checks the cache (`recheck`), else calls `load` and, when the
+/// value is the key's own ([`Owned`](crate::Owned)) and the key was not invalidated meanwhile,
+/// `store`s it before the flight ends, so later callers find it. A waiter whose leader gave up
+/// (cancelled or panicked) leads in its turn. `load` is called only by a leader, so a load
+/// timeout inside it starts when the load does.
+pub(crate) async fn get_or_load<N, L, Fut, S, SFut>(
+    flights: &LoadFlights<N>,
+    counters: &Counters,
+    key: &Key<N>,
+    wait: Wait,
+    recheck: impl FnOnce() -> Option<N::Value>,
+    load: L,
+    store: S,
+) -> (Result<N::Value, LoadError>, Source)
+where
+    N: Namespace,
+    L: FnOnce() -> Fut,
+    Fut: Future<Output = Result<N::Value, LoadError>>,
+    S: FnOnce(N::Value) -> SFut,
+    SFut: Future<Output = ()>,
+{
+    let leader = loop {
+        match flights.join(key) {
+            Role::Leader(leader) => break leader,
+            Role::Waiter(flight) => {
+                counters.record(Event::Coalesced);
+                let outcome = match wait {
+                    Wait::Yield => flight.wait().await,
+                    Wait::Block => flight.wait_blocking(),
+                };
+                if let Some(outcome) = outcome {
+                    return (outcome, Source::Coalesced);
+                }
+                // The leader gave up; try to lead with our own loader.
+            }
+        }
+    };
+    if let Some(value) = recheck() {
+        leader.finish(Ok(value.clone()));
+        return (Ok(value), Source::Cached);
+    }
+    let outcome = run_load(counters, key, load()).await;
+    // Not stored when the key was invalidated while loading: the value may predate the change
+    // the invalidation announced.
+    if let Ok(value) = &outcome
+        && leader.may_store()
+    {
+        store(value.clone()).await;
+    }
+    leader.finish(outcome.clone());
+    (outcome, Source::Loaded)
+}
+
+/// Runs one load of `key`, counted and observed; a value of another owner
+/// ([`Owned`](crate::Owned)) is an error, not a value.
+pub(crate) async fn run_load<N: Namespace>(
+    counters: &Counters,
+    key: &Key<N>,
+    load: impl Future<Output = Result<N::Value, LoadError>>,
+) -> Result<N::Value, LoadError> {
+    counters.record(Event::Load);
+    observe::load(N::NAME);
+    let outcome = load.await.and_then(|value| owned::check_loaded(key, value));
+    if let Err(error) = &outcome {
+        counters.record(Event::LoadError);
+        observe::load_error(N::NAME, error);
+    }
+    outcome
+}
