@@ -1,5 +1,6 @@
 //! Envelope benchmarks: `Envelope::seal` and `Envelope::open` by payload size (64 B to 1 MiB),
-//! and the two MAC candidates on their own (HMAC-SHA256 as `src/mac.rs` uses it, keyed BLAKE3).
+//! and the MAC candidates on their own (HMAC-SHA256 as `src/mac.rs` uses it, keyed BLAKE3,
+//! PMAC-AES128).
 //!
 //! Run with `cargo bench --bench envelope`; results are in `BENCHMARKS.md`. Throughput is in
 //! payload bytes. Under `cargo test` each benchmark runs once, as a smoke test.

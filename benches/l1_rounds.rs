@@ -1,5 +1,5 @@
 //! The L1 verified hit against a raw `DashMap`, moka and quick_cache, measured in **interleaved
-//! rounds**: issue #5's must-show comparison, in one run.
+//! rounds**: the comparison to quote for the hit, all four contenders in one run.
 //!
 //! Criterion (`benches/hot_path.rs`) measures one contender after another, so a change in the
 //! machine's state between two contenders' benchmarks (another process, frequency, the host)

@@ -297,8 +297,8 @@ impl RedisStoreBuilder {
     ///
     /// Each connection pipelines all the calls sent on it, and is driven by one task. With one,
     /// that task is the bottleneck at 64+ concurrent calls: on `benches/redis.rs` (two cores),
-    /// two connections brought verified reads from 0.82–1.06× to 1.0–1.36× the throughput of
-    /// raw redis-rs `GET`s on one connection. More may help on machines with more cores.
+    /// verified reads reach 0.82–1.06× the throughput of raw redis-rs `GET`s on one connection
+    /// with one, 1.0–1.36× with two. More may help on machines with more cores.
     pub fn connections(mut self, connections: usize) -> Self {
         self.connections = connections;
         self

@@ -1,4 +1,4 @@
-//! Instruction counts under callgrind (gungraun): the CI-stable speed comparison of issue #5.
+//! Instruction counts under callgrind (gungraun): the speed comparison CI can gate on.
 //!
 //! Four library benchmarks, each measured once under valgrind; fixtures are built by gungraun's
 //! `setup` functions and dropped after the benchmark function returns, so neither is counted:

@@ -1,4 +1,4 @@
-//! `icount-ratios`: the check step of `.ci/icount` (issue #5).
+//! `icount-ratios`: the check step of `.ci/icount`.
 //!
 //! Reads the instruction count (Ir) of each benchmark of `benches/icount.rs` from the
 //! `summary.json` files gungraun writes with `--save-summary=json`, and checks two ratios, each
