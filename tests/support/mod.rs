@@ -1,5 +1,6 @@
 //! Test support shared by the test binaries (`mod support;` in each), one concern per file:
 //!
+//! - [`fixture`]: the shared namespaces, keys, key ring, client and [`fixture::Fixture`];
 //! - [`harness`]: the libtest-mimic harness of the binaries that need a server, which reports a
 //!   test as ignored when its server binary is missing (`harness = false` in `Cargo.toml`);
 //! - [`redis_server`]: the RAII guard around a private `redis-server`;
@@ -7,6 +8,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of it
 
+pub mod fixture;
 pub mod harness;
 pub mod redis_server;
 pub mod rng;
