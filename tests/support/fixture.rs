@@ -67,9 +67,10 @@ pub fn owner(tenant: u64, device: u64) -> Owner {
     Owner::new(TenantId::from_u64(tenant), DeviceId::from_u64(device))
 }
 
-/// The value a test stores under `key`: it names the key, so a value of any other key is seen.
+/// What the source of truth holds for `key`: its own ids, so a value of any other key is seen.
 pub fn truth(key: &Key<Thumbs>) -> Bytes {
-    Bytes::from(format!("{key:?}"))
+    let owner = key.owner();
+    Bytes::from(format!("{}/{}/{}", owner.tenant, owner.device, key.item()))
 }
 
 /// (tenant, device, item) of a thumbnail, as the storms draw them.
