@@ -5,16 +5,13 @@
 
 mod support;
 
-use bytes::Bytes;
-use scoped_cache::{
-    Cache, Client, DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, RedisStore, TenantId,
-    ViolationKind,
-};
+use scoped_cache::{Cache, RedisStore, ViolationKind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::RedisServer;
+use support::fixture::{Thumbs, belongs, client, key_of, versioned};
 use support::harness::{self, trials};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -169,27 +166,6 @@ fn relay(client: UnixStream, server: UnixStream, mode: Arc<AtomicU8>, outboxes: 
     });
 }
 
-struct Thumbs;
-impl Namespace for Thumbs {
-    const NAME: &'static str = "thumb";
-    const SCHEMA: u16 = 1;
-    type Item = u64;
-    type Value = Bytes;
-    type Codec = RawBytes;
-}
-
-fn key((tenant, device, item): (u64, u64, u64)) -> Key<Thumbs> {
-    Key::new(TenantId::from_u64(tenant), DeviceId::from_u64(device), item)
-}
-
-fn value((tenant, device, item): (u64, u64, u64), version: u64) -> Bytes {
-    Bytes::from(format!("{tenant}|{device}|{item}|{version}"))
-}
-
-fn belongs((tenant, device, item): (u64, u64, u64), found: &[u8]) -> bool {
-    found.starts_with(format!("{tenant}|{device}|{item}|").as_bytes())
-}
-
 /// What one phase saw.
 #[derive(Debug, Default)]
 struct Phase {
@@ -211,9 +187,11 @@ async fn storm(cache: &Cache<Thumbs>, duration: Duration, seed: u64) -> Phase {
                 let owner = (rng.below(16), rng.below(4), rng.below(4));
                 if rng.below(4) == 0 {
                     version += 1;
-                    let _ = cache.insert(&key(owner), value(owner, version)).await;
+                    let _ = cache
+                        .insert(&key_of(owner), versioned(owner, version))
+                        .await;
                 } else {
-                    match cache.get(&key(owner)).await {
+                    match cache.get(&key_of(owner)).await {
                         Some(found) if belongs(owner, &found) => {
                             phase.hits.fetch_add(1, Ordering::Relaxed);
                         }
@@ -305,11 +283,7 @@ async fn hostile_proxy_never_leaks_and_the_client_recovers(server: RedisServer) 
                 .await
                 .unwrap(),
         );
-        let client = Client::builder()
-            .key_ring(KeyRing::new(KeyId(1), b"proxy tests: thirty-two bytes or more").unwrap())
-            .remote_shared(store.clone())
-            .build()
-            .unwrap();
+        let client = client(store.clone());
         let cache = client.cache::<Thumbs>().local_capacity(0).build().unwrap();
 
         let baseline = storm(&cache, Duration::from_millis(400), 1).await;

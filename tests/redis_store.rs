@@ -7,11 +7,12 @@ use bytes::Bytes;
 use redis::AsyncCommands as _;
 use scoped_cache::{
     Client, DeviceId, Envelope, Key, KeyId, KeyRing, Namespace, Owner, RawBytes, RedisStore,
-    RemoteStore, StoreError, TenantId, ViolationKind, ViolationReport,
+    RemoteStore, StoreError, TenantId, ViolationKind,
 };
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::RedisServer;
+use support::fixture::{Relations, Reports, Thumbs, client, ring};
 use support::harness::{self, trials};
 
 /// libtest-mimic (`harness = false`): without `redis-server` the server tests are reported as
@@ -30,17 +31,7 @@ fn main() -> std::process::ExitCode {
 
 /// Every test body runs under this limit.
 const TEST_LIMIT: Duration = Duration::from_secs(20);
-const SECRET: &[u8] = b"redis store tests: 32 bytes or more";
 const PREFIX: &str = "t:";
-
-struct Thumbs;
-impl Namespace for Thumbs {
-    const NAME: &'static str = "thumb";
-    const SCHEMA: u16 = 1;
-    type Item = u64;
-    type Value = Bytes;
-    type Codec = RawBytes;
-}
 
 struct Events;
 impl Namespace for Events {
@@ -49,19 +40,6 @@ impl Namespace for Events {
     type Item = String;
     type Value = Bytes;
     type Codec = RawBytes;
-}
-
-struct Relations;
-impl Namespace for Relations {
-    const NAME: &'static str = "rel";
-    const SCHEMA: u16 = 1;
-    type Item = ();
-    type Value = Bytes;
-    type Codec = RawBytes;
-}
-
-fn ring() -> KeyRing {
-    KeyRing::new(KeyId(1), SECRET).unwrap()
 }
 
 fn key<N: Namespace>(tenant: &str, device: &str, item: N::Item) -> Key<N> {
@@ -108,11 +86,7 @@ async fn within<F: std::future::Future>(body: F) -> F::Output {
 
 async fn round_trip_through_cache_without_local_tier(server: RedisServer) {
     within(async {
-        let client = Client::builder()
-            .key_ring(ring())
-            .remote(store(&server).await)
-            .build()
-            .unwrap();
+        let client = client(Arc::new(store(&server).await));
         let thumbs = client.cache::<Thumbs>().local_capacity(0).build().unwrap();
         let events = client.cache::<Events>().local_capacity(0).build().unwrap();
         let relations = client
@@ -294,24 +268,13 @@ async fn delete_if_deletes_only_the_value_it_names(server: RedisServer) {
     .await;
 }
 
-/// Records every violation report.
-#[derive(Clone, Default)]
-struct Reports(Arc<Mutex<Vec<ViolationReport>>>);
-
-impl Reports {
-    fn take(&self) -> Vec<ViolationReport> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-}
-
 async fn poisoned_values_are_refused_counted_reported_and_deleted(server: RedisServer) {
     within(async {
         let reports = Reports::default();
-        let sink = reports.clone();
         let client = Client::builder()
             .key_ring(ring())
             .remote(store(&server).await)
-            .on_violation(move |report| sink.0.lock().unwrap().push(report.clone()))
+            .on_violation(reports.sink())
             .build()
             .unwrap();
         let thumbs = client.cache::<Thumbs>().local_capacity(0).build().unwrap();
@@ -489,11 +452,7 @@ async fn server_down_reads_miss_within_the_timeout_and_counts_remote_errors(
             .connect()
             .await
             .unwrap();
-        let client = Client::builder()
-            .key_ring(ring())
-            .remote(store)
-            .build()
-            .unwrap();
+        let client = client(Arc::new(store));
         let thumbs = client.cache::<Thumbs>().local_capacity(0).build().unwrap();
         let k = key::<Thumbs>("alice", "cam-1", 1);
         thumbs.insert(&k, Bytes::from_static(b"v")).await.unwrap();

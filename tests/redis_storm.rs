@@ -5,14 +5,12 @@
 mod support;
 
 use bytes::Bytes;
-use scoped_cache::{
-    Cache, Client, DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, RedisStore, RemoteStore,
-    TenantId,
-};
+use scoped_cache::{Cache, RedisStore, RemoteStore};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use support::RedisServer;
+use support::fixture::{Ids, Thumbs, belongs, client, key_of, versioned};
 use support::harness::{self, trials};
 
 /// libtest-mimic (`harness = false`): without `redis-server` the server tests are reported as
@@ -28,44 +26,13 @@ fn main() -> std::process::ExitCode {
 /// Every test body runs under this limit.
 const TEST_LIMIT: Duration = Duration::from_secs(30);
 
-struct Thumbs;
-impl Namespace for Thumbs {
-    const NAME: &'static str = "thumb";
-    const SCHEMA: u16 = 1;
-    type Item = u64;
-    type Value = Bytes;
-    type Codec = RawBytes;
-}
-
 const TENANTS: u64 = 64;
 const DEVICES: u64 = 4;
 const ITEMS: u64 = 4;
 
 /// (tenant, device, item) of a random key.
-fn pick(rng: &mut support::Rng) -> (u64, u64, u64) {
+fn pick(rng: &mut support::Rng) -> Ids {
     (rng.below(TENANTS), rng.below(DEVICES), rng.below(ITEMS))
-}
-
-fn key((tenant, device, item): (u64, u64, u64)) -> Key<Thumbs> {
-    // Tenants and devices share numbers on purpose: (t, d) and (d, t) are different owners.
-    Key::new(TenantId::from_u64(tenant), DeviceId::from_u64(device), item)
-}
-
-/// The value stored for an owner: it names the owner, so any other owner's value is detected.
-fn value((tenant, device, item): (u64, u64, u64), version: u64) -> Bytes {
-    Bytes::from(format!("{tenant}|{device}|{item}|{version}"))
-}
-
-fn belongs((tenant, device, item): (u64, u64, u64), found: &[u8]) -> bool {
-    found.starts_with(format!("{tenant}|{device}|{item}|").as_bytes())
-}
-
-fn client(store: RedisStore) -> Client {
-    Client::builder()
-        .key_ring(KeyRing::new(KeyId(1), b"storm tests: thirty-two bytes at least").unwrap())
-        .remote(store)
-        .build()
-        .unwrap()
 }
 
 async fn within<F: std::future::Future>(body: F) -> F::Output {
@@ -103,10 +70,10 @@ impl Tally {
 async fn cache_op(cache: Cache<Thumbs>, tally: Arc<Tally>, seed: u64) {
     let mut rng = support::Rng::new(seed);
     let owner = pick(&mut rng);
-    let k = key(owner);
+    let k = key_of(owner);
     match rng.below(100) {
         0..15 => {
-            let _ = cache.insert(&k, value(owner, seed)).await;
+            let _ = cache.insert(&k, versioned(owner, seed)).await;
         }
         15..45 => {
             let limit = Duration::from_micros(rng.below(3_000));
@@ -147,7 +114,7 @@ async fn cancellation_storm_through_cache_returns_only_own_values(server: RedisS
                 .connect()
                 .await
                 .unwrap();
-            let cache = client(store)
+            let cache = client(Arc::new(store))
                 .cache::<Thumbs>()
                 .local_capacity(0)
                 .build()
@@ -155,7 +122,10 @@ async fn cancellation_storm_through_cache_returns_only_own_values(server: RedisS
             let mut rng = support::Rng::new(0x5eed + connections as u64);
             for _ in 0..300 {
                 let owner = pick(&mut rng);
-                cache.insert(&key(owner), value(owner, 0)).await.unwrap();
+                cache
+                    .insert(&key_of(owner), versioned(owner, 0))
+                    .await
+                    .unwrap();
             }
             let tally = Arc::new(Tally::default());
             let mut tasks = tokio::task::JoinSet::new();
@@ -295,7 +265,7 @@ async fn server_killed_and_restarted_during_a_storm(mut server: RedisServer) {
             .connect()
             .await
             .unwrap();
-        let cache = client(store)
+        let cache = client(Arc::new(store))
             .cache::<Thumbs>()
             .local_capacity(0)
             .build()
@@ -318,11 +288,11 @@ async fn server_killed_and_restarted_during_a_storm(mut server: RedisServer) {
                 let mut version = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let owner = pick(&mut rng);
-                    let k = key(owner);
+                    let k = key_of(owner);
                     let started = Instant::now();
                     if rng.below(3) == 0 {
                         version += 1;
-                        let _ = cache.insert(&k, value(owner, version)).await;
+                        let _ = cache.insert(&k, versioned(owner, version)).await;
                     } else if rng.below(4) == 0 {
                         let limit = Duration::from_micros(rng.below(2_000));
                         if tokio::time::timeout(limit, cache.get(&k)).await.is_err() {

@@ -17,13 +17,12 @@ mod support;
 use app::{App, Config, Database, THUMBNAIL_ROUTE, ThumbnailOrigin, Thumbnails, USER_HEADER};
 use bytes::Bytes;
 use scoped_cache::testing::{DownStore, FaultCounts, FaultKind, FaultRates, FaultyStore};
-use scoped_cache::{
-    Client, DeviceId, Key, KeyId, KeyRing, MemoryStore, RemoteStore, Stats, TenantId,
-};
+use scoped_cache::{Client, DeviceId, Key, MemoryStore, RemoteStore, Stats, TenantId};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use support::fixture::ring;
 use support::harness::{self, trials};
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
@@ -44,8 +43,6 @@ fn main() -> std::process::ExitCode {
     harness::run(trials)
 }
 
-const SECRET: &[u8] = b"service_storm: a test secret, not for production";
-
 /// The storm may take this long at most; then the test fails instead of hanging.
 const STORM_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -53,10 +50,6 @@ const STORM_DEADLINE: Duration = Duration::from_secs(120);
 /// of times in a run. Timed kinds are short so that the storm stays quick.
 const FAULTS: &str = "swap=0.05,confuse=0.05,corrupt=0.02,truncate=0.02,stale=0.03,\
                       replay=0.03,drop=0.02,delay=0.02@2ms,timeout=0.01@20ms";
-
-fn key_ring() -> KeyRing {
-    KeyRing::new(KeyId(1), SECRET).unwrap_or_else(|error| panic!("key ring: {error}"))
-}
 
 /// Who owns what. Users and cameras share one id space (`"0"`, `"1"`, …) and ownership is
 /// symmetric: user `u` owns camera `c` exactly when user `c` owns camera `u`. So the key with
@@ -387,7 +380,7 @@ struct StormReport {
 /// `replay` once the service writes today's value). The store remembers both; it seals nothing.
 async fn seed_yesterday(store: Arc<dyn RemoteStore>, population: &Population) {
     let client = Client::builder()
-        .key_ring(key_ring())
+        .key_ring(ring())
         .remote_shared(store)
         .build()
         .unwrap_or_else(|error| panic!("seeding client: {error}"));
@@ -444,7 +437,7 @@ async fn storm<S: RemoteStore>(inner: S, plan: &StormPlan) -> StormReport {
         on_violation: Arc::new(move |_| {
             counted.fetch_add(1, Ordering::Relaxed);
         }),
-        ..Config::new(store.clone(), key_ring())
+        ..Config::new(store.clone(), ring())
     })
     .unwrap_or_else(|error| panic!("app: {error}"));
     let server = Arc::new(Server::start(&app).await);
@@ -713,7 +706,7 @@ async fn get(
 async fn a_store_that_is_down_is_never_a_5xx() {
     let app = App::new(Config {
         local_capacity: 0,
-        ..Config::new(Arc::new(DownStore), key_ring())
+        ..Config::new(Arc::new(DownStore), ring())
     })
     .unwrap_or_else(|error| panic!("app: {error}"));
     let server = Server::start(&app).await;
@@ -756,7 +749,7 @@ async fn a_slow_origin_is_a_503_and_is_not_cached() {
     let app = App::new(Config {
         origin: ThumbnailOrigin::new(Duration::from_secs(5)),
         load_timeout: Duration::from_millis(50),
-        ..Config::new(Arc::new(MemoryStore::default()), key_ring())
+        ..Config::new(Arc::new(MemoryStore::default()), ring())
     })
     .unwrap_or_else(|error| panic!("app: {error}"));
     let server = Server::start(&app).await;
