@@ -8,8 +8,8 @@ use bytes::Bytes;
 use scoped_cache::testing::DownStore;
 use scoped_cache::{
     BuildError, Cache, Client, Envelope, Error, Key, KeyId, KeyRing, MAGIC, Malformed, MemoryStore,
-    NEVER, Namespace, Policy, RawBytes, RemoteStore, SealError, StoreError, StoreFuture, Tier,
-    Violation, ViolationKind,
+    NEVER, Namespace, RawBytes, RemoteStore, SealError, StoreError, StoreFuture, Tier, Violation,
+    ViolationKind,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -219,12 +219,7 @@ async fn a_remote_value_over_the_reader_limit_is_refused() {
 #[tokio::test]
 async fn bypass_never_reads_or_writes() {
     let fixture = Fixture::new();
-    let cache: Cache<Thumbs> = fixture
-        .client
-        .cache()
-        .policy(Policy::Bypass)
-        .build()
-        .expect("valid cache");
+    let cache = fixture.bypass_cache::<Thumbs>();
     let mine = key(1, 2, 3);
     cache
         .insert(&mine, Bytes::from_static(b"jpeg"))

@@ -9,7 +9,7 @@ mod support;
 use bytes::{BufMut, Bytes, BytesMut};
 use scoped_cache::{
     Cache, Codec, CodecError, Envelope, Error, LoadError, LocalCache, Namespace, Owned, Owner,
-    Policy, RemoteStore, Tier, Violation, ViolationKind, ViolationReport,
+    RemoteStore, Tier, Violation, ViolationKind, ViolationReport,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use support::fixture::{Fixture, Reports, Thumbs, key, key_in, owner, ring};
@@ -139,12 +139,7 @@ async fn cache_insert_refuses_a_value_of_another_owner_and_stores_nothing() {
 #[tokio::test]
 async fn a_refused_insert_is_an_error_even_when_the_policy_bypasses_the_cache() {
     let fixture = Fixture::new();
-    let photos: Cache<Photos> = fixture
-        .client
-        .cache()
-        .policy(Policy::Bypass)
-        .build()
-        .expect("valid cache");
+    let photos = fixture.bypass_cache::<Photos>();
     let mine = key_in::<Photos>(1, 2, 3);
     assert!(matches!(
         photos.insert(&mine, photo(2, 1)).await,
@@ -222,12 +217,7 @@ async fn get_or_load_refuses_another_owners_loaded_value_for_every_caller() {
 #[tokio::test]
 async fn get_or_load_refuses_another_owners_value_under_bypass_too() {
     let fixture = Fixture::new();
-    let photos: Cache<Photos> = fixture
-        .client
-        .cache()
-        .policy(Policy::Bypass)
-        .build()
-        .expect("valid cache");
+    let photos = fixture.bypass_cache::<Photos>();
     let mine = key_in::<Photos>(1, 2, 3);
     let outcome = photos
         .get_or_load(&mine, || async { Ok::<_, std::io::Error>(photo(1, 9)) })

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::RedisServer;
-use support::fixture::{Thumbs, belongs, client, key_of, versioned};
+use support::fixture::{Thumbs, belongs, key_of, remote_only_cache, versioned};
 use support::harness::{self, trials};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -283,8 +283,7 @@ async fn hostile_proxy_never_leaks_and_the_client_recovers(server: RedisServer) 
                 .await
                 .unwrap(),
         );
-        let client = client(store.clone());
-        let cache = client.cache::<Thumbs>().local_capacity(0).build().unwrap();
+        let cache = remote_only_cache::<Thumbs>(store.clone());
 
         let baseline = storm(&cache, Duration::from_millis(400), 1).await;
         assert_eq!(baseline.wrong.load(Ordering::Relaxed), 0);

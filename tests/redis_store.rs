@@ -12,7 +12,7 @@ use scoped_cache::{
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::RedisServer;
-use support::fixture::{Relations, Reports, Thumbs, client, ring};
+use support::fixture::{Relations, Reports, Thumbs, client, remote_only_cache, ring};
 use support::harness::{self, trials};
 
 /// libtest-mimic (`harness = false`): without `redis-server` the server tests are reported as
@@ -452,8 +452,7 @@ async fn server_down_reads_miss_within_the_timeout_and_counts_remote_errors(
             .connect()
             .await
             .unwrap();
-        let client = client(Arc::new(store));
-        let thumbs = client.cache::<Thumbs>().local_capacity(0).build().unwrap();
+        let thumbs = remote_only_cache::<Thumbs>(Arc::new(store));
         let k = key::<Thumbs>("alice", "cam-1", 1);
         thumbs.insert(&k, Bytes::from_static(b"v")).await.unwrap();
 

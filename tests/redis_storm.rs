@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use support::RedisServer;
-use support::fixture::{Ids, Thumbs, belongs, client, key_of, versioned};
+use support::fixture::{Ids, Thumbs, belongs, key_of, remote_only_cache, versioned};
 use support::harness::{self, trials};
 
 /// libtest-mimic (`harness = false`): without `redis-server` the server tests are reported as
@@ -114,11 +114,7 @@ async fn cancellation_storm_through_cache_returns_only_own_values(server: RedisS
                 .connect()
                 .await
                 .unwrap();
-            let cache = client(Arc::new(store))
-                .cache::<Thumbs>()
-                .local_capacity(0)
-                .build()
-                .unwrap();
+            let cache = remote_only_cache::<Thumbs>(Arc::new(store));
             let mut rng = support::Rng::new(0x5eed + connections as u64);
             for _ in 0..300 {
                 let owner = pick(&mut rng);
@@ -265,11 +261,7 @@ async fn server_killed_and_restarted_during_a_storm(mut server: RedisServer) {
             .connect()
             .await
             .unwrap();
-        let cache = client(Arc::new(store))
-            .cache::<Thumbs>()
-            .local_capacity(0)
-            .build()
-            .unwrap();
+        let cache = remote_only_cache::<Thumbs>(Arc::new(store));
         let tally = Arc::new(Tally::default());
         let stop = Arc::new(AtomicBool::new(false));
         let restarted = Arc::new(AtomicBool::new(false));

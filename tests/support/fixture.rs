@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use scoped_cache::{
     Cache, Client, DeviceId, Key, KeyId, KeyRing, ManualClock, MemoryStore, Namespace, Owner,
-    RawBytes, RemoteStore, TenantId, ViolationReport,
+    Policy, RawBytes, RemoteStore, TenantId, ViolationReport,
 };
 
 /// Thumbnails: one per (tenant, device, numbered item), as bytes.
@@ -101,6 +101,15 @@ pub fn client(remote: Arc<dyn RemoteStore>) -> Client {
         .expect("valid client")
 }
 
+/// A cache of `N` over `remote` alone, without the in-process tier: every read reaches the store.
+pub fn remote_only_cache<N: Namespace>(remote: Arc<dyn RemoteStore>) -> Cache<N> {
+    client(remote)
+        .cache()
+        .local_capacity(0)
+        .build()
+        .expect("valid cache")
+}
+
 /// Every violation report a sink was given, in order.
 #[derive(Clone, Default)]
 pub struct Reports(Arc<Mutex<Vec<ViolationReport>>>);
@@ -184,6 +193,15 @@ impl Fixture {
             .cache()
             .local_capacity(0)
             .ttl(TTL)
+            .build()
+            .expect("valid cache")
+    }
+
+    /// A cache with `Policy::Bypass`: it never reads or writes either tier.
+    pub fn bypass_cache<N: Namespace>(&self) -> Cache<N> {
+        self.client
+            .cache()
+            .policy(Policy::Bypass)
             .build()
             .expect("valid cache")
     }
