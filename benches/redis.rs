@@ -392,8 +392,13 @@ fn ceiling(server: &support::RedisServer) {
 }
 
 fn main() {
-    let Some(server) = support::RedisServer::start() else {
-        return;
+    let server = match support::RedisServer::start() {
+        Ok(server) => server,
+        Err(missing) if support::harness::servers_required() => panic!("{missing}"),
+        Err(missing) => {
+            eprintln!("SKIPPED: {missing}");
+            return;
+        }
     };
     let bench = setup(&server);
     let mut c = Criterion::default()
