@@ -17,20 +17,11 @@ mod support;
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use scoped_cache::{
-    Cache, Client, DeviceId, Envelope, Key, KeyId, KeyRing, Namespace, RawBytes, RedisStore,
-    RemoteStore, TenantId,
+    Cache, Client, DeviceId, Envelope, Key, KeyId, KeyRing, RedisStore, RemoteStore, TenantId,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-struct Thumbs;
-impl Namespace for Thumbs {
-    const NAME: &'static str = "thumb";
-    const SCHEMA: u16 = 1;
-    type Item = u64;
-    type Value = Bytes;
-    type Codec = RawBytes;
-}
+use support::fixture::Thumbs;
 
 const KEYS: u64 = 4096;
 const PAYLOAD: usize = 256;
@@ -392,8 +383,13 @@ fn ceiling(server: &support::RedisServer) {
 }
 
 fn main() {
-    let Some(server) = support::RedisServer::start() else {
-        return;
+    let server = match support::RedisServer::start() {
+        Ok(server) => server,
+        Err(missing) if support::harness::servers_required() => panic!("{missing}"),
+        Err(missing) => {
+            eprintln!("SKIPPED: {missing}");
+            return;
+        }
     };
     let bench = setup(&server);
     let mut c = Criterion::default()

@@ -1,21 +1,14 @@
 //! `Policy::AutoBypass`: violations open the breaker, the cache is bypassed, probes close it.
 
+mod support;
+
 use bytes::Bytes;
 use scoped_cache::{
-    BreakerState, Client, DeviceId, Key, KeyId, KeyRing, ManualClock, MemoryStore, Namespace,
-    Policy, RawBytes, RemoteStore, TenantId,
+    BreakerState, Client, DeviceId, Key, ManualClock, MemoryStore, Policy, RemoteStore, TenantId,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-struct Relations;
-impl Namespace for Relations {
-    const NAME: &'static str = "rel";
-    const SCHEMA: u16 = 1;
-    type Item = ();
-    type Value = Bytes;
-    type Codec = RawBytes;
-}
+use support::fixture::{Relations, ring};
 
 fn key(tenant: u64, device: u64) -> Key<Relations> {
     Key::new(TenantId::from_u64(tenant), DeviceId::from_u64(device), ())
@@ -27,7 +20,7 @@ async fn violations_trip_the_breaker_and_clean_probes_close_it() {
     let store = Arc::new(MemoryStore::with_clock(1 << 20, clock.clock()));
     let events = Arc::new(Mutex::new(Vec::new()));
     let client = Client::builder()
-        .key_ring(KeyRing::new(KeyId(1), &[3; 32]).unwrap())
+        .key_ring(ring())
         .remote_shared(store.clone())
         .clock(clock.clock())
         .on_breaker({

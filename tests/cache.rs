@@ -2,18 +2,21 @@
 //! with expected and found owner, deleted), `Policy::Bypass`, build and write errors, and TTL
 //! expiry in both tiers.
 
+mod support;
+
 use bytes::Bytes;
 use scoped_cache::testing::DownStore;
 use scoped_cache::{
-    BuildError, Cache, Client, DeviceId, Envelope, Error, Freshness, FreshnessKind, Key, KeyId,
-    KeyRing, MAGIC, Malformed, ManualClock, MemoryStore, NEVER, Namespace, Owner, Policy, RawBytes,
-    RemoteStore, SealError, StoreError, StoreFuture, TenantId, Tier, Violation, ViolationKind,
-    ViolationReport,
+    BuildError, Cache, Client, Envelope, Error, Freshness, FreshnessKind, Key, KeyId, KeyRing,
+    MAGIC, Malformed, MemoryStore, NEVER, Namespace, RawBytes, RemoteStore, SealError, StoreError,
+    StoreFuture, Tier, Violation, ViolationKind,
 };
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::fixture::{Fixture, SECRET, START_MS, Thumbs, key, key_in, owner, ring};
 
+/// Thumbnails of another schema, and events: what a value of another namespace looks like.
 macro_rules! namespace {
     ($name:ident, $text:literal, $schema:literal) => {
         #[derive(Debug)]
@@ -28,119 +31,8 @@ macro_rules! namespace {
     };
 }
 
-namespace!(Thumbs, "thumb", 1);
 namespace!(ThumbsV2, "thumb", 2);
 namespace!(Events, "event", 1);
-
-const START_MS: u64 = 1_700_000_000_000;
-const SECRET: [u8; 32] = [0x42; 32];
-
-fn ring() -> KeyRing {
-    KeyRing::new(KeyId(1), &SECRET).expect("valid secret")
-}
-
-fn key(tenant: u64, device: u64, item: u64) -> Key<Thumbs> {
-    Key::new(TenantId::from_u64(tenant), DeviceId::from_u64(device), item)
-}
-
-fn owner(tenant: u64, device: u64) -> Owner {
-    Owner::new(TenantId::from_u64(tenant), DeviceId::from_u64(device))
-}
-
-/// A client over a shared `MemoryStore`, a manual clock and a sink that records every report.
-struct Fixture {
-    clock: ManualClock,
-    store: Arc<MemoryStore>,
-    reports: Arc<Mutex<Vec<ViolationReport>>>,
-    client: Client,
-}
-
-impl Fixture {
-    fn new() -> Self {
-        Self::behind(|store| store)
-    }
-
-    /// A fixture whose client reaches its `MemoryStore` through `transport`, given that store.
-    fn behind(transport: impl FnOnce(Arc<MemoryStore>) -> Arc<dyn RemoteStore>) -> Self {
-        let clock = ManualClock::new(START_MS);
-        let store = Arc::new(MemoryStore::with_clock(1 << 20, clock.clock()));
-        let remote = transport(store.clone());
-        Self::over(clock, store, remote)
-    }
-
-    /// A fixture whose client talks to `remote`; `store` is the `MemoryStore` underneath it.
-    fn over(clock: ManualClock, store: Arc<MemoryStore>, remote: Arc<dyn RemoteStore>) -> Self {
-        let reports = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&reports);
-        let client = Client::builder()
-            .key_ring(ring())
-            .remote_shared(remote)
-            .clock(clock.clock())
-            .on_violation(move |report: &ViolationReport| {
-                sink.lock().expect("sink lock").push(report.clone())
-            })
-            .build()
-            .expect("valid client");
-        Self {
-            clock,
-            store,
-            reports,
-            client,
-        }
-    }
-
-    fn cache(&self) -> Cache<Thumbs> {
-        self.client
-            .cache()
-            .ttl(Duration::from_secs(1))
-            .build()
-            .expect("valid cache")
-    }
-
-    /// Like [`Fixture::cache`], without the in-process tier: every read reaches the store.
-    fn remote_only_cache(&self) -> Cache<Thumbs> {
-        self.client
-            .cache()
-            .local_capacity(0)
-            .ttl(Duration::from_secs(1))
-            .build()
-            .expect("valid cache")
-    }
-
-    /// A cache over this fixture's store, from another client that seals and opens payloads of at
-    /// most `limit` bytes.
-    fn cache_with_max_payload(&self, limit: usize) -> Cache<Thumbs> {
-        Client::builder()
-            .key_ring(ring())
-            .remote_shared(self.store.clone())
-            .clock(self.clock.clock())
-            .max_payload(limit)
-            .build()
-            .expect("valid client")
-            .cache()
-            .build()
-            .expect("valid cache")
-    }
-
-    fn reports(&self) -> Vec<ViolationReport> {
-        self.reports.lock().expect("sink lock").clone()
-    }
-
-    /// Writes raw bytes where the remote tier keeps `key`'s value, as a faulty store would.
-    async fn poison(&self, key: &Key<Thumbs>, bytes: Bytes) {
-        self.store
-            .set(&key.encode(), bytes, None)
-            .await
-            .expect("memory store write");
-    }
-
-    async fn stored(&self, key: &Key<Thumbs>) -> Option<Bytes> {
-        self.store
-            .get(&key.encode())
-            .await
-            .expect("memory store read")
-    }
-}
 
 fn seal<N: Namespace>(key: &Key<N>, payload: &[u8], expires_ms: u64, ring: &KeyRing) -> Bytes {
     Envelope::default()
@@ -153,11 +45,7 @@ async fn remote_hits_are_promoted_to_the_local_tier() {
     let fixture = Fixture::new();
     let writer = fixture.cache();
     // A second client (another process) over the same store and secret.
-    let reader_fixture = Fixture::over(
-        fixture.clock.clone(),
-        fixture.store.clone(),
-        fixture.store.clone(),
-    );
+    let reader_fixture = fixture.peer();
     let reader = reader_fixture.cache();
     let mine = key(1, 2, 3);
     writer
@@ -216,12 +104,7 @@ async fn poisoned_remote_values_are_refused_reported_and_deleted() {
         ),
         (
             "another namespace",
-            seal(
-                &Key::<Events>::new(TenantId::from_u64(1), DeviceId::from_u64(2), 3),
-                b"event",
-                far,
-                &ring(),
-            ),
+            seal(&key_in::<Events>(1, 2, 3), b"event", far, &ring()),
             Violation::NamespaceMismatch {
                 expected: "thumb",
                 found: "event".to_owned(),
@@ -306,12 +189,7 @@ async fn freshness_misses_are_counted_misses_never_reported_nor_deleted() {
     let cases: Vec<(&str, Bytes, Freshness)> = vec![
         (
             "another schema (a rolling deploy)",
-            seal(
-                &Key::<ThumbsV2>::new(TenantId::from_u64(1), DeviceId::from_u64(2), 3),
-                b"v2",
-                far,
-                &ring(),
-            ),
+            seal(&key_in::<ThumbsV2>(1, 2, 3), b"v2", far, &ring()),
             Freshness::SchemaMismatch {
                 expected: 1,
                 found: 2,
@@ -372,12 +250,7 @@ async fn a_remote_value_over_the_reader_limit_is_refused() {
 #[tokio::test]
 async fn bypass_never_reads_or_writes() {
     let fixture = Fixture::new();
-    let cache: Cache<Thumbs> = fixture
-        .client
-        .cache()
-        .policy(Policy::Bypass)
-        .build()
-        .expect("valid cache");
+    let cache = fixture.bypass_cache::<Thumbs>();
     let mine = key(1, 2, 3);
     cache
         .insert(&mine, Bytes::from_static(b"jpeg"))
@@ -542,16 +415,13 @@ async fn ttl_expires_in_both_tiers() {
 async fn a_promoted_value_keeps_its_envelope_expiry() {
     let fixture = Fixture::new();
     let writer = fixture.cache(); // 1 s TTL
-    let reader: Cache<Thumbs> = Fixture::over(
-        fixture.clock.clone(),
-        fixture.store.clone(),
-        fixture.store.clone(),
-    )
-    .client
-    .cache()
-    .ttl(Duration::from_secs(3_600))
-    .build()
-    .expect("valid cache");
+    let reader: Cache<Thumbs> = fixture
+        .peer()
+        .client
+        .cache()
+        .ttl(Duration::from_secs(3_600))
+        .build()
+        .expect("valid cache");
     let mine = key(1, 2, 3);
     writer
         .insert(&mine, Bytes::from_static(b"jpeg"))

@@ -4,16 +4,17 @@
 //! deleted `Undecodable` miss; decoding arbitrary bytes never panics.
 #![cfg(feature = "serde")]
 
+mod support;
+
 use bytes::Bytes;
 use proptest::prelude::*;
 use scoped_cache::{
-    Cache, Client, Codec, DeviceId, Envelope, FreshnessKind, Key, KeyId, KeyRing, MemoryStore,
-    Namespace, Postcard, RawBytes, RemoteStore, TenantId, Violation, ViolationKind,
-    ViolationReport,
+    Cache, Codec, Envelope, FreshnessKind, Namespace, Postcard, RawBytes, RemoteStore, Violation,
+    ViolationKind,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use support::fixture::{Fixture, Thumbs, key, key_in, ring};
 
 /// Event metadata as deploy 1 stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,25 +50,6 @@ impl Namespace for EventsV2 {
     type Codec = Postcard<EventV2>;
 }
 
-struct Thumbs;
-impl Namespace for Thumbs {
-    const NAME: &'static str = "thumb";
-    const SCHEMA: u16 = 1;
-    type Item = u64;
-    type Value = Bytes;
-    type Codec = RawBytes;
-}
-
-const SECRET: [u8; 32] = [0x42; 32];
-
-fn ring() -> KeyRing {
-    KeyRing::new(KeyId(1), &SECRET).expect("valid secret")
-}
-
-fn key<N: Namespace<Item = u64>>(tenant: u64, device: u64, item: u64) -> Key<N> {
-    Key::new(TenantId::from_u64(tenant), DeviceId::from_u64(device), item)
-}
-
 fn event_v1(id: u64) -> EventV1 {
     EventV1 {
         id,
@@ -81,41 +63,6 @@ fn event_v2(id: u64) -> EventV2 {
         label: format!("motion {id}"),
         score: 0.75,
         tags: BTreeMap::from([("person".to_owned(), 2)]),
-    }
-}
-
-/// One deploy's client over the shared store, recording its violation reports.
-struct Deploy {
-    reports: Arc<Mutex<Vec<ViolationReport>>>,
-    client: Client,
-}
-
-impl Deploy {
-    fn over(store: &Arc<MemoryStore>) -> Self {
-        let reports = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&reports);
-        let client = Client::builder()
-            .key_ring(ring())
-            .remote_shared(store.clone())
-            .on_violation(move |report: &ViolationReport| {
-                sink.lock().expect("sink lock").push(report.clone())
-            })
-            .build()
-            .expect("valid client");
-        Self { reports, client }
-    }
-
-    /// A cache without an in-process tier, so every read decodes from the store.
-    fn remote_only<N: Namespace>(&self) -> Cache<N> {
-        self.client
-            .cache()
-            .local_capacity(0)
-            .build()
-            .expect("valid cache")
-    }
-
-    fn reports(&self) -> Vec<ViolationReport> {
-        self.reports.lock().expect("sink lock").clone()
     }
 }
 
@@ -158,11 +105,10 @@ fn postcard_decoding_is_exact() {
 
 #[tokio::test]
 async fn values_round_trip_through_both_tiers() {
-    let store = Arc::new(MemoryStore::default());
-    let deploy = Deploy::over(&store);
+    let deploy = Fixture::new();
     let events: Cache<EventsV2> = deploy.client.cache().build().expect("valid cache");
     let thumbs: Cache<Thumbs> = deploy.client.cache().build().expect("valid cache");
-    let (event_key, thumb_key) = (key::<EventsV2>(1, 2, 3), key::<Thumbs>(1, 2, 3));
+    let (event_key, thumb_key) = (key_in::<EventsV2>(1, 2, 3), key(1, 2, 3));
     events
         .insert(&event_key, event_v2(3))
         .await
@@ -178,13 +124,13 @@ async fn values_round_trip_through_both_tiers() {
         Some(Bytes::from_static(b"jpeg"))
     );
     // From the remote tier: decoded from the sealed payload.
-    let reader = Deploy::over(&store);
+    let reader = deploy.peer();
     assert_eq!(
-        reader.remote_only::<EventsV2>().get(&event_key).await,
+        reader.remote_only_cache::<EventsV2>().get(&event_key).await,
         Some(event_v2(3))
     );
     assert_eq!(
-        reader.remote_only::<Thumbs>().get(&thumb_key).await,
+        reader.remote_only_cache::<Thumbs>().get(&thumb_key).await,
         Some(Bytes::from_static(b"jpeg"))
     );
     assert!(deploy.reports().is_empty() && reader.reports().is_empty());
@@ -192,11 +138,11 @@ async fn values_round_trip_through_both_tiers() {
 
 #[tokio::test]
 async fn a_schema_bump_reads_old_entries_as_counted_misses() {
-    let store = Arc::new(MemoryStore::default());
-    let (old, new) = (Deploy::over(&store), Deploy::over(&store));
-    let old_events = old.remote_only::<EventsV1>();
-    let new_events = new.remote_only::<EventsV2>();
-    let (old_key, new_key) = (key::<EventsV1>(1, 2, 3), key::<EventsV2>(1, 2, 3));
+    let old = Fixture::new();
+    let new = old.peer();
+    let old_events = old.remote_only_cache::<EventsV1>();
+    let new_events = new.remote_only_cache::<EventsV2>();
+    let (old_key, new_key) = (key_in::<EventsV1>(1, 2, 3), key_in::<EventsV2>(1, 2, 3));
     assert_eq!(
         old_key.encode(),
         new_key.encode(),
@@ -222,7 +168,7 @@ async fn a_schema_bump_reads_old_entries_as_counted_misses() {
         new.reports()
     );
     assert_eq!(
-        store.len(),
+        old.store.len(),
         1,
         "the old version's entry stays for the old deploy"
     );
@@ -262,10 +208,9 @@ async fn a_schema_bump_reads_old_entries_as_counted_misses() {
 
 #[tokio::test]
 async fn an_authentic_payload_that_does_not_decode_is_a_counted_miss() {
-    let store = Arc::new(MemoryStore::default());
-    let deploy = Deploy::over(&store);
-    let events = deploy.remote_only::<EventsV1>();
-    let mine = key::<EventsV1>(1, 2, 3);
+    let deploy = Fixture::new();
+    let events = deploy.remote_only_cache::<EventsV1>();
+    let mine = key_in::<EventsV1>(1, 2, 3);
     let valid = Postcard::<EventV1>::encode(&event_v1(3)).expect("encodes");
     let mut trailing = valid.to_vec();
     trailing.extend_from_slice(b"extra");
@@ -282,7 +227,8 @@ async fn an_authentic_payload_that_does_not_decode_is_a_counted_miss() {
         let sealed = Envelope::default()
             .seal(&mine, &payload, 0, u64::MAX, &ring())
             .expect("seals");
-        store
+        deploy
+            .store
             .set(&mine.encode(), sealed, None)
             .await
             .expect("store write");
@@ -301,7 +247,7 @@ async fn an_authentic_payload_that_does_not_decode_is_a_counted_miss() {
             Some(&Violation::Undecodable),
             "{case}: reported"
         );
-        assert!(store.is_empty(), "{case}: deleted");
+        assert!(deploy.store.is_empty(), "{case}: deleted");
     }
     assert_eq!(deploy.reports().len(), 4);
 }

@@ -1,30 +1,13 @@
 //! `Cache::get_many`: one batched remote read, every element matched by position and opened for
 //! its own key, so a store that scrambles or shortens a batch causes misses, never wrong values.
 
+mod support;
+
 use bytes::Bytes;
-use scoped_cache::{
-    Cache, Client, DeviceId, Key, KeyId, KeyRing, MemoryStore, Namespace, RawBytes, RemoteStore,
-    StoreFuture, TenantId, ViolationKind,
-};
+use scoped_cache::{Cache, MemoryStore, RemoteStore, StoreFuture, ViolationKind};
 use std::sync::Arc;
 use std::time::Duration;
-
-struct Thumbs;
-impl Namespace for Thumbs {
-    const NAME: &'static str = "thumb";
-    const SCHEMA: u16 = 1;
-    type Item = u64;
-    type Value = Bytes;
-    type Codec = RawBytes;
-}
-
-fn key(tenant: u64, device: u64, item: u64) -> Key<Thumbs> {
-    Key::new(TenantId::from_u64(tenant), DeviceId::from_u64(device), item)
-}
-
-fn truth(key: &Key<Thumbs>) -> Bytes {
-    Bytes::from(format!("{:?}", key))
-}
+use support::fixture::{Thumbs, client, key, truth};
 
 /// How a store mangles batches.
 #[derive(Clone, Copy)]
@@ -69,13 +52,8 @@ impl RemoteStore for MangledBatches {
 }
 
 fn cache(store: Arc<dyn RemoteStore>, local_capacity: u64) -> Cache<Thumbs> {
-    let client = Client::builder()
-        .key_ring(KeyRing::new(KeyId(1), &[9; 32]).unwrap())
-        .remote_shared(store)
-        .build()
-        .unwrap();
-    client
-        .cache::<Thumbs>()
+    client(store)
+        .cache()
         .local_capacity(local_capacity)
         .build()
         .unwrap()

@@ -1,48 +1,22 @@
 //! `get_or_load`: one load per cold full key, results only to callers of that key, and no caller
 //! left waiting on a load that nobody runs.
 
+mod support;
+
 use bytes::Bytes;
-use scoped_cache::{
-    Cache, Client, DeviceId, Key, KeyId, KeyRing, LoadError, LocalCache, MemoryStore, Namespace,
-    Policy, RawBytes, TenantId,
-};
+use scoped_cache::{Cache, Client, LoadError, LocalCache, MemoryStore, Policy};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-struct Thumbs;
-impl Namespace for Thumbs {
-    const NAME: &'static str = "thumb";
-    const SCHEMA: u16 = 1;
-    type Item = u64;
-    type Value = Bytes;
-    type Codec = RawBytes;
-}
-
-fn key(tenant: u64, device: u64, item: u64) -> Key<Thumbs> {
-    Key::new(TenantId::from_u64(tenant), DeviceId::from_u64(device), item)
-}
-
-/// What the origin holds for a key: its own ids, so a value for another key cannot pass.
-fn truth(key: &Key<Thumbs>) -> Bytes {
-    Bytes::from(format!(
-        "{}/{}/{}",
-        key.owner().tenant,
-        key.owner().device,
-        key.item()
-    ))
-}
+use support::fixture::{Thumbs, client, key, truth};
 
 fn cache(remote: bool, local_capacity: u64) -> Cache<Thumbs> {
-    let mut builder = Client::builder();
-    if remote {
-        builder = builder
-            .key_ring(KeyRing::new(KeyId(1), &[7; 32]).unwrap())
-            .remote(MemoryStore::default());
-    }
-    builder
-        .build()
-        .unwrap()
+    let client = if remote {
+        client(Arc::new(MemoryStore::default()))
+    } else {
+        Client::builder().build().unwrap()
+    };
+    client
         .cache::<Thumbs>()
         .local_capacity(local_capacity)
         .build()
@@ -187,11 +161,7 @@ async fn loader_errors_are_shared_not_cached_and_timeouts_bound_the_load() {
 
 #[tokio::test]
 async fn bypass_calls_the_loader_every_time_and_stores_nothing() {
-    let client = Client::builder()
-        .key_ring(KeyRing::new(KeyId(1), &[7; 32]).unwrap())
-        .remote(MemoryStore::default())
-        .build()
-        .unwrap();
+    let client = client(Arc::new(MemoryStore::default()));
     let relations = client
         .cache::<Thumbs>()
         .policy(Policy::Bypass)
@@ -391,14 +361,7 @@ async fn an_invalidate_during_the_leaders_store_waits_for_it_then_deletes() {
         entered: tokio::sync::Semaphore::new(0),
         release: tokio::sync::Semaphore::new(0),
     });
-    let cache = Client::builder()
-        .key_ring(KeyRing::new(KeyId(1), &[7; 32]).unwrap())
-        .remote_shared(store.clone())
-        .build()
-        .unwrap()
-        .cache::<Thumbs>()
-        .build()
-        .unwrap();
+    let cache = client(store.clone()).cache::<Thumbs>().build().unwrap();
     let k = key(1, 2, 3);
     let leader = tokio::spawn({
         let (cache, k) = (cache.clone(), k.clone());

@@ -2,32 +2,24 @@
 //! (roomy, tiny, and under hashers whose fingerprints collide) and for `Cache` over `MemoryStore`
 //! (both tiers, remote only, and a tiny in-process tier that keeps missing into the remote one).
 
+mod support;
+
 use bytes::Bytes;
 use proptest::prelude::*;
 use scoped_cache::{
-    Cache, Client, DeviceId, FreshnessKind, Key, KeyId, KeyRing, LocalCache, ManualClock,
-    MemoryStore, Namespace, RawBytes, TenantId,
+    Cache, Client, DeviceId, FreshnessKind, Key, LocalCache, ManualClock, MemoryStore, TenantId,
 };
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
-
-struct Thumbs;
-impl Namespace for Thumbs {
-    const NAME: &'static str = "thumb";
-    const SCHEMA: u16 = 1;
-    type Item = u64;
-    type Value = Bytes;
-    type Codec = RawBytes;
-}
+use support::fixture::{START_MS, Thumbs, ring};
 
 /// The cache-wide TTL, in ms.
 const TTL_MS: u64 = 100;
 /// How long a `Cache` with a remote tier keeps a value in either tier: the TTL less the expiry
 /// margin (the default 1 s clock-skew allowance, capped at a quarter of the TTL).
 const KEEP_MS: u64 = TTL_MS - TTL_MS / 4;
-const START_MS: u64 = 1_700_000_000_000;
 
 /// A hasher that gives every key the same fingerprint: each key displaces every other.
 #[derive(Clone, Default)]
@@ -365,7 +357,7 @@ fn check_cache(
     let store_clock = ManualClock::new(START_MS);
     let store = Arc::new(MemoryStore::with_clock(64 << 20, store_clock.clock()));
     let client = Client::builder()
-        .key_ring(KeyRing::new(KeyId(1), &[0x17; 32]).expect("valid secret"))
+        .key_ring(ring())
         .remote_shared(store.clone())
         .clock(clock.clock())
         .on_violation(|report| panic!("violation in honest use: {report:?}"))

@@ -4,21 +4,12 @@
 //! kind, op and outcome labels. Neither ever carries a tenant, device or item.
 #![cfg(any(feature = "tracing", feature = "metrics"))]
 
-use bytes::Bytes;
-use scoped_cache::{
-    Cache, Client, DeviceId, Key, KeyId, KeyRing, MemoryStore, Namespace, Policy, RawBytes,
-    RemoteStore, TenantId,
-};
-use std::sync::Arc;
+mod support;
 
-struct Thumbs;
-impl Namespace for Thumbs {
-    const NAME: &'static str = "thumb";
-    const SCHEMA: u16 = 1;
-    type Item = u64;
-    type Value = Bytes;
-    type Codec = RawBytes;
-}
+use bytes::Bytes;
+use scoped_cache::{Cache, Client, DeviceId, Key, MemoryStore, Policy, RemoteStore, TenantId};
+use std::sync::Arc;
+use support::fixture::{Thumbs, client, ring};
 
 /// Marks every id so a test can search all recorded text for it.
 const SECRET_MARK: &str = "confidential";
@@ -29,14 +20,6 @@ fn key(item: u64) -> Key<Thumbs> {
         DeviceId::new("cam-confidential-7").expect("valid id"),
         item,
     )
-}
-
-fn client(store: Arc<MemoryStore>) -> Client {
-    Client::builder()
-        .key_ring(KeyRing::new(KeyId(1), &[0x42; 32]).expect("valid secret"))
-        .remote_shared(store)
-        .build()
-        .expect("valid client")
 }
 
 /// Tests here run one at a time: `tracing` caches each callsite's interest when it is first
@@ -578,7 +561,7 @@ mod meters {
         let metrics = record(|| {
             runtime().block_on(async {
                 let thumbs: Cache<Thumbs> = Client::builder()
-                    .key_ring(KeyRing::new(KeyId(1), &[0x42; 32]).expect("valid secret"))
+                    .key_ring(ring())
                     .remote_shared(store.clone())
                     .clock(clock.clock())
                     .on_breaker({

@@ -4,14 +4,15 @@
 //! again after decoding (remote) or on the hit (in-process): a mismatch is an `OwnerMismatch`
 //! violation with the value's owner as `found`, counted, reported, deleted, and a miss.
 
+mod support;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use scoped_cache::{
-    Cache, Client, Codec, CodecError, DeviceId, Envelope, Error, Key, KeyId, KeyRing, LoadError,
-    LocalCache, MemoryStore, Namespace, Owned, Owner, Policy, RawBytes, RemoteStore, TenantId,
-    Tier, Violation, ViolationKind, ViolationReport,
+    Cache, Codec, CodecError, Envelope, Error, LoadError, LocalCache, Namespace, Owned, Owner,
+    RemoteStore, Tier, Violation, ViolationKind, ViolationReport,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use support::fixture::{Fixture, Reports, Thumbs, key, key_in, owner, ring};
 
 /// A thumbnail that names its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,30 +80,6 @@ impl Namespace for ToggledPhotos {
     }
 }
 
-/// Does not opt in: values are not checked, whatever they say.
-struct Thumbs;
-impl Namespace for Thumbs {
-    const NAME: &'static str = "thumb";
-    const SCHEMA: u16 = 1;
-    type Item = u64;
-    type Value = Bytes;
-    type Codec = RawBytes;
-}
-
-const SECRET: [u8; 32] = [0x42; 32];
-
-fn ring() -> KeyRing {
-    KeyRing::new(KeyId(1), &SECRET).expect("valid secret")
-}
-
-fn owner(tenant: u64, device: u64) -> Owner {
-    Owner::new(TenantId::from_u64(tenant), DeviceId::from_u64(device))
-}
-
-fn key<N: Namespace<Item = u64>>(tenant: u64, device: u64, item: u64) -> Key<N> {
-    Key::new(TenantId::from_u64(tenant), DeviceId::from_u64(device), item)
-}
-
 fn photo(tenant: u64, device: u64) -> Photo {
     Photo {
         tenant,
@@ -111,47 +88,11 @@ fn photo(tenant: u64, device: u64) -> Photo {
     }
 }
 
-/// A client over a shared `MemoryStore` with a sink that records every report.
-struct Fixture {
-    store: Arc<MemoryStore>,
-    reports: Arc<Mutex<Vec<ViolationReport>>>,
-    client: Client,
-}
-
-impl Fixture {
-    fn new() -> Self {
-        let store = Arc::new(MemoryStore::default());
-        let reports = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&reports);
-        let client = Client::builder()
-            .key_ring(ring())
-            .remote_shared(store.clone())
-            .on_violation(move |report: &ViolationReport| {
-                sink.lock().expect("sink lock").push(report.clone())
-            })
-            .build()
-            .expect("valid client");
-        Self {
-            store,
-            reports,
-            client,
-        }
-    }
-
-    fn photos(&self) -> Cache<Photos> {
-        self.client.cache().build().expect("valid cache")
-    }
-
-    fn reports(&self) -> Vec<ViolationReport> {
-        self.reports.lock().expect("sink lock").clone()
-    }
-}
-
 #[tokio::test]
 async fn cache_insert_refuses_a_value_of_another_owner_and_stores_nothing() {
     let fixture = Fixture::new();
-    let photos = fixture.photos();
-    let mine = key::<Photos>(1, 2, 3);
+    let photos = fixture.cache::<Photos>();
+    let mine = key_in::<Photos>(1, 2, 3);
 
     for (case, theirs) in [
         ("another tenant", photo(9, 2)),
@@ -198,13 +139,8 @@ async fn cache_insert_refuses_a_value_of_another_owner_and_stores_nothing() {
 #[tokio::test]
 async fn a_refused_insert_is_an_error_even_when_the_policy_bypasses_the_cache() {
     let fixture = Fixture::new();
-    let photos: Cache<Photos> = fixture
-        .client
-        .cache()
-        .policy(Policy::Bypass)
-        .build()
-        .expect("valid cache");
-    let mine = key::<Photos>(1, 2, 3);
+    let photos = fixture.bypass_cache::<Photos>();
+    let mine = key_in::<Photos>(1, 2, 3);
     assert!(matches!(
         photos.insert(&mine, photo(2, 1)).await,
         Err(Error::OwnerMismatch { .. })
@@ -215,7 +151,7 @@ async fn a_refused_insert_is_an_error_even_when_the_policy_bypasses_the_cache() 
 #[test]
 fn local_insert_refuses_a_value_of_another_owner() {
     let cache = LocalCache::<Photos>::new(100).expect("valid cache");
-    let mine = key::<Photos>(1, 2, 3);
+    let mine = key_in::<Photos>(1, 2, 3);
 
     assert!(
         !cache.insert(&mine, photo(2, 1)),
@@ -242,8 +178,8 @@ fn local_insert_refuses_a_value_of_another_owner() {
 #[tokio::test]
 async fn get_or_load_refuses_another_owners_loaded_value_for_every_caller() {
     let fixture = Fixture::new();
-    let photos = fixture.photos();
-    let mine = key::<Photos>(1, 2, 3);
+    let photos = fixture.cache::<Photos>();
+    let mine = key_in::<Photos>(1, 2, 3);
 
     // A source of truth that answers with another owner's photo.
     let wrong = || async { Ok::<_, std::io::Error>(photo(2, 1)) };
@@ -281,13 +217,8 @@ async fn get_or_load_refuses_another_owners_loaded_value_for_every_caller() {
 #[tokio::test]
 async fn get_or_load_refuses_another_owners_value_under_bypass_too() {
     let fixture = Fixture::new();
-    let photos: Cache<Photos> = fixture
-        .client
-        .cache()
-        .policy(Policy::Bypass)
-        .build()
-        .expect("valid cache");
-    let mine = key::<Photos>(1, 2, 3);
+    let photos = fixture.bypass_cache::<Photos>();
+    let mine = key_in::<Photos>(1, 2, 3);
     let outcome = photos
         .get_or_load(&mine, || async { Ok::<_, std::io::Error>(photo(1, 9)) })
         .await;
@@ -300,7 +231,7 @@ async fn get_or_load_refuses_another_owners_value_under_bypass_too() {
 #[test]
 fn local_get_or_load_refuses_another_owners_loaded_value() {
     let cache = LocalCache::<Photos>::new(100).expect("valid cache");
-    let mine = key::<Photos>(1, 2, 3);
+    let mine = key_in::<Photos>(1, 2, 3);
     let outcome = cache.get_or_load(&mine, || Ok::<_, std::io::Error>(photo(9, 2)));
     match outcome {
         Err(LoadError::OwnerMismatch { expected, found }) => {
@@ -317,8 +248,8 @@ fn local_get_or_load_refuses_another_owners_loaded_value() {
 #[tokio::test]
 async fn a_remote_value_naming_another_owner_is_refused_after_decoding() {
     let fixture = Fixture::new();
-    let photos = fixture.photos();
-    let mine = key::<Photos>(1, 2, 3);
+    let photos = fixture.cache::<Photos>();
+    let mine = key_in::<Photos>(1, 2, 3);
     // An authentic envelope for exactly this key (a writer that skipped the check, or one that
     // does not opt in) whose payload is another owner's photo.
     let payload = PhotoCodec::encode(&photo(2, 1)).expect("encodes");
@@ -356,7 +287,7 @@ async fn a_remote_value_naming_another_owner_is_refused_after_decoding() {
 async fn namespaces_that_do_not_opt_in_are_not_checked() {
     let fixture = Fixture::new();
     let thumbs: Cache<Thumbs> = fixture.client.cache().build().expect("valid cache");
-    let mine = key::<Thumbs>(1, 2, 3);
+    let mine = key(1, 2, 3);
     thumbs
         .insert(&mine, Bytes::from_static(b"anything"))
         .await
@@ -369,14 +300,13 @@ async fn namespaces_that_do_not_opt_in_are_not_checked() {
 
 #[test]
 fn an_in_process_entry_naming_another_owner_is_refused_on_read() {
-    let reports = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&reports);
+    let reports = Reports::default();
     let cache = LocalCache::<ToggledPhotos>::builder()
         .max_entries(100)
-        .on_violation(move |report| sink.lock().expect("sink lock").push(report.clone()))
+        .on_violation(reports.sink())
         .build()
         .expect("valid cache");
-    let mine = key::<ToggledPhotos>(1, 2, 3);
+    let mine = key_in::<ToggledPhotos>(1, 2, 3);
 
     // Planted while the check is off, as a bug on the write path would.
     CHECKING.store(false, Ordering::SeqCst);
@@ -389,12 +319,7 @@ fn an_in_process_entry_naming_another_owner_is_refused_on_read() {
     assert_eq!(stats.misses, 1);
     assert_eq!(stats.hits_local, 0);
     assert!(cache.is_empty(), "deleted from the in-process tier");
-    assert_one_report(
-        &reports.lock().expect("sink lock"),
-        Tier::Local,
-        owner(1, 2),
-        owner(2, 1),
-    );
+    assert_one_report(&reports.all(), Tier::Local, owner(1, 2), owner(2, 1));
 }
 
 /// Checks that `reports` holds exactly one owner-mismatch report of `tier`, with both owners.

@@ -1,33 +1,37 @@
 //! `RedisStore` against a real `redis-server`: round trips through `Cache`, values poisoned from
 //! outside, degraded mode, typed errors.
 
-#![cfg(feature = "redis")]
-
 mod support;
 
 use bytes::Bytes;
 use redis::AsyncCommands as _;
 use scoped_cache::{
     BreakerState, Client, DeviceId, Envelope, FreshnessKind, Key, KeyId, KeyRing, Namespace, Owner,
-    RawBytes, RedisStore, RemoteStore, StoreError, TenantId, ViolationKind, ViolationReport,
+    RawBytes, RedisStore, RemoteStore, StoreError, TenantId, ViolationKind,
 };
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::RedisServer;
+use support::fixture::{Relations, Reports, Thumbs, client, remote_only_cache, ring};
+use support::harness::{self, trials};
+
+/// libtest-mimic (`harness = false`): without `redis-server` the server tests are reported as
+/// ignored, not passed (see `support::harness`).
+fn main() -> std::process::ExitCode {
+    harness::run(trials![
+        redis_test(round_trip_through_cache_without_local_tier),
+        redis_test(store_round_trip_get_many_and_binary_keys),
+        redis_test(delete_if_deletes_only_the_value_it_names),
+        redis_test(poisoned_values_are_refused_counted_reported_and_deleted),
+        redis_test(server_down_reads_miss_within_the_timeout_and_counts_remote_errors),
+        redis_test(connect_errors_are_typed_and_bounded),
+        test(connect_lazy_outside_a_tokio_runtime_is_a_config_error),
+    ])
+}
 
 /// Every test body runs under this limit.
 const TEST_LIMIT: Duration = Duration::from_secs(20);
-const SECRET: &[u8] = b"redis store tests: 32 bytes or more";
 const PREFIX: &str = "t:";
-
-struct Thumbs;
-impl Namespace for Thumbs {
-    const NAME: &'static str = "thumb";
-    const SCHEMA: u16 = 1;
-    type Item = u64;
-    type Value = Bytes;
-    type Codec = RawBytes;
-}
 
 struct Events;
 impl Namespace for Events {
@@ -36,19 +40,6 @@ impl Namespace for Events {
     type Item = String;
     type Value = Bytes;
     type Codec = RawBytes;
-}
-
-struct Relations;
-impl Namespace for Relations {
-    const NAME: &'static str = "rel";
-    const SCHEMA: u16 = 1;
-    type Item = ();
-    type Value = Bytes;
-    type Codec = RawBytes;
-}
-
-fn ring() -> KeyRing {
-    KeyRing::new(KeyId(1), SECRET).unwrap()
 }
 
 fn key<N: Namespace>(tenant: &str, device: &str, item: N::Item) -> Key<N> {
@@ -93,17 +84,9 @@ async fn within<F: std::future::Future>(body: F) -> F::Output {
         .expect("test exceeded its time limit")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_trip_through_cache_without_local_tier() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
+async fn round_trip_through_cache_without_local_tier(server: RedisServer) {
     within(async {
-        let client = Client::builder()
-            .key_ring(ring())
-            .remote(store(&server).await)
-            .build()
-            .unwrap();
+        let client = client(Arc::new(store(&server).await));
         let thumbs = client.cache::<Thumbs>().local_capacity(0).build().unwrap();
         let events = client.cache::<Events>().local_capacity(0).build().unwrap();
         let relations = client
@@ -179,11 +162,7 @@ async fn round_trip_through_cache_without_local_tier() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn store_round_trip_get_many_and_binary_keys() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
+async fn store_round_trip_get_many_and_binary_keys(server: RedisServer) {
     within(async {
         let store = store(&server).await;
         let keys: Vec<Vec<u8>> = (0..200u32)
@@ -239,11 +218,7 @@ async fn store_round_trip_get_many_and_binary_keys() {
 }
 
 /// `delete_if` deletes a key only while it holds the given bytes, in one step on the server.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delete_if_deletes_only_the_value_it_names() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
+async fn delete_if_deletes_only_the_value_it_names(server: RedisServer) {
     within(async {
         let store = store(&server).await;
         let (old, new) = (
@@ -293,28 +268,13 @@ async fn delete_if_deletes_only_the_value_it_names() {
     .await;
 }
 
-/// Records every violation report.
-#[derive(Clone, Default)]
-struct Reports(Arc<Mutex<Vec<ViolationReport>>>);
-
-impl Reports {
-    fn take(&self) -> Vec<ViolationReport> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn poisoned_values_are_refused_counted_reported_and_deleted() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
+async fn poisoned_values_are_refused_counted_reported_and_deleted(server: RedisServer) {
     within(async {
         let reports = Reports::default();
-        let sink = reports.clone();
         let client = Client::builder()
             .key_ring(ring())
             .remote(store(&server).await)
-            .on_violation(move |report| sink.0.lock().unwrap().push(report.clone()))
+            .on_violation(reports.sink())
             .build()
             .unwrap();
         let thumbs = client.cache::<Thumbs>().local_capacity(0).build().unwrap();
@@ -508,11 +468,9 @@ async fn poisoned_values_are_refused_counted_reported_and_deleted() {
 /// hold them for the OS's TCP timeouts), not how fast they are.
 const SCHEDULING_SLACK: Duration = Duration::from_secs(1);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_down_reads_miss_within_the_timeout_and_counts_remote_errors() {
-    let Some(mut server) = RedisServer::start() else {
-        return;
-    };
+async fn server_down_reads_miss_within_the_timeout_and_counts_remote_errors(
+    mut server: RedisServer,
+) {
     within(async {
         let timeout = Duration::from_millis(300);
         let store = RedisStore::builder(server.url())
@@ -520,12 +478,7 @@ async fn server_down_reads_miss_within_the_timeout_and_counts_remote_errors() {
             .connect()
             .await
             .unwrap();
-        let client = Client::builder()
-            .key_ring(ring())
-            .remote(store)
-            .build()
-            .unwrap();
-        let thumbs = client.cache::<Thumbs>().local_capacity(0).build().unwrap();
+        let thumbs = remote_only_cache::<Thumbs>(Arc::new(store));
         let k = key::<Thumbs>("alice", "cam-1", 1);
         thumbs.insert(&k, Bytes::from_static(b"v")).await.unwrap();
 
@@ -584,11 +537,7 @@ async fn server_down_reads_miss_within_the_timeout_and_counts_remote_errors() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connect_errors_are_typed_and_bounded() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
+async fn connect_errors_are_typed_and_bounded(server: RedisServer) {
     within(async {
         // Nothing listening on the socket.
         let missing = format!("redis+unix://{}.missing", server.socket().display());
@@ -637,7 +586,6 @@ async fn connect_errors_are_typed_and_bounded() {
 
 /// No server and no runtime needed: outside a Tokio runtime the builder refuses with a
 /// configuration error instead of panicking where redis-rs spawns its connection tasks.
-#[test]
 fn connect_lazy_outside_a_tokio_runtime_is_a_config_error() {
     let built = RedisStore::builder("redis://127.0.0.1:1").connect_lazy();
     match built {

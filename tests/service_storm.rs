@@ -12,23 +12,38 @@
 
 #[path = "../examples/thumbnail_service/app.rs"]
 mod app;
-#[cfg(feature = "redis")]
 mod support;
 
 use app::{App, Config, Database, THUMBNAIL_ROUTE, ThumbnailOrigin, Thumbnails, USER_HEADER};
 use bytes::Bytes;
 use scoped_cache::testing::{DownStore, FaultCounts, FaultKind, FaultRates, FaultyStore};
 use scoped_cache::{
-    Client, DeviceId, FreshnessKind, Key, KeyId, KeyRing, MemoryStore, RemoteStore, Stats, TenantId,
+    Client, DeviceId, FreshnessKind, Key, MemoryStore, RemoteStore, Stats, TenantId,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use support::fixture::ring;
+use support::harness::{self, trials};
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
-const SECRET: &[u8] = b"service_storm: a test secret, not for production";
+/// libtest-mimic (`harness = false`): without `redis-server` the Redis storm is reported as
+/// ignored, not passed (see `support::harness`).
+fn main() -> std::process::ExitCode {
+    #[allow(unused_mut)] // without the `redis` feature
+    let mut trials = trials![
+        tokio_test(storm_over_http_serves_only_the_owners_thumbnails),
+        tokio_test(a_store_that_is_down_is_never_a_5xx),
+        tokio_test(a_slow_origin_is_a_503_and_is_not_cached),
+    ];
+    #[cfg(feature = "redis")]
+    trials.extend(trials![redis_test(
+        storm_over_http_with_redis_serves_only_the_owners_thumbnails
+    )]);
+    harness::run(trials)
+}
 
 /// The storm may take this long at most; then the test fails instead of hanging.
 const STORM_DEADLINE: Duration = Duration::from_secs(120);
@@ -37,10 +52,6 @@ const STORM_DEADLINE: Duration = Duration::from_secs(120);
 /// of times in a run. Timed kinds are short so that the storm stays quick.
 const FAULTS: &str = "swap=0.05,confuse=0.05,corrupt=0.02,truncate=0.02,stale=0.03,\
                       replay=0.03,drop=0.02,delay=0.02@2ms,timeout=0.01@20ms";
-
-fn key_ring() -> KeyRing {
-    KeyRing::new(KeyId(1), SECRET).unwrap_or_else(|error| panic!("key ring: {error}"))
-}
 
 /// Who owns what. Users and cameras share one id space (`"0"`, `"1"`, …) and ownership is
 /// symmetric: user `u` owns camera `c` exactly when user `c` owns camera `u`. So the key with
@@ -371,7 +382,7 @@ struct StormReport {
 /// `replay` once the service writes today's value). The store remembers both; it seals nothing.
 async fn seed_yesterday(store: Arc<dyn RemoteStore>, population: &Population) {
     let client = Client::builder()
-        .key_ring(key_ring())
+        .key_ring(ring())
         .remote_shared(store)
         .build()
         .unwrap_or_else(|error| panic!("seeding client: {error}"));
@@ -428,7 +439,7 @@ async fn storm<S: RemoteStore>(inner: S, plan: &StormPlan) -> StormReport {
         on_violation: Arc::new(move |_| {
             counted.fetch_add(1, Ordering::Relaxed);
         }),
-        ..Config::new(store.clone(), key_ring())
+        ..Config::new(store.clone(), ring())
     })
     .unwrap_or_else(|error| panic!("app: {error}"));
     let server = Arc::new(Server::start(&app).await);
@@ -630,7 +641,6 @@ fn check(name: &str, report: &StormReport, elapsed: Duration) {
 /// 200 users with 4 cameras each, two sessions each, 16,000 requests, over the in-process store.
 /// (Sized to stay well under 30 s in a debug build on a busy two-core machine: a request costs
 /// about 0.7 ms of CPU there, client and server together.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storm_over_http_serves_only_the_owners_thumbnails() {
     let plan = StormPlan {
         population: Population {
@@ -651,11 +661,9 @@ async fn storm_over_http_serves_only_the_owners_thumbnails() {
 
 /// The same storm, smaller, with thumbnails in a real `redis-server` the test starts.
 #[cfg(feature = "redis")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn storm_over_http_with_redis_serves_only_the_owners_thumbnails() {
-    let Some(server) = support::RedisServer::start() else {
-        return; // printed SKIPPED
-    };
+async fn storm_over_http_with_redis_serves_only_the_owners_thumbnails(
+    server: support::RedisServer,
+) {
     let redis = scoped_cache::RedisStore::builder(server.url())
         // A loaded CI machine must not turn slow replies into errors the test then tolerates.
         .response_timeout(Duration::from_secs(5))
@@ -702,11 +710,10 @@ async fn get(
 
 /// With the store down, the demo's requests still get their thumbnails (loaded each time) and
 /// their refusals; bad ids are a 400.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_is_down_is_never_a_5xx() {
     let app = App::new(Config {
         local_capacity: 0,
-        ..Config::new(Arc::new(DownStore), key_ring())
+        ..Config::new(Arc::new(DownStore), ring())
     })
     .unwrap_or_else(|error| panic!("app: {error}"));
     let server = Server::start(&app).await;
@@ -745,12 +752,11 @@ async fn a_store_that_is_down_is_never_a_5xx() {
 
 /// An origin slower than the load timeout is a 503, and nothing is cached: the next request
 /// tries the origin again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_origin_is_a_503_and_is_not_cached() {
     let app = App::new(Config {
         origin: ThumbnailOrigin::new(Duration::from_secs(5)),
         load_timeout: Duration::from_millis(50),
-        ..Config::new(Arc::new(MemoryStore::default()), key_ring())
+        ..Config::new(Arc::new(MemoryStore::default()), ring())
     })
     .unwrap_or_else(|error| panic!("app: {error}"));
     let server = Server::start(&app).await;
