@@ -117,10 +117,10 @@ pub enum Stop {
 
 /// Which policy the namespace runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+// No doc comments on the variants: clap would show them, and `--help` would switch to its long
+// layout for every flag.
 pub enum PolicyChoice {
-    /// Read and write both tiers
     Cache,
-    /// Cache, with a breaker that bypasses the cache after --breaker-threshold violations
     #[value(name = "autobypass")]
     AutoBypass,
 }
