@@ -109,11 +109,9 @@ pub struct RunSummary {
     pub violation_examples: Vec<ViolationExample>,
     pub latency_us: Latency,
     /// From the barrier to the last session's end.
-    #[serde(serialize_with = "fields::seconds")]
-    pub elapsed_s: Duration,
+    pub elapsed_s: f64,
     /// Writing yesterday's values and spawning the sessions, before the barrier.
-    #[serde(serialize_with = "fields::seconds")]
-    pub prepared_s: Duration,
+    pub prepared_s: f64,
     pub ops_per_s: f64,
 }
 

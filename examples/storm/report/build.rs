@@ -14,11 +14,8 @@ impl Report {
     pub fn new(config: &Config, verified: Measured, naive: Option<Measured>) -> Self {
         let verified = RunSummary::judge(verified);
         // The naive run is there to be compared with; only the verified run must pass.
-        let result =
-            match verified.leaks == 0 && verified.detection.all_injected_wrong_values_refused {
-                true => Verdict::Pass,
-                false => Verdict::Fail,
-            };
+        let passed = verified.leaks == 0 && verified.detection.all_injected_wrong_values_refused;
+        let result = if passed { Verdict::Pass } else { Verdict::Fail };
         Self {
             verified,
             config: ConfigSummary::of(config),
@@ -118,8 +115,8 @@ impl RunSummary {
                 .map(|(kind, report)| ViolationExample { kind, report })
                 .collect(),
             latency_us: run.latency,
-            elapsed_s: run.elapsed,
-            prepared_s: run.prepared,
+            elapsed_s: run.elapsed.as_secs_f64(),
+            prepared_s: run.prepared.as_secs_f64(),
             ops_per_s: run.tally.requests as f64 / run.elapsed.as_secs_f64().max(1e-9),
         }
     }

@@ -40,10 +40,7 @@ impl Report {
             out,
             "  throughput     {:>10.0} req/s   {} requests in {:.2} s (after {:.2} s writing \
              yesterday's values and spawning the sessions)",
-            v.ops_per_s,
-            v.requests,
-            v.elapsed_s.as_secs_f64(),
-            v.prepared_s.as_secs_f64()
+            v.ops_per_s, v.requests, v.elapsed_s, v.prepared_s
         );
         let _ = writeln!(
             out,
