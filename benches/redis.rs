@@ -11,15 +11,17 @@
 //!
 //! Prints `SKIPPED: redis-server not found` and exits 0 when there is no server binary.
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput};
+use rand::RngExt;
 use scoped_cache::{
     Cache, Client, DeviceId, Envelope, Key, KeyId, KeyRing, RedisStore, RemoteStore, TenantId,
 };
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::fixture::Thumbs;
 
@@ -30,12 +32,16 @@ fn key(i: u64) -> Key<Thumbs> {
     Key::new(TenantId::from_u64(i % 512), DeviceId::from_u64(i / 512), i)
 }
 
-/// A seeded sequence of key indices (splitmix64), the same for every contender.
-fn index(seed: u64) -> u64 {
-    let mut z = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (z ^ (z >> 31)) % KEYS
+/// Key indices in a seeded random order, the same for every contender; drawn once, before any
+/// timing (`setup` forces it).
+static ORDER: LazyLock<Vec<u64>> = LazyLock::new(|| {
+    let mut rng = common::rng();
+    (0..1 << 16).map(|_| rng.random_range(0..KEYS)).collect()
+});
+
+/// The key the `i`-th operation reads, whichever task runs it.
+fn index(i: u64) -> u64 {
+    ORDER[(i % ORDER.len() as u64) as usize]
 }
 
 struct Bench {
@@ -297,6 +303,7 @@ fn now_ms() -> u64 {
 }
 
 fn setup(server: &support::RedisServer) -> Bench {
+    LazyLock::force(&ORDER);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -14,8 +14,8 @@
 //!   for `count` page requests `start, start+1, …`. When the directory is absent the tool prints
 //!   `SKIPPED: ../shared/traces not found` and runs the Zipf traces only.
 //! - `zipf`: two seeded synthetic traces, Zipf(0.9) and Zipf(1.1), 1,000,000 requests over 100,000
-//!   keys (SplitMix64 and an inverse-CDF sampler written here, so the traces never change with a
-//!   dependency's version).
+//!   keys (rand's seeded `StdRng` and an inverse-CDF sampler written here: the same traces on
+//!   every run and machine with one version of rand).
 //!
 //! Default sizes (`--sizes a,b,c` replaces them for every trace): OLTP 1,000/5,000/15,000 pages
 //! (sizes of the ARC paper's OLTP table), P3 16,384/131,072/524,288 pages (powers of two from 2 %
@@ -46,7 +46,11 @@
 //! cannot be written.
 
 use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use scoped_cache::{DeviceId, Key, LocalCache, Namespace, RawBytes, TenantId};
+use serde::{Serialize, Serializer};
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -68,12 +72,62 @@ type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 
 const POLICIES: [&str; 5] = ["Belady", "LocalCache", "moka", "quick_cache", "LRU"];
 
+/// Replays cache traces through LocalCache, moka, quick_cache, an LRU and Belady's optimum, and
+/// prints a markdown table of hit ratios.
+#[derive(Parser)]
+#[command(
+    name = "hit_ratio",
+    after_help = "exit status: 0 success, 2 bad flags, 3 unreadable trace or JSON report"
+)]
 struct Options {
-    traces: Vec<String>,
-    sizes: Option<Vec<usize>>,
+    /// The traces to replay
+    #[arg(long = "trace", value_name = "TRACE", default_value = "all")]
+    traces: TraceChoice,
+    /// Cache sizes for every trace [default: each trace's own, listed at the top of
+    /// examples/hit_ratio.rs]
+    #[arg(long, value_name = "N,N,...", value_delimiter = ',', value_parser = positive_size)]
+    sizes: Vec<usize>,
+    /// Also write the table as JSON to PATH
+    #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// Leave moka's maintenance to its own batching (it may run over capacity in between)
+    #[arg(long)]
     moka_lazy: bool,
+    /// Seed of the caches' hashers
+    #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
+}
+
+/// Which traces `--trace` names.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TraceChoice {
+    /// The ARC paper's OLTP block trace
+    Oltp,
+    /// The ARC paper's P3 block trace
+    P3,
+    /// Two synthetic Zipf traces, exponents 0.9 and 1.1
+    Zipf,
+    /// All of them
+    All,
+}
+
+impl TraceChoice {
+    fn names(self) -> &'static [&'static str] {
+        match self {
+            TraceChoice::Oltp => &["oltp"],
+            TraceChoice::P3 => &["p3"],
+            TraceChoice::Zipf => &["zipf"],
+            TraceChoice::All => &["oltp", "p3", "zipf"],
+        }
+    }
+}
+
+/// One `--sizes` entry: a positive number of entries.
+fn positive_size(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(size) if size > 0 => Ok(size),
+        _ => Err(format!("{text:?} is not a positive size")),
+    }
 }
 
 struct Trace {
@@ -82,25 +136,20 @@ struct Trace {
     default_sizes: Vec<usize>,
 }
 
+/// One row of the table, and of the `--json` report's `rows`.
+#[derive(Serialize)]
 struct Row {
     trace: String,
     size: usize,
-    /// Hit ratios in percent, in the order of `POLICIES`.
-    ratios: [f64; 5],
+    /// Hit ratios in percent, in the order of `POLICIES` (in JSON, keyed by policy).
+    #[serde(serialize_with = "by_policy")]
+    hit_ratio_percent: [f64; 5],
 }
 
 fn main() -> ExitCode {
-    let options = match parse_args(std::env::args().skip(1)) {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("hit_ratio: {message}");
-            eprintln!(
-                "usage: hit_ratio [--trace oltp|p3|zipf|all] [--sizes N,N,...] [--json PATH] [--moka-lazy] [--seed N]"
-            );
-            return ExitCode::from(2);
-        }
-    };
-    let traces = match load_traces(&options.traces) {
+    // Bad flags exit with status 2 and a message, `--help` with 0.
+    let options = Options::parse();
+    let traces = match load_traces(options.traces.names()) {
         Ok(traces) => traces,
         Err(message) => {
             eprintln!("hit_ratio: {message}");
@@ -122,7 +171,10 @@ fn main() -> ExitCode {
             unique
         );
         let next_use = next_use_indices(&trace.requests);
-        let sizes = options.sizes.as_ref().unwrap_or(&trace.default_sizes);
+        let sizes = match options.sizes.is_empty() {
+            true => &trace.default_sizes,
+            false => &options.sizes,
+        };
         for &size in sizes {
             let requests = &trace.requests;
             let hasher = ahash::RandomState::with_seeds(options.seed, 2, 3, 4);
@@ -148,7 +200,7 @@ fn main() -> ExitCode {
             rows.push(Row {
                 trace: trace.name.clone(),
                 size,
-                ratios,
+                hit_ratio_percent: ratios,
             });
         }
     }
@@ -165,56 +217,15 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
-    let mut options = Options {
-        traces: vec!["oltp".into(), "p3".into(), "zipf".into()],
-        sizes: None,
-        json: None,
-        moka_lazy: false,
-        seed: 1,
-    };
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--trace" => {
-                let value = args.next().ok_or("--trace needs a value")?;
-                options.traces = match value.as_str() {
-                    "all" => vec!["oltp".into(), "p3".into(), "zipf".into()],
-                    "oltp" | "p3" | "zipf" => vec![value],
-                    other => return Err(format!("unknown trace {other:?}")),
-                };
-            }
-            "--sizes" => {
-                let value = args.next().ok_or("--sizes needs a value")?;
-                let sizes = value
-                    .split(',')
-                    .map(|size| match size.trim().parse::<usize>() {
-                        Ok(size) if size > 0 => Ok(size),
-                        _ => Err(format!("bad size {size:?}")),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                options.sizes = Some(sizes);
-            }
-            "--json" => options.json = Some(args.next().ok_or("--json needs a path")?.into()),
-            "--moka-lazy" => options.moka_lazy = true,
-            "--seed" => {
-                let value = args.next().ok_or("--seed needs a value")?;
-                options.seed = value.parse().map_err(|_| format!("bad seed {value:?}"))?;
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(options)
-}
-
-fn load_traces(names: &[String]) -> Result<Vec<Trace>, String> {
+fn load_traces(names: &[&str]) -> Result<Vec<Trace>, String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/traces");
     let mut traces = Vec::new();
-    let wants_real = names.iter().any(|name| name == "oltp" || name == "p3");
+    let wants_real = names.iter().any(|&name| name == "oltp" || name == "p3");
     if wants_real && !dir.is_dir() {
         println!("SKIPPED: ../shared/traces not found");
     }
-    for name in names {
-        match name.as_str() {
+    for &name in names {
+        match name {
             "oltp" | "p3" if dir.is_dir() => {
                 let (file, sizes) = if name == "oltp" {
                     ("OLTP.lis.zst", vec![1_000, 5_000, 15_000])
@@ -268,24 +279,6 @@ fn read_arc_trace(path: &Path) -> std::io::Result<Vec<u64>> {
     Ok(requests)
 }
 
-/// SplitMix64: tiny, seeded, stable across dependency versions.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// `len` requests over keys `0..keys`, key `k` drawn with probability ∝ 1/(k+1)^exponent
 /// (inverse CDF by binary search over the cumulative weights).
 fn zipf_trace(exponent: f64, keys: usize, len: usize, seed: u64) -> Vec<u64> {
@@ -295,10 +288,10 @@ fn zipf_trace(exponent: f64, keys: usize, len: usize, seed: u64) -> Vec<u64> {
         total += 1.0 / (rank as f64).powf(exponent);
         cumulative.push(total);
     }
-    let mut rng = SplitMix64(seed);
+    let mut rng = StdRng::seed_from_u64(seed);
     (0..len)
         .map(|_| {
-            let target = rng.next_f64() * total;
+            let target = rng.random::<f64>() * total;
             cumulative
                 .partition_point(|&weight| weight <= target)
                 .min(keys - 1) as u64
@@ -508,7 +501,7 @@ fn print_table(rows: &[Row], moka_lazy: bool) {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
-        let [belady, local, moka, quick, lru] = row.ratios;
+        let [belady, local, moka, quick, lru] = row.hit_ratio_percent;
         println!(
             "| {} | {} | {belady:.2} | {local:.2} | {moka:.2} | {quick:.2} | {lru:.2} | {:+.2} | {:+.2} |",
             row.trace,
@@ -519,18 +512,18 @@ fn print_table(rows: &[Row], moka_lazy: bool) {
     }
 }
 
+/// The `--json` report.
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    moka_lazy: bool,
+    rows: &'a [Row],
+}
+
+fn by_policy<S: Serializer>(ratios: &[f64; 5], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(POLICIES.iter().zip(ratios))
+}
+
 fn write_json(path: &Path, rows: &[Row], moka_lazy: bool) -> std::io::Result<()> {
-    let rows: Vec<_> = rows
-        .iter()
-        .map(|row| {
-            let ratios: serde_json::Map<_, _> = POLICIES
-                .iter()
-                .zip(row.ratios)
-                .map(|(policy, ratio)| ((*policy).to_owned(), serde_json::json!(ratio)))
-                .collect();
-            serde_json::json!({ "trace": row.trace, "size": row.size, "hit_ratio_percent": ratios })
-        })
-        .collect();
-    let report = serde_json::json!({ "moka_lazy": moka_lazy, "rows": rows });
+    let report = JsonReport { moka_lazy, rows };
     std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
 }

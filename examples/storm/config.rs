@@ -1,13 +1,110 @@
-//! The run's parameters and their defaults.
+//! The run's parameters: the storm's flags, with their defaults and help.
 
+use crate::flags::{duration, number, positive, positive_duration};
 use crate::population::Population;
+use clap::{Parser, ValueEnum};
 use scoped_cache::Policy;
 use scoped_cache::testing::FaultRates;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
-const DEFAULT_FAULTS: &str = "swap=0.01,confuse=0.01,corrupt=0.001,truncate=0.001,stale=0.001,\
-                              replay=0.001,drop=0.001,delay=0.001@2ms,timeout=0.0001@20ms";
+/// The run's parameters, read from the command line; `Config::default()` holds every flag's
+/// default. A field's doc comment is its flag's `--help` line.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "storm",
+    about = "Every device reconnects at once and fetches its own thumbnails through a cache whose \
+             remote tier lies; every value served is checked against ground truth.",
+    long_about = None,
+    // A flag given twice takes its last value.
+    args_override_self = true,
+    after_help = "durations: a number and ns, us, ms, s or m (1ms, 0.5s, 2m); numbers may be \
+                  written with _ (1_000_000)\n\
+                  exit status: 0 clean, 1 leak or unrefused fault, 2 bad flags, 3 \
+                  runtime/backend/report failure"
+)]
+pub struct Config {
+    /// Tenants; tenant and device ids are both 0..N
+    #[arg(long, value_name = "N", default_value = "2000", value_parser = number::<u64>)]
+    pub tenants: u64,
+    /// Devices of each tenant (1..tenants-1; symmetric)
+    #[arg(long, value_name = "N", default_value = "8", value_parser = number::<u64>)]
+    pub devices_per_tenant: u64,
+    /// Thumbnails per device
+    #[arg(long, value_name = "N", default_value = "4", value_parser = positive::<u64>)]
+    pub items_per_device: u64,
+    /// Concurrent fetchers per device (camera + apps)
+    #[arg(long, value_name = "N", default_value = "2", value_parser = positive::<u64>)]
+    pub sessions_per_device: u64,
+    /// Total get_or_load calls, split over the sessions
+    // Whichever of --requests and --duration comes last decides when the run stops.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "6_000_000",
+        value_parser = number::<u64>,
+        overrides_with = "duration"
+    )]
+    pub requests: u64,
+    /// Run for D (e.g. 10s) instead of --requests
+    #[arg(long, value_name = "D", value_parser = duration, overrides_with = "requests")]
+    pub duration: Option<Duration>,
+    /// In-process entries; 0 disables the in-process tier
+    #[arg(long, value_name = "N", default_value = "10_000", value_parser = number::<u64>)]
+    pub l1_capacity: u64,
+    /// Time to live of cached values (nothing expires during a run shorter than this)
+    #[arg(long, value_name = "D", default_value = "600s", value_parser = positive_duration)]
+    pub ttl: Duration,
+    /// Time the origin takes per load
+    #[arg(long, value_name = "D", default_value = "1ms", value_parser = duration)]
+    pub origin_latency: Duration,
+    /// Loads the origin serves at once
+    #[arg(long, value_name = "N", default_value = "64", value_parser = positive::<usize>)]
+    pub origin_concurrency: usize,
+    /// The namespace's policy
+    #[arg(long, value_name = "POLICY", default_value = "cache")]
+    pub policy: PolicyChoice,
+    /// autobypass: violations per window that open it
+    #[arg(long, value_name = "N", default_value = "1000", value_parser = positive::<u32>)]
+    pub breaker_threshold: u32,
+    /// autobypass: the counting window
+    #[arg(long, value_name = "D", default_value = "1s", value_parser = duration)]
+    pub breaker_window: Duration,
+    /// autobypass: time open before probing
+    #[arg(long, value_name = "D", default_value = "2s", value_parser = duration)]
+    pub breaker_cool_down: Duration,
+    /// The remote tier: in-process, or redis://… (needs --features redis)
+    #[arg(long, value_name = "memory|URL", default_value = "memory")]
+    pub backend: BackendChoice,
+    /// kind=rate[@duration],… or none; kinds swap, confuse, corrupt, truncate, stale, replay,
+    /// drop, delay, timeout
+    #[arg(
+        long,
+        value_name = "SPEC",
+        default_value = "swap=0.01,confuse=0.01,corrupt=0.001,truncate=0.001,stale=0.001,\
+                         replay=0.001,drop=0.001,delay=0.001@2ms,timeout=0.0001@20ms"
+    )]
+    pub faults: FaultRates,
+    /// Also run the storm through a naive unverified cache
+    #[arg(long)]
+    pub baseline_unverified: bool,
+    /// Seed of the faults
+    #[arg(long, value_name = "N", default_value = "42", value_parser = number::<u64>)]
+    pub seed: u64,
+    /// No progress bar (there is none when stdout is not a terminal)
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Also write the report as JSON to PATH
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::parse_from(["storm"])
+    }
+}
 
 /// When the sessions stop.
 #[derive(Debug, Clone, Copy)]
@@ -19,9 +116,12 @@ pub enum Stop {
 }
 
 /// Which policy the namespace runs under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+// No doc comments on the variants: clap would show them, and `--help` would switch to its long
+// layout for every flag.
 pub enum PolicyChoice {
     Cache,
+    #[value(name = "autobypass")]
     AutoBypass,
 }
 
@@ -32,57 +132,31 @@ pub enum BackendChoice {
     Redis(String),
 }
 
-/// The run's parameters.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub tenants: u64,
-    pub devices_per_tenant: u64,
-    pub items_per_device: u64,
-    pub sessions_per_device: u64,
-    pub stop: Stop,
-    pub l1_capacity: u64,
-    pub ttl: Duration,
-    pub origin_latency: Duration,
-    pub origin_concurrency: usize,
-    pub policy: PolicyChoice,
-    pub breaker_threshold: u32,
-    pub breaker_window: Duration,
-    pub breaker_cool_down: Duration,
-    pub backend: BackendChoice,
-    pub faults: FaultRates,
-    pub baseline_unverified: bool,
-    pub seed: u64,
-    pub progress: bool,
-    pub json: Option<PathBuf>,
-}
+impl FromStr for BackendChoice {
+    type Err = String;
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            tenants: 2000,
-            devices_per_tenant: 8,
-            items_per_device: 4,
-            sessions_per_device: 2,
-            stop: Stop::Requests(6_000_000),
-            l1_capacity: 10_000,
-            ttl: Duration::from_secs(600),
-            origin_latency: Duration::from_millis(1),
-            origin_concurrency: 64,
-            policy: PolicyChoice::Cache,
-            breaker_threshold: 1000,
-            breaker_window: Duration::from_secs(1),
-            breaker_cool_down: Duration::from_secs(2),
-            backend: BackendChoice::Memory,
-            faults: DEFAULT_FAULTS.parse().unwrap_or_default(),
-            baseline_unverified: false,
-            seed: 42,
-            progress: true,
-            json: None,
+    fn from_str(text: &str) -> Result<Self, String> {
+        const REDIS_SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
+        if text == "memory" {
+            Ok(BackendChoice::Memory)
+        } else if !REDIS_SCHEMES.iter().any(|scheme| text.starts_with(scheme)) {
+            Err("use memory or a redis:// URL".into())
+        } else if !cfg!(feature = "redis") {
+            Err("a redis:// backend needs the redis feature: add --features redis".into())
+        } else {
+            Ok(BackendChoice::Redis(text.to_owned()))
         }
     }
 }
 
 impl Config {
+    pub fn stop(&self) -> Stop {
+        match self.duration {
+            Some(limit) => Stop::After(limit),
+            None => Stop::Requests(self.requests),
+        }
+    }
+
     pub fn population(&self) -> Population {
         Population {
             tenants: self.tenants,
@@ -110,16 +184,6 @@ impl Config {
         match &self.backend {
             BackendChoice::Memory => "memory",
             BackendChoice::Redis(url) => url,
-        }
-    }
-
-    pub fn policy_name(&self) -> String {
-        match self.policy {
-            PolicyChoice::Cache => "cache".into(),
-            PolicyChoice::AutoBypass => format!(
-                "autobypass (open at {} violations in {:?}, cool-down {:?})",
-                self.breaker_threshold, self.breaker_window, self.breaker_cool_down
-            ),
         }
     }
 }

@@ -1,10 +1,10 @@
 //! Latency percentiles, read from the run's histogram.
 
 use hdrhistogram::Histogram;
-use serde_json::json;
+use serde::Serialize;
 
-/// Latency percentiles in µs.
-#[derive(Debug, Clone, Copy, Default)]
+/// Latency percentiles in µs (the report's `latency_us` object).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Latency {
     pub p50: u64,
     pub p99: u64,
@@ -20,9 +20,5 @@ impl Latency {
             p999: histogram.value_at_quantile(0.999),
             max: histogram.max(),
         }
-    }
-
-    pub fn to_json(self) -> serde_json::Value {
-        json!({ "p50": self.p50, "p99": self.p99, "p999": self.p999, "max": self.max })
     }
 }

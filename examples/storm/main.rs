@@ -55,11 +55,12 @@
 //! 1 when a value leaked or an injected fault went unrefused; 2 for bad flags; 3 when the
 //! runtime, the backend or the JSON report failed.
 //!
-//! **The code.** `flags` reads a `config`; `run` runs the storm once: the `backend` under a
-//! `FaultyStore`, `yesterday`'s values, the `origin`, the verified `Cache` (its refusals in a
-//! `sink_log`) or the `naive_cache`, one `session` per device fetching over a `population`
-//! whose values `ground_truth` computes. `report` judges what the runs measured, against the
-//! `fault_plan`, and prints it as text or JSON.
+//! **The code.** `config` is the flags (clap derive: their defaults and `--help`), which `flags`
+//! reads and checks; `run` runs the storm once: the `backend` under a `FaultyStore`,
+//! `yesterday`'s values, the `origin`, the verified `Cache` (its refusals in a `sink_log`) or the
+//! `naive_cache`, one `session` per device fetching over a `population` whose values
+//! `ground_truth` computes, and returns what it `measured`. `report` judges that against the
+//! `fault_plan` into one report (serde derive), printed as text and written as JSON.
 
 mod backend;
 mod config;
@@ -67,6 +68,7 @@ mod fault_plan;
 mod flags;
 mod ground_truth;
 mod latency;
+mod measured;
 mod naive_cache;
 mod namespace;
 mod origin;
@@ -78,7 +80,7 @@ mod session;
 mod sink_log;
 mod yesterday;
 
-use flags::{Command, USAGE, parse_args};
+use flags::parse_flags;
 use report::Report;
 use run::run;
 use std::process::ExitCode;
@@ -92,17 +94,8 @@ fn now_ms() -> u64 {
 }
 
 fn main() -> ExitCode {
-    let config = match parse_args(std::env::args().skip(1)) {
-        Ok(Command::Run(config)) => *config,
-        Ok(Command::Help) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("storm: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    // `--help` prints the help and exits with 0; bad flags say what is wrong and exit with 2.
+    let config = parse_flags(std::env::args_os()).unwrap_or_else(|error| error.exit());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -141,18 +134,13 @@ fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let report = Report {
-        config,
-        verified,
-        naive,
-    };
+    let report = Report::new(&config, verified, naive);
     println!("{}", report.summary());
-    if let Some(path) = &report.config.json {
-        let text = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
-        if let Err(error) = std::fs::write(path, text + "\n") {
-            eprintln!("storm: cannot write {}: {error}", path.display());
-            return ExitCode::from(3);
-        }
+    if let Some(path) = &config.json
+        && let Err(error) = report.write_json(path)
+    {
+        eprintln!("storm: {error}");
+        return ExitCode::from(3);
     }
     if report.ok() {
         ExitCode::SUCCESS

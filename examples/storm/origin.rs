@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::ground_truth::thumbnail;
 use crate::population::Population;
 use bytes::Bytes;
+use serde::Serialize;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -140,23 +141,28 @@ impl Origin {
         OriginSummary {
             loads: self.total.load(Ordering::Relaxed),
             keys_loaded,
-            per_key_max_per_fill: self.max_per_fill.load(Ordering::Relaxed),
-            per_key_max_total: max_total,
+            loads_per_key_max_per_fill: self.max_per_fill.load(Ordering::Relaxed),
+            loads_per_key_max_over_run: max_total,
             reloads_after_fill_ended: self.reloads_after_fill_ended.load(Ordering::Relaxed),
             reloads_unexplained: self.reloads_unexplained.load(Ordering::Relaxed),
-            loads_while_open: self.loads_while_open.load(Ordering::Relaxed),
+            loads_while_breaker_open: self.loads_while_open.load(Ordering::Relaxed),
         }
     }
 }
 
-/// What the origin saw.
-#[derive(Debug, Clone, Copy, Default)]
+/// What the origin saw (the report's `origin` object).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct OriginSummary {
     pub loads: u64,
     pub keys_loaded: u64,
-    pub per_key_max_per_fill: u32,
-    pub per_key_max_total: u32,
+    /// The most loads of one key within one fill.
+    pub loads_per_key_max_per_fill: u32,
+    /// The most loads of one key over the whole run.
+    pub loads_per_key_max_over_run: u32,
+    /// Loads of a key after its fill ended: reloads the design requires.
     pub reloads_after_fill_ended: u64,
+    /// Second loads of a key within one fill, that single-flight should have prevented.
     pub reloads_unexplained: u64,
-    pub loads_while_open: u64,
+    /// Bypassed loads while the breaker was open.
+    pub loads_while_breaker_open: u64,
 }

@@ -5,10 +5,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 
 pub fn progress_bar(config: &Config, label: &str) -> ProgressBar {
-    if !config.progress || !std::io::stdout().is_terminal() {
+    if config.no_progress || !std::io::stdout().is_terminal() {
         return ProgressBar::hidden();
     }
-    let (length, template) = match config.stop {
+    let (length, template) = match config.stop() {
         Stop::Requests(total) => (
             total,
             "{prefix:>10} [{elapsed_precise}] {bar:30} {pos}/{len} req  {msg}",

@@ -1,161 +1,189 @@
-//! What a run measured, and the checks that decide pass or fail. The text summary and the JSON
-//! report are in `report/text.rs` and `report/json.rs`.
+//! The report: what the runs measured and whether the storm passed, as plain data. It is built
+//! once from the runs (`report/build.rs`, where the checks are), written as JSON by serde
+//! (`--json PATH`: each field's name is its JSON key) and printed as the text summary
+//! (`report/text.rs`).
 
-mod json;
+mod build;
+mod fields;
 mod text;
 
-use crate::config::Config;
-use crate::fault_plan::Group;
 use crate::latency::Latency;
 use crate::origin::OriginSummary;
-use crate::session::Tally;
-use scoped_cache::testing::{FaultCounts, FaultKind};
-use scoped_cache::{FreshnessKind, Stats, ViolationKind};
+use scoped_cache::testing::{FaultKind, FaultRates};
+use scoped_cache::{FreshnessKind, Policy, ViolationKind};
+use serde::Serialize;
+use std::path::Path;
 use std::time::Duration;
 
-/// The cache's own counts, whichever path ran.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CacheCounts {
+/// The whole report: the verified run's fields at the top level, then the configuration, the
+/// naive run (with `--baseline-unverified`) and the verdict.
+#[derive(Serialize)]
+pub struct Report {
+    #[serde(flatten)]
+    pub verified: RunSummary,
+    pub config: ConfigSummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_unverified: Option<RunSummary>,
+    pub result: Verdict,
+}
+
+/// Pass: the verified run leaked nothing and refused every wrong value the store handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+}
+
+/// The parameters the runs used.
+#[derive(Serialize)]
+pub struct ConfigSummary {
+    pub tenants: u64,
+    pub devices_per_tenant: u64,
+    pub items_per_device: u64,
+    pub sessions_per_device: u64,
+    pub keys: u64,
+    /// Requests in all; none when the run was timed.
+    pub requests: Option<u64>,
+    #[serde(serialize_with = "fields::seconds_or_null")]
+    pub duration_s: Option<Duration>,
+    pub l1_capacity: u64,
+    #[serde(serialize_with = "fields::seconds")]
+    pub ttl_s: Duration,
+    #[serde(serialize_with = "fields::micros")]
+    pub origin_latency_us: Duration,
+    pub origin_concurrency: usize,
+    #[serde(serialize_with = "fields::policy")]
+    pub policy: Policy,
+    pub backend: String,
+    pub seed: u64,
+    #[serde(serialize_with = "fields::text")]
+    pub faults: FaultRates,
+}
+
+/// What one run (verified or naive) measured, and how it fared.
+#[derive(Serialize)]
+pub struct RunSummary {
+    /// `verified` or `unverified`.
+    pub path: &'static str,
+    pub requests: u64,
+    pub served: u64,
+    /// Calls that returned an error.
+    pub errors: u64,
+    pub error_examples: Vec<String>,
     pub hits_l1: u64,
     pub hits_l2: u64,
     pub misses: u64,
+    /// `get_or_load` calls that ran the loader.
     pub loads: u64,
+    /// Calls that waited for another caller's load of the same key.
     pub coalesced: u64,
     pub load_errors: u64,
-    pub remote_errors: u64,
-    pub expired_served: u64,
-}
-
-/// Everything one run measured.
-pub struct RunReport {
-    pub label: &'static str,
-    pub tally: Tally,
-    pub counts: CacheCounts,
-    /// The library's stats (verified run only).
-    pub stats: Option<Stats>,
-    pub origin: OriginSummary,
-    pub injected: FaultCounts,
     pub remote_reads: u64,
+    pub remote_errors: u64,
     /// Calls the backend itself failed (not injected).
     pub backend_errors: u64,
+    /// Values the in-process `MemoryStore` evicted; none for other backends.
     pub l2_evictions: Option<u64>,
-    pub sink_local: u64,
-    pub sink_remote: u64,
-    pub sink_examples: Vec<(String, String)>,
-    pub latency: Latency,
-    pub elapsed: Duration,
+    /// The most origin loads of one key within one fill (`origin.loads_per_key_max_per_fill`).
+    pub origin_loads_per_key_max: u32,
+    pub origin: OriginSummary,
+    pub breaker_trips: u64,
+    pub breaker_open_ms: u64,
+    #[serde(serialize_with = "fields::by_name")]
+    pub faults_injected: Vec<(FaultKind, u64)>,
+    pub faults_injected_total: u64,
+    /// The library's violation counts (verified run only).
+    #[serde(serialize_with = "fields::by_name")]
+    pub violations_detected: Vec<(ViolationKind, u64)>,
+    pub violations_detected_total: u64,
+    /// Authentic values of the requested key the library did not use (expired, another
+    /// schema, an unknown key id): misses, never reported as violations (verified run only).
+    #[serde(serialize_with = "fields::by_name")]
+    pub freshness_misses: Vec<(FreshnessKind, u64)>,
+    /// Remote calls skipped while the client's store breaker was open.
+    pub remote_skipped: u64,
+    pub store_breaker_trips: u64,
+    pub violations_by_tier: ByTier,
+    pub detection: Detection,
+    /// Values served that differ from the harness's own ground truth.
+    pub leaks: u64,
+    pub leaks_other_owner: u64,
+    pub leaks_damaged: u64,
+    pub expired_served: u64,
+    pub leak_examples: Vec<String>,
+    /// The first refusal of each kind, as the violation sink saw it.
+    pub violation_examples: Vec<ViolationExample>,
+    pub latency_us: Latency,
+    /// From the barrier to the last session's end.
+    pub elapsed_s: f64,
     /// Writing yesterday's values and spawning the sessions, before the barrier.
-    pub prepared: Duration,
+    pub prepared_s: f64,
+    pub ops_per_s: f64,
 }
 
-impl RunReport {
-    fn ops_per_s(&self) -> f64 {
-        self.tally.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
+/// Violations by the tier that refused the value.
+#[derive(Serialize)]
+pub struct ByTier {
+    pub l1: u64,
+    pub l2: u64,
+}
 
-    fn violations(&self, kind: ViolationKind) -> u64 {
-        self.stats.map_or(0, |stats| stats.violations.get(kind))
-    }
-
-    fn freshness_misses(&self, kind: FreshnessKind) -> u64 {
-        self.stats
-            .map_or(0, |stats| stats.freshness_misses.get(kind))
-    }
-
-    /// Wrong values refused without an alarm: freshness misses (stale injections, and corrupted
-    /// key ids that name no key of the ring). Normal operation produces none.
-    fn freshness_refused(&self) -> u64 {
-        self.stats.map_or(0, |stats| stats.freshness_misses.total())
-    }
-
-    fn injected_of(&self, kinds: &[FaultKind]) -> u64 {
-        kinds.iter().map(|&kind| self.injected.get(kind)).sum()
-    }
-
-    /// Injected faults that hand out a value the cache must refuse.
-    fn wrong_values_injected(&self) -> u64 {
-        self.injected
-            .iter()
-            .filter(|(kind, _)| kind.is_wrong_value())
-            .map(|(_, n)| n)
-            .sum()
-    }
-
-    /// Injected faults that fail the read.
-    fn errors_injected(&self) -> u64 {
-        self.injected
-            .iter()
-            .filter(|(kind, _)| kind.is_error())
-            .map(|(_, n)| n)
-            .sum()
-    }
-
-    /// Every wrong value the store handed out came back as a remote-tier violation or, for a
-    /// stale value or a key id no ring has, as a freshness miss.
-    fn all_refused(&self) -> bool {
-        self.wrong_values_injected() == self.sink_remote + self.freshness_refused()
-    }
-
-    pub fn ok(&self) -> bool {
-        self.tally.leaks == 0 && self.all_refused()
-    }
-
+/// Whether every wrong value the store handed out came back as a violation.
+#[derive(Serialize)]
+pub struct Detection {
+    pub all_injected_wrong_values_refused: bool,
+    pub by_group: Vec<GroupCount>,
     /// Why injected wrong values and remote violations differ, when they do.
-    fn mismatch_reason(&self) -> Option<String> {
-        let (injected, refused) = (
-            self.wrong_values_injected(),
-            self.sink_remote + self.freshness_refused(),
-        );
-        if injected == refused {
-            return None;
-        }
-        Some(if refused > injected {
-            format!(
-                "{} more remote refusals than injected wrong values: the store held values \
-                 that fail verification without help ({} expired beyond the clock-skew \
-                 allowance), or a replay was refused; anything else is a bug",
-                refused - injected,
-                self.freshness_misses(FreshnessKind::Expired)
-                    .saturating_sub(self.injected.get(FaultKind::Stale))
-            )
-        } else {
-            format!(
-                "{} injected wrong values were not refused: one passed verification (see \
-                 leaks), or a read was abandoned between the store and the check",
-                injected - refused
-            )
-        })
-    }
-
-    fn breaker(&self) -> (u64, u64) {
-        self.stats
-            .map_or((0, 0), |stats| (stats.breaker_trips, stats.breaker_open_ms))
-    }
-
-    fn group_counts(&self, group: &Group) -> (u64, u64) {
-        let refused = group
-            .violations
-            .iter()
-            .map(|&k| self.violations(k))
-            .sum::<u64>()
-            + group
-                .freshness
-                .iter()
-                .map(|&k| self.freshness_misses(k))
-                .sum::<u64>();
-        (self.injected_of(group.faults), refused)
-    }
+    pub mismatch_reason: Option<String>,
 }
 
-/// The whole report: the verified run and, with `--baseline-unverified`, the naive one.
-pub struct Report {
-    pub config: Config,
-    pub verified: RunReport,
-    pub naive: Option<RunReport>,
+/// One group of `fault_plan::GROUPS`: its faults injected, and the violations they must produce.
+#[derive(Serialize)]
+pub struct GroupCount {
+    pub group: &'static str,
+    pub injected: u64,
+    pub refused: u64,
+}
+
+/// A refusal as an operator would read it.
+#[derive(Serialize)]
+pub struct ViolationExample {
+    /// The violation's kind, and whether tenant and device were exchanged.
+    pub kind: String,
+    pub report: String,
 }
 
 impl Report {
     pub fn ok(&self) -> bool {
-        self.verified.ok()
+        self.result == Verdict::Pass
     }
+
+    /// Writes the report as pretty-printed JSON.
+    pub fn write_json(&self, path: &Path) -> Result<(), String> {
+        let text = serde_json::to_string_pretty(self).map_err(|error| error.to_string())?;
+        std::fs::write(path, text + "\n")
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))
+    }
+}
+
+impl RunSummary {
+    /// Injected faults that hand out a value the cache must refuse.
+    pub fn wrong_values_injected(&self) -> u64 {
+        injected_where(&self.faults_injected, FaultKind::is_wrong_value)
+    }
+
+    /// Injected faults that fail the read.
+    pub fn errors_injected(&self) -> u64 {
+        injected_where(&self.faults_injected, FaultKind::is_error)
+    }
+}
+
+/// Injected faults of the kinds `of_kind` picks.
+fn injected_where(faults: &[(FaultKind, u64)], of_kind: fn(FaultKind) -> bool) -> u64 {
+    faults
+        .iter()
+        .filter(|&&(kind, _)| of_kind(kind))
+        .map(|&(_, n)| n)
+        .sum()
 }

@@ -4,12 +4,12 @@
 use crate::backend::{Backend, open_backend};
 use crate::config::{Config, Stop};
 use crate::latency::Latency;
+use crate::measured::{CacheCounts, Measured};
 use crate::naive_cache::NaiveCache;
 use crate::namespace::{Thumbnails, key_ring};
 use crate::origin::Origin;
 use crate::population::Population;
 use crate::progress::progress_bar;
-use crate::report::{CacheCounts, RunReport};
 use crate::session::{Tally, session};
 use crate::sink_log::SinkLog;
 use crate::yesterday::remember_yesterday;
@@ -66,7 +66,7 @@ pub async fn run(
     config: &Config,
     naive: bool,
     origin_server: tokio::runtime::Handle,
-) -> Result<RunReport, String> {
+) -> Result<Measured, String> {
     let preparing = Instant::now();
     let label = if naive { "unverified" } else { "verified" };
     let (store, memory) = open_backend(config, label).await?;
@@ -165,7 +165,7 @@ pub async fn run(
     for tenant in 0..population.tenants {
         for device_index in 0..population.devices_per_tenant {
             for _ in 0..config.sessions_per_device {
-                let stop = match config.stop {
+                let stop = match config.stop() {
                     Stop::Requests(total) => {
                         Stop::Requests(total / sessions + u64::from(next < total % sessions))
                     }
@@ -192,7 +192,7 @@ pub async fn run(
             Arc::clone(&run),
             progress.clone(),
             Arc::clone(&sink),
-            config.stop,
+            config.stop(),
         );
         tokio::spawn(async move {
             loop {
@@ -260,7 +260,7 @@ pub async fn run(
         .lock()
         .map(|examples| examples.clone())
         .unwrap_or_default();
-    Ok(RunReport {
+    Ok(Measured {
         label,
         tally,
         counts,

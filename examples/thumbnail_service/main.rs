@@ -20,6 +20,7 @@
 mod app;
 
 use app::{App, Config, THUMBNAIL_ROUTE, USER_HEADER};
+use clap::Parser;
 use rand::TryRng;
 use scoped_cache::{KeyId, KeyRing, MemoryStore, RemoteStore};
 use std::net::SocketAddr;
@@ -29,53 +30,23 @@ use std::sync::Arc;
 /// Where the key ring's secret comes from, when set.
 const SECRET_VAR: &str = "THUMBNAIL_SERVICE_SECRET";
 
-const USAGE: &str = "\
-usage: cargo run --release --example thumbnail_service -- [flags]
-
-  --listen ADDR   address to serve on                                   [127.0.0.1:3000]
-  --redis URL     keep thumbnails in Redis/Valkey (redis://host:port, redis+unix:///path);
-                  needs a build with --features redis                   [in-process store]
-  -h, --help      this text
-
-env: THUMBNAIL_SERVICE_SECRET  key-ring secret, >= 32 bytes, the same on every instance
-                               [a random one per start]";
-
-/// The parsed flags.
+/// Camera thumbnails over HTTP, cached per (user, camera, event) with scoped-cache.
+#[derive(Parser)]
+#[command(
+    name = "thumbnail_service",
+    after_help = format!(
+        "env: {SECRET_VAR}  key-ring secret, >= 32 bytes, the same on every instance \
+         [default: a random one per start]"
+    )
+)]
 struct Flags {
+    /// Address to serve on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
+    /// Keep thumbnails in Redis/Valkey (redis://host:port, redis+unix:///path); needs a build
+    /// with --features redis [default: the in-process store]
+    #[arg(long, value_name = "URL")]
     redis: Option<String>,
-}
-
-fn parse_flags(args: impl IntoIterator<Item = String>) -> Result<Option<Flags>, String> {
-    let mut flags = Flags {
-        listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
-        redis: None,
-    };
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.into())),
-            _ => (arg, None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--listen" => {
-                let text = value()?;
-                flags.listen = text.parse().map_err(|_| {
-                    format!("--listen {text:?}: expected an address like 127.0.0.1:3000")
-                })?;
-            }
-            "--redis" => flags.redis = Some(value()?),
-            other => return Err(format!("unknown flag {other:?}")),
-        }
-    }
-    Ok(Some(flags))
 }
 
 /// The key ring: from `THUMBNAIL_SERVICE_SECRET`, or a random secret for this process only.
@@ -203,18 +174,8 @@ async fn run(flags: Flags) -> Result<(), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let flags = match parse_flags(std::env::args().skip(1)) {
-        Ok(Some(flags)) => flags,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(error) => {
-            eprintln!("{error}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(flags).await {
+    // Bad flags exit with status 2 and a message, `--help` with 0.
+    match run(Flags::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("thumbnail_service: {error}");

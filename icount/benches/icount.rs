@@ -68,7 +68,8 @@ const SECRET: [u8; 32] = [0x42; 32];
 /// The demo knob described in the crate docs above.
 const EXTRA_HASHES_ENV: &str = "ICOUNT_DEMO_EXTRA_HASHES";
 
-/// SplitMix64: seeded, and independent of any crate's version.
+/// SplitMix64, kept here rather than rand's: this package builds scoped-cache without `testing`,
+/// and the counted workload must not change with a rand release.
 struct SplitMix64(u64);
 
 impl SplitMix64 {

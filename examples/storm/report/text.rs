@@ -1,15 +1,15 @@
 //! The report as text, as the storm prints it.
 
-use super::{Report, RunReport};
-use crate::config::PolicyChoice;
-use crate::fault_plan::{GROUPS, handled_as};
+use super::fields::describe_policy;
+use super::{Report, RunSummary};
+use crate::fault_plan::handled_as;
+use scoped_cache::Policy;
 use std::fmt::Write as _;
 
 impl Report {
     pub fn summary(&self) -> String {
         let c = &self.config;
         let v = &self.verified;
-        let t = &v.tally;
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -18,58 +18,54 @@ impl Report {
             c.tenants,
             c.devices_per_tenant,
             c.items_per_device,
-            c.population().keys(),
+            c.keys,
             c.sessions_per_device,
-            c.sessions()
+            c.tenants * c.devices_per_tenant * c.sessions_per_device
         );
         let _ = writeln!(
             out,
             "       L1 {} entries; TTL {:?}; origin {:?} x {} at once; policy {}; backend {}; seed {}",
             c.l1_capacity,
-            c.ttl,
-            c.origin_latency,
+            c.ttl_s,
+            c.origin_latency_us,
             c.origin_concurrency,
-            c.policy_name(),
-            c.backend_name(),
+            describe_policy(&c.policy),
+            c.backend,
             c.seed
         );
         let _ = writeln!(out, "       faults {}", c.faults);
         let _ = writeln!(out);
-        let pct = |n: u64| 100.0 * n as f64 / t.requests.max(1) as f64;
+        let pct = |n: u64| 100.0 * n as f64 / v.requests.max(1) as f64;
         let _ = writeln!(
             out,
             "  throughput     {:>10.0} req/s   {} requests in {:.2} s (after {:.2} s writing \
              yesterday's values and spawning the sessions)",
-            v.ops_per_s(),
-            t.requests,
-            v.elapsed.as_secs_f64(),
-            v.prepared.as_secs_f64()
+            v.ops_per_s, v.requests, v.elapsed_s, v.prepared_s
         );
         let _ = writeln!(
             out,
             "  latency        p50 {} us   p99 {} us   p99.9 {} us   max {} us",
-            v.latency.p50, v.latency.p99, v.latency.p999, v.latency.max
+            v.latency_us.p50, v.latency_us.p99, v.latency_us.p999, v.latency_us.max
         );
-        let k = &v.counts;
         for (name, n, note) in [
-            ("hits L1", k.hits_l1, String::new()),
-            ("hits L2", k.hits_l2, String::new()),
+            ("hits L1", v.hits_l1, String::new()),
+            ("hits L2", v.hits_l2, String::new()),
             (
                 "loads",
-                k.loads,
+                v.loads,
                 "get_or_load calls that ran the loader".into(),
             ),
             (
                 "coalesced",
-                k.coalesced,
+                v.coalesced,
                 "waited for another caller's load of the same key".into(),
             ),
             (
                 "errors",
-                t.errors,
+                v.errors,
                 format!(
                     "calls that returned an error (load errors {})",
-                    k.load_errors
+                    v.load_errors
                 ),
             ),
         ] {
@@ -79,11 +75,35 @@ impl Report {
             out,
             "  remote         {:>10} reads, {} errors ({} from the backend itself){}",
             v.remote_reads,
-            k.remote_errors,
+            v.remote_errors,
             v.backend_errors,
             v.l2_evictions
                 .map(|n| format!(", {n} evictions"))
                 .unwrap_or_default()
+        );
+        if v.remote_skipped > 0 {
+            let _ = writeln!(
+                out,
+                "  store breaker  {:>10} calls skipped the store; opened {} times",
+                v.remote_skipped, v.store_breaker_trips
+            );
+        }
+        let freshness: u64 = v.freshness_misses.iter().map(|&(_, n)| n).sum();
+        let kinds: Vec<String> = v
+            .freshness_misses
+            .iter()
+            .filter(|&&(_, n)| n > 0)
+            .map(|(kind, n)| format!("{n} {}", kind.name()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  freshness      {:>10} authentic values not used, never reported{}",
+            freshness,
+            if kinds.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", kinds.join(", "))
+            }
         );
         let o = &v.origin;
         let _ = writeln!(
@@ -94,8 +114,11 @@ impl Report {
             o.keys_loaded,
             o.reloads_after_fill_ended,
             o.reloads_unexplained,
-            if o.loads_while_open > 0 {
-                format!(", {} while the breaker was open", o.loads_while_open)
+            if o.loads_while_breaker_open > 0 {
+                format!(
+                    ", {} while the breaker was open",
+                    o.loads_while_breaker_open
+                )
             } else {
                 String::new()
             }
@@ -104,35 +127,34 @@ impl Report {
             out,
             "  origin_loads_per_key_max: {}   (most loads of one key within one fill; over the \
              whole run: {})",
-            o.per_key_max_per_fill, o.per_key_max_total
+            o.loads_per_key_max_per_fill, o.loads_per_key_max_over_run
         );
-        if c.policy == PolicyChoice::AutoBypass {
-            let (trips, open_ms) = v.breaker();
+        if matches!(c.policy, Policy::AutoBypass { .. }) {
             let _ = writeln!(
                 out,
-                "  breaker_trips: {trips}   (open {:.2} s in all; {} loads while open: every call \
-                 loads, uncoalesced, by design)",
-                open_ms as f64 / 1000.0,
-                o.loads_while_open
+                "  breaker_trips: {}   (open {:.2} s in all; {} loads while open, still one \
+                 per key at a time)",
+                v.breaker_trips,
+                v.breaker_open_ms as f64 / 1000.0,
+                o.loads_while_breaker_open
             );
         }
         let _ = writeln!(out);
         let _ = writeln!(out, "  {:<10} {:>10}   should be", "fault", "injected");
-        for (kind, n) in v.injected.iter() {
+        for &(kind, n) in &v.faults_injected {
             let _ = writeln!(out, "  {:<10} {n:>10}   {}", kind.name(), handled_as(kind));
         }
-        for group in &GROUPS {
-            let (injected, refused) = v.group_counts(group);
+        for group in &v.detection.by_group {
+            let (injected, refused) = (group.injected, group.refused);
             let mark = if injected == refused { "ok" } else { "DIFFERS" };
             let _ = writeln!(
                 out,
                 "  {:<38} injected {injected:>8}   refused {refused:>8}   {mark}",
-                group.name
+                group.group
             );
         }
-        let errors = v.errors_injected();
-        let errors = errors + v.backend_errors;
-        let mark = if errors == k.remote_errors {
+        let errors = v.errors_injected() + v.backend_errors;
+        let mark = if errors == v.remote_errors {
             "ok"
         } else {
             "DIFFERS"
@@ -140,19 +162,19 @@ impl Report {
         let _ = writeln!(
             out,
             "  {:<38} injected {errors:>8}   errors  {:>8}   {mark}",
-            "failed calls (drop, timeout, backend)", k.remote_errors
+            "failed calls (drop, timeout, backend)", v.remote_errors
         );
-        if !v.sink_examples.is_empty() {
+        if !v.violation_examples.is_empty() {
             let _ = writeln!(
                 out,
                 "  first refusal of each kind, as the violation sink saw it"
             );
         }
-        for (label, text) in &v.sink_examples {
-            let _ = writeln!(out, "    {label}:\n      {text}");
+        for example in &v.violation_examples {
+            let _ = writeln!(out, "    {}:\n      {}", example.kind, example.report);
         }
         let _ = writeln!(out);
-        match v.mismatch_reason() {
+        match &v.detection.mismatch_reason {
             None if v.wrong_values_injected() == 0 => {
                 let _ = writeln!(out, "  detection: no wrong values injected, none refused");
             }
@@ -167,18 +189,18 @@ impl Report {
                 let _ = writeln!(out, "  detection: MISMATCH: {reason}");
             }
         }
-        for example in &t.error_examples {
+        for example in &v.error_examples {
             let _ = writeln!(out, "    error: {example}");
         }
         let _ = writeln!(
             out,
             "  leaks: {}   (values served that differ from the harness's own ground truth)",
-            t.leaks
+            v.leaks
         );
-        for example in &t.leak_examples {
+        for example in &v.leak_examples {
             let _ = writeln!(out, "    LEAK: {example}");
         }
-        if let Some(naive) = &self.naive {
+        if let Some(naive) = &self.baseline_unverified {
             let _ = writeln!(out);
             out.push_str(&side_by_side(v, naive));
         }
@@ -188,7 +210,7 @@ impl Report {
 }
 
 /// The verified run next to the naive one.
-fn side_by_side(verified: &RunReport, naive: &RunReport) -> String {
+fn side_by_side(verified: &RunSummary, naive: &RunSummary) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -196,26 +218,22 @@ fn side_by_side(verified: &RunReport, naive: &RunReport) -> String {
         "verified", "unverified (naive)"
     );
     let rows: [(&str, u64, u64); 9] = [
-        ("requests", verified.tally.requests, naive.tally.requests),
-        (
-            "wrong values served (leaks)",
-            verified.tally.leaks,
-            naive.tally.leaks,
-        ),
+        ("requests", verified.requests, naive.requests),
+        ("wrong values served (leaks)", verified.leaks, naive.leaks),
         (
             "  another owner's data",
-            verified.tally.leaks_other_owner,
-            naive.tally.leaks_other_owner,
+            verified.leaks_other_owner,
+            naive.leaks_other_owner,
         ),
         (
             "  damaged bytes",
-            verified.tally.leaks - verified.tally.leaks_other_owner,
-            naive.tally.leaks - naive.tally.leaks_other_owner,
+            verified.leaks_damaged,
+            naive.leaks_damaged,
         ),
         (
             "expired values served",
-            verified.counts.expired_served,
-            naive.counts.expired_served,
+            verified.expired_served,
+            naive.expired_served,
         ),
         (
             "wrong values injected",
@@ -225,10 +243,14 @@ fn side_by_side(verified: &RunReport, naive: &RunReport) -> String {
         ("origin loads", verified.origin.loads, naive.origin.loads),
         (
             "origin loads per key, max",
-            u64::from(verified.origin.per_key_max_total),
-            u64::from(naive.origin.per_key_max_total),
+            u64::from(verified.origin.loads_per_key_max_over_run),
+            u64::from(naive.origin.loads_per_key_max_over_run),
         ),
-        ("p99 latency (us)", verified.latency.p99, naive.latency.p99),
+        (
+            "p99 latency (us)",
+            verified.latency_us.p99,
+            naive.latency_us.p99,
+        ),
     ];
     for (name, left, right) in rows {
         let _ = writeln!(out, "    {name:<36} {left:>14} {right:>22}");
@@ -236,9 +258,7 @@ fn side_by_side(verified: &RunReport, naive: &RunReport) -> String {
     let _ = writeln!(
         out,
         "    {:<36} {:>14.0} {:>22.0}",
-        "throughput (req/s)",
-        verified.ops_per_s(),
-        naive.ops_per_s()
+        "throughput (req/s)", verified.ops_per_s, naive.ops_per_s
     );
     let _ = writeln!(
         out,

@@ -1,0 +1,43 @@
+//! What one run measured, as `run` hands it to the report to be judged.
+
+use crate::latency::Latency;
+use crate::origin::OriginSummary;
+use crate::session::Tally;
+use scoped_cache::Stats;
+use scoped_cache::testing::FaultCounts;
+use std::time::Duration;
+
+/// The cache's own counts, whichever path ran.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CacheCounts {
+    pub hits_l1: u64,
+    pub hits_l2: u64,
+    pub misses: u64,
+    pub loads: u64,
+    pub coalesced: u64,
+    pub load_errors: u64,
+    pub remote_errors: u64,
+    pub expired_served: u64,
+}
+
+/// Everything one run measured.
+pub struct Measured {
+    pub label: &'static str,
+    pub tally: Tally,
+    pub counts: CacheCounts,
+    /// The library's stats (verified run only).
+    pub stats: Option<Stats>,
+    pub origin: OriginSummary,
+    pub injected: FaultCounts,
+    pub remote_reads: u64,
+    /// Calls the backend itself failed (not injected).
+    pub backend_errors: u64,
+    pub l2_evictions: Option<u64>,
+    pub sink_local: u64,
+    pub sink_remote: u64,
+    pub sink_examples: Vec<(String, String)>,
+    pub latency: Latency,
+    pub elapsed: Duration,
+    /// Writing yesterday's values and spawning the sessions, before the barrier.
+    pub prepared: Duration,
+}

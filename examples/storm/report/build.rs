@@ -1,0 +1,156 @@
+//! The report built from what the runs measured: the checks that decide pass or fail.
+
+use super::{
+    ByTier, ConfigSummary, Detection, GroupCount, Report, RunSummary, Verdict, ViolationExample,
+    injected_where,
+};
+use crate::config::{Config, Stop};
+use crate::fault_plan::GROUPS;
+use crate::measured::Measured;
+use scoped_cache::{FreshnessKind, ViolationKind};
+use scoped_cache::testing::FaultKind;
+
+impl Report {
+    pub fn new(config: &Config, verified: Measured, naive: Option<Measured>) -> Self {
+        let verified = RunSummary::judge(verified);
+        // The naive run is there to be compared with; only the verified run must pass.
+        let passed = verified.leaks == 0 && verified.detection.all_injected_wrong_values_refused;
+        let result = if passed { Verdict::Pass } else { Verdict::Fail };
+        Self {
+            verified,
+            config: ConfigSummary::of(config),
+            baseline_unverified: naive.map(RunSummary::judge),
+            result,
+        }
+    }
+}
+
+impl ConfigSummary {
+    fn of(config: &Config) -> Self {
+        let (requests, duration_s) = match config.stop() {
+            Stop::Requests(n) => (Some(n), None),
+            Stop::After(limit) => (None, Some(limit)),
+        };
+        Self {
+            tenants: config.tenants,
+            devices_per_tenant: config.devices_per_tenant,
+            items_per_device: config.items_per_device,
+            sessions_per_device: config.sessions_per_device,
+            keys: config.population().keys(),
+            requests,
+            duration_s,
+            l1_capacity: config.l1_capacity,
+            ttl_s: config.ttl,
+            origin_latency_us: config.origin_latency,
+            origin_concurrency: config.origin_concurrency,
+            policy: config.policy(),
+            backend: config.backend_name().to_owned(),
+            seed: config.seed,
+            faults: config.faults,
+        }
+    }
+}
+
+impl RunSummary {
+    fn judge(run: Measured) -> Self {
+        let violations = |kind: ViolationKind| run.stats.map_or(0, |s| s.violations.get(kind));
+        let freshness = |kind: FreshnessKind| run.stats.map_or(0, |s| s.freshness_misses.get(kind));
+        let faults_injected: Vec<_> = run.injected.iter().collect();
+        // Every wrong value the store handed out must come back as a remote-tier violation, or
+        // (a stale value, a corrupted key id no ring has) as a freshness miss.
+        let wrong_values = injected_where(&faults_injected, FaultKind::is_wrong_value);
+        let refused = run.sink_remote + run.stats.map_or(0, |s| s.freshness_misses.total());
+        let expired_unaided =
+            freshness(FreshnessKind::Expired).saturating_sub(run.injected.get(FaultKind::Stale));
+        let by_group = GROUPS
+            .iter()
+            .map(|group| GroupCount {
+                group: group.name,
+                injected: group
+                    .faults
+                    .iter()
+                    .map(|&kind| run.injected.get(kind))
+                    .sum(),
+                refused: group.violations.iter().map(|&kind| violations(kind)).sum::<u64>()
+                    + group.freshness.iter().map(|&kind| freshness(kind)).sum::<u64>(),
+            })
+            .collect();
+        Self {
+            path: run.label,
+            requests: run.tally.requests,
+            served: run.tally.served,
+            errors: run.tally.errors,
+            error_examples: run.tally.error_examples,
+            hits_l1: run.counts.hits_l1,
+            hits_l2: run.counts.hits_l2,
+            misses: run.counts.misses,
+            loads: run.counts.loads,
+            coalesced: run.counts.coalesced,
+            load_errors: run.counts.load_errors,
+            remote_reads: run.remote_reads,
+            remote_errors: run.counts.remote_errors,
+            backend_errors: run.backend_errors,
+            l2_evictions: run.l2_evictions,
+            origin_loads_per_key_max: run.origin.loads_per_key_max_per_fill,
+            origin: run.origin,
+            breaker_trips: run.stats.map_or(0, |s| s.breaker_trips),
+            breaker_open_ms: run.stats.map_or(0, |s| s.breaker_open_ms),
+            faults_injected,
+            faults_injected_total: run.injected.total(),
+            violations_detected: run.stats.iter().flat_map(|s| s.violations.iter()).collect(),
+            violations_detected_total: run.sink_local + run.sink_remote,
+            freshness_misses: run
+                .stats
+                .iter()
+                .flat_map(|s| s.freshness_misses.iter())
+                .collect(),
+            remote_skipped: run.stats.map_or(0, |s| s.remote_skipped),
+            store_breaker_trips: run.stats.map_or(0, |s| s.store_breaker_trips),
+            violations_by_tier: ByTier {
+                l1: run.sink_local,
+                l2: run.sink_remote,
+            },
+            detection: Detection {
+                all_injected_wrong_values_refused: wrong_values == refused,
+                by_group,
+                mismatch_reason: mismatch_reason(wrong_values, refused, expired_unaided),
+            },
+            leaks: run.tally.leaks,
+            leaks_other_owner: run.tally.leaks_other_owner,
+            leaks_damaged: run.tally.leaks - run.tally.leaks_other_owner,
+            expired_served: run.counts.expired_served,
+            leak_examples: run.tally.leak_examples,
+            violation_examples: run
+                .sink_examples
+                .into_iter()
+                .map(|(kind, report)| ViolationExample { kind, report })
+                .collect(),
+            latency_us: run.latency,
+            elapsed_s: run.elapsed.as_secs_f64(),
+            prepared_s: run.prepared.as_secs_f64(),
+            ops_per_s: run.tally.requests as f64 / run.elapsed.as_secs_f64().max(1e-9),
+        }
+    }
+}
+
+/// Why injected wrong values and remote violations differ, when they do.
+fn mismatch_reason(injected: u64, refused: u64, expired_unaided: u64) -> Option<String> {
+    if injected == refused {
+        return None;
+    }
+    Some(if refused > injected {
+        format!(
+            "{} more remote refusals than injected wrong values: the store held values that \
+             fail verification without help ({expired_unaided} expired, possible only with clocks \
+             further apart than the clock-skew allowance), or a replay was refused; anything \
+             else is a bug",
+            refused - injected,
+        )
+    } else {
+        format!(
+            "{} injected wrong values were not refused: one passed verification (see leaks), or \
+             a read was abandoned between the store and the check",
+            injected - refused
+        )
+    })
+}
