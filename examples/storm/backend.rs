@@ -65,6 +65,12 @@ impl RemoteStore for Backend {
             outcome
         })
     }
+
+    /// Unconditional, on purpose: every refusal the cache deletes ends the key's fill, so the
+    /// fill accounting never depends on whether a value was replaced since it was read.
+    fn delete_if<'a>(&'a self, key: &'a [u8], _value: &'a Bytes) -> StoreFuture<'a, ()> {
+        self.delete(key)
+    }
 }
 
 /// The chosen backend, fresh for one run; the `MemoryStore` too when it is one, for its stats.

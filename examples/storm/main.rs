@@ -39,12 +39,14 @@
 //! key *within one fill*. A fill of a key ends when the cache loses its value: a read of it is
 //! refused (the cache then deletes the entry: fail closed) or fails, the entry is deleted (the
 //! harness's backend makes a refusal's delete unconditional, so it can remove a value another
-//! caller has just written), a write of it fails, or the breaker changes state (while it is
-//! open, loaded values are not written). A load after that is a reload the design requires;
-//! those are real origin traffic and are reported next to it (`reloads_after_fill_ended`, the most loads of
-//! one key over the whole run, and the loads made while the breaker was open). A second load of
-//! a key within one fill is a double load that single-flight should have prevented
-//! (`reloads_unexplained`, expected 0).
+//! caller has just written), a write of it fails, a breaker changes state (while the
+//! namespace's is open, loaded values are not written; while the store's is, the store is
+//! skipped), or the value expires (a load at least the cache's keep time, its TTL less the expiry
+//! margin, after the key's previous one). A load after that is a reload the design requires;
+//! those are real origin traffic and are reported next to it (`reloads_after_fill_ended`,
+//! `reloads_after_expiry`, the most loads of one key over the whole run, and the loads made while
+//! the breaker was open, one per key at a time). A second load of a key within one fill is a
+//! double load that single-flight should have prevented (`reloads_unexplained`, expected 0).
 //!
 //! **The baseline.** `--baseline-unverified` runs the same storm again through a naive cache
 //! built here: a plain `quick_cache` L1 keyed by the key bytes, the payload cut out of the

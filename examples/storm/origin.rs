@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 /// The source of truth: slow, limited, and counting what it is asked for.
@@ -27,12 +27,19 @@ pub struct Origin {
     fills_ended: Box<[AtomicU32]>,
     /// Per key: (the fill its last load belonged to) << 24 | (loads in that fill).
     fill_loads: Box<[AtomicU64]>,
+    /// Per key: when its last load started, in ms since the origin opened.
+    last_load_ms: Box<[AtomicU64]>,
+    opened: Instant,
+    /// How long the cache keeps a loaded value (its TTL less the expiry margin, in ms): a load
+    /// that long after the key's last one starts a new fill.
+    keep_ms: u64,
     /// Breaker transitions so far: each ends every key's fill (while the breaker is open, or
     /// turning, loaded values are not written, so they load again once it closes).
     pub breaker_transitions: AtomicU32,
     pub total: AtomicU64,
     max_per_fill: AtomicU32,
     reloads_after_fill_ended: AtomicU64,
+    reloads_after_expiry: AtomicU64,
     reloads_unexplained: AtomicU64,
     /// Whether the namespace's breaker is open (set by the client's breaker sink).
     pub breaker_open: AtomicBool,
@@ -51,9 +58,13 @@ impl Origin {
             loads: zeroed32(),
             fills_ended: zeroed32(),
             fill_loads: (0..keys).map(|_| AtomicU64::new(0)).collect(),
+            last_load_ms: (0..keys).map(|_| AtomicU64::new(0)).collect(),
+            opened: Instant::now(),
+            keep_ms: keep_ms(config.ttl),
             total: AtomicU64::new(0),
             max_per_fill: AtomicU32::new(0),
             reloads_after_fill_ended: AtomicU64::new(0),
+            reloads_after_expiry: AtomicU64::new(0),
             reloads_unexplained: AtomicU64::new(0),
             breaker_open: AtomicBool::new(false),
             breaker_transitions: AtomicU32::new(0),
@@ -96,14 +107,23 @@ impl Origin {
 
     fn count(&self, index: usize) {
         self.total.fetch_add(1, Ordering::Relaxed);
-        let (Some(loads), Some(ended), Some(fill_loads)) = (
+        let (Some(loads), Some(ended), Some(fill_loads), Some(last_load_ms)) = (
             self.loads.get(index),
             self.fills_ended.get(index),
             self.fill_loads.get(index),
+            self.last_load_ms.get(index),
         ) else {
             return;
         };
         let earlier = loads.fetch_add(1, Ordering::Relaxed);
+        // The previous load's value was stored no earlier than that load started, and the
+        // cache keeps it for `keep_ms`: a load that much later refills an expired value.
+        let now_ms = self.opened.elapsed().as_millis() as u64;
+        let previous_ms = last_load_ms.swap(now_ms, Ordering::AcqRel);
+        let expired = earlier > 0 && now_ms >= previous_ms.saturating_add(self.keep_ms);
+        if expired {
+            ended.fetch_add(1, Ordering::AcqRel);
+        }
         if self.breaker_open.load(Ordering::Relaxed) {
             // A bypassed call: it loads by design and fills nothing, so it is no part of a fill.
             self.loads_while_open.fetch_add(1, Ordering::Relaxed);
@@ -125,6 +145,8 @@ impl Origin {
         });
         if in_fill > 1 {
             self.reloads_unexplained.fetch_add(1, Ordering::Relaxed);
+        } else if expired {
+            self.reloads_after_expiry.fetch_add(1, Ordering::Relaxed);
         } else if earlier > 0 {
             self.reloads_after_fill_ended
                 .fetch_add(1, Ordering::Relaxed);
@@ -144,6 +166,7 @@ impl Origin {
             loads_per_key_max_per_fill: self.max_per_fill.load(Ordering::Relaxed),
             loads_per_key_max_over_run: max_total,
             reloads_after_fill_ended: self.reloads_after_fill_ended.load(Ordering::Relaxed),
+            reloads_after_expiry: self.reloads_after_expiry.load(Ordering::Relaxed),
             reloads_unexplained: self.reloads_unexplained.load(Ordering::Relaxed),
             loads_while_breaker_open: self.loads_while_open.load(Ordering::Relaxed),
         }
@@ -161,8 +184,20 @@ pub struct OriginSummary {
     pub loads_per_key_max_over_run: u32,
     /// Loads of a key after its fill ended: reloads the design requires.
     pub reloads_after_fill_ended: u64,
+    /// Loads of a key at least the cache's keep time after its previous load: its value had
+    /// expired (refills, not faults).
+    pub reloads_after_expiry: u64,
     /// Second loads of a key within one fill, that single-flight should have prevented.
     pub reloads_unexplained: u64,
     /// Bypassed loads while the breaker was open.
     pub loads_while_breaker_open: u64,
+}
+
+/// How long a `Cache` with a remote tier keeps a value of this TTL: the TTL less the expiry
+/// margin, which is the client's clock-skew allowance (the default, as the storm uses it) but
+/// at most a quarter of the TTL, in whole ms.
+fn keep_ms(ttl: Duration) -> u64 {
+    let ttl_ms = ttl.as_millis().min(u128::from(u64::MAX)) as u64;
+    let allowance_ms = scoped_cache::DEFAULT_CLOCK_SKEW_ALLOWANCE.as_millis() as u64;
+    ttl_ms - allowance_ms.min(ttl_ms / 4)
 }

@@ -16,7 +16,7 @@ use crate::yesterday::remember_yesterday;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use scoped_cache::testing::{FaultKind, FaultyStore};
-use scoped_cache::{BreakerState, Cache, Client, Key};
+use scoped_cache::{BreakerScope, BreakerState, Cache, Client, Key};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -127,8 +127,12 @@ pub async fn run(
             .remote_shared(store.clone())
             .on_violation(move |report| sink.record(report))
             .on_breaker(move |event| {
-                let open = event.to == BreakerState::Open;
-                breaker_origin.breaker_open.store(open, Ordering::Relaxed);
+                // Either breaker's change ends every fill (writes were or will be skipped); only
+                // the namespace's makes loads bypass the cache tiers.
+                if event.scope == BreakerScope::Namespace {
+                    let open = event.to == BreakerState::Open;
+                    breaker_origin.breaker_open.store(open, Ordering::Relaxed);
+                }
                 breaker_origin
                     .breaker_transitions
                     .fetch_add(1, Ordering::AcqRel);

@@ -7,8 +7,8 @@ use super::{
 use crate::config::{Config, Stop};
 use crate::fault_plan::GROUPS;
 use crate::measured::Measured;
-use scoped_cache::{FreshnessKind, ViolationKind};
 use scoped_cache::testing::FaultKind;
+use scoped_cache::{FreshnessKind, ViolationKind};
 
 impl Report {
     pub fn new(config: &Config, verified: Measured, naive: Option<Measured>) -> Self {
@@ -71,8 +71,16 @@ impl RunSummary {
                     .iter()
                     .map(|&kind| run.injected.get(kind))
                     .sum(),
-                refused: group.violations.iter().map(|&kind| violations(kind)).sum::<u64>()
-                    + group.freshness.iter().map(|&kind| freshness(kind)).sum::<u64>(),
+                refused: group
+                    .violations
+                    .iter()
+                    .map(|&kind| violations(kind))
+                    .sum::<u64>()
+                    + group
+                        .freshness
+                        .iter()
+                        .map(|&kind| freshness(kind))
+                        .sum::<u64>(),
             })
             .collect();
         Self {

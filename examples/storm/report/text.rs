@@ -109,10 +109,11 @@ impl Report {
         let _ = writeln!(
             out,
             "  origin         {:>10} loads of {} keys; {} reloads after the key's fill ended \
-             (refused, deleted or unstored value), {} unexplained{}",
+             (refused, deleted or unstored value), {} after it expired, {} unexplained{}",
             o.loads,
             o.keys_loaded,
             o.reloads_after_fill_ended,
+            o.reloads_after_expiry,
             o.reloads_unexplained,
             if o.loads_while_breaker_open > 0 {
                 format!(
