@@ -3,7 +3,8 @@
 //!
 //! Closed: the guarded thing is used and faults are counted in a fixed window. When a window's
 //! count reaches the threshold the breaker opens: calls skip it (a namespace's reads and writes
-//! skip the cache tiers, never single-flight; the store's calls are not made) for the cool-down.
+//! skip the remote tier, never single-flight nor the verified in-process tier; the store's calls
+//! are not made) for the cool-down.
 //! Then it is half-open: the next few calls probe; if they all finish without a fault it closes,
 //! and a fault during a probe opens it again.
 //!

@@ -101,8 +101,9 @@ impl<N: Namespace> Cache<N> {
     /// Reads never fail: a remote failure or a refused value is a miss too (counted in
     /// [`Stats`]; a refused value is also reported to the violation sink and deleted from its
     /// tier). A remote hit is promoted to the in-process tier, expiring no later than its
-    /// envelope. With [`Policy::Bypass`], or while the breaker is open, every call is a miss that
-    /// touches neither tier (counted in `misses`, as every read the cache did not answer).
+    /// envelope. With [`Policy::Bypass`] every call is a miss that touches neither tier (counted
+    /// in `misses`, as every read the cache did not answer); while the breaker of
+    /// [`Policy::AutoBypass`] is open, only the in-process tier is read.
     ///
     /// # Examples
     ///
@@ -136,12 +137,16 @@ impl<N: Namespace> Cache<N> {
     /// reports; the breaker starts probing afresh after another cool-down.
     pub async fn get(&self, key: &Key<N>) -> Option<N::Value> {
         let get = async {
-            match self.admit() {
-                Admission::Bypass => {
+            match self.reach() {
+                Reach::Nothing => {
                     self.inner.counters.record(Event::Miss);
                     (None, Outcome::Bypass)
                 }
-                admission => {
+                Reach::Local => {
+                    let (value, tier) = self.get_local(key);
+                    (value, Outcome::read(tier))
+                }
+                Reach::Both(admission) => {
                     let (value, tier) = self.get_admitted(key, admission).await;
                     (value, Outcome::read(tier))
                 }
@@ -150,17 +155,31 @@ impl<N: Namespace> Cache<N> {
         Op::start(N::NAME, OpKind::Get).run(get).await
     }
 
-    /// How this operation may use the cache, per the policy and the breaker.
-    fn admit(&self) -> Admission {
+    /// Which tiers this operation may use, per the policy and the breaker.
+    fn reach(&self) -> Reach {
         let inner = &*self.inner;
         match (inner.policy, &inner.breaker) {
-            (Policy::Bypass, _) => Admission::Bypass,
+            (Policy::Bypass, _) => Reach::Nothing,
             (_, Some(breaker)) => {
                 let (admission, transition) = breaker.admit(|| inner.shared.clock.now_ms());
                 inner.shared.breaker_event(N::NAME, transition);
-                admission
+                match admission {
+                    Admission::Bypass => Reach::Local,
+                    admission => Reach::Both(admission),
+                }
             }
-            _ => Admission::Use,
+            _ => Reach::Both(Admission::Use),
+        }
+    }
+
+    /// The in-process tier's verified value for `key`, counted (a miss when it has none).
+    fn get_local(&self, key: &Key<N>) -> (Option<N::Value>, Option<Tier>) {
+        match self.inner.local.as_ref().and_then(|local| local.get(key)) {
+            Some(value) => (Some(value), Some(Tier::Local)),
+            None => {
+                self.inner.counters.record(Event::Miss);
+                (None, None)
+            }
         }
     }
 
@@ -284,33 +303,35 @@ impl<N: Namespace> Cache<N> {
             let outcome = load::run_load(&inner.counters, key, self.timed(load)).await;
             return (outcome.clone(), Outcome::Bypass.unless_err(&outcome));
         }
-        // An open breaker skips the tiers, never single-flight: it must not stampede the origin.
-        let admission = self.admit();
-        let use_tiers = admission != Admission::Bypass;
-        if use_tiers {
-            if let (Some(value), tier) = self.get_admitted(key, admission).await {
-                return (Ok(value), Outcome::read(tier));
-            }
-        } else {
-            inner.counters.record(Event::Miss);
-        }
-        // A leader re-checks the in-process tier only: a load that ended since our miss stored
-        // its value there as well as remotely.
-        let recheck = || {
-            use_tiers
-                .then(|| inner.local.as_ref().and_then(|local| local.get(key)))
-                .flatten()
+        // An open breaker skips the remote tier, never single-flight nor the verified
+        // in-process tier: it must not stampede the origin.
+        let reach = self.reach();
+        let ticket = inner.flights.ticket(key);
+        let found = match reach {
+            Reach::Both(admission) => self.get_admitted(key, admission).await,
+            _ => self.get_local(key),
         };
-        let store = |value| async move {
-            if use_tiers {
-                // A failed remote write is counted; the value is still returned.
-                let _ = self.write(key, value).await;
+        if let (Some(value), tier) = found {
+            return (Ok(value), Outcome::read(tier));
+        }
+        // Only when a load ended since our miss: it may have stored the value (in-process,
+        // where a small tier may already have evicted it, and remotely).
+        let recheck = || async move {
+            match reach {
+                Reach::Both(_) => self.lookup(key).await.0,
+                _ => self.get_local(key).0,
             }
+        };
+        // Where the breaker lets it (in-process only while it is open); a failed remote write
+        // is counted and the value still returned.
+        let store = |value| async move {
+            let _ = self.write(key, value).await;
         };
         let (outcome, source) = load::get_or_load(
             &inner.flights,
             &inner.counters,
             key,
+            ticket,
             Wait::Yield,
             recheck,
             || self.timed(load),
@@ -319,9 +340,9 @@ impl<N: Namespace> Cache<N> {
         .await;
         let observed = match source {
             Source::Coalesced => Outcome::Coalesced,
-            Source::Cached => Outcome::HitLocal,
-            Source::Loaded if use_tiers => Outcome::Loaded,
-            Source::Loaded => Outcome::Bypass,
+            // Another caller's load, found in the cache after it ended.
+            Source::Cached => Outcome::Coalesced,
+            Source::Loaded => Outcome::Loaded,
         };
         (outcome.clone(), observed.unless_err(&outcome))
     }
@@ -376,12 +397,12 @@ impl<N: Namespace> Cache<N> {
     /// Cancel safe, as [`Cache::get`].
     pub async fn get_many(&self, keys: &[Key<N>]) -> Vec<Option<N::Value>> {
         let get_many = async {
-            match self.admit() {
-                Admission::Bypass => {
+            match self.reach() {
+                Reach::Nothing => {
                     self.inner.counters.add(Event::Miss, keys.len() as u64);
                     (keys.iter().map(|_| None).collect(), Outcome::Bypass)
                 }
-                admission => self.get_many_admitted(keys, admission).await,
+                reach => self.get_many_admitted(keys, reach).await,
             }
         };
         Op::start(N::NAME, OpKind::GetMany).run(get_many).await
@@ -392,20 +413,22 @@ impl<N: Namespace> Cache<N> {
     async fn get_many_admitted(
         &self,
         keys: &[Key<N>],
-        admission: Admission,
+        reach: Reach,
     ) -> (Vec<Option<N::Value>>, Outcome) {
         let inner = &*self.inner;
         let mut values: Vec<Option<N::Value>> = match &inner.local {
             Some(local) => keys.iter().map(|key| local.get(key)).collect(),
             None => keys.iter().map(|_| None).collect(),
         };
-        let missing: Vec<usize> = (0..keys.len()).filter(|&i| values[i].is_none()).collect();
-        if !missing.is_empty() {
+        let mut missing: Vec<usize> = (0..keys.len()).filter(|&i| values[i].is_none()).collect();
+        if !missing.is_empty() && reach != Reach::Local {
             self.remote_get_many(keys, &missing, &mut values).await;
+        } else {
+            missing.clear(); // no remote lookup
         }
         let misses = values.iter().filter(|value| value.is_none()).count();
         inner.counters.add(Event::Miss, misses as u64);
-        if let (Admission::Probe, Some(breaker)) = (admission, &inner.breaker) {
+        if let (Reach::Both(Admission::Probe), Some(breaker)) = (reach, &inner.breaker) {
             inner
                 .shared
                 .breaker_event(N::NAME, breaker.record_clean_probe());
@@ -421,8 +444,8 @@ impl<N: Namespace> Cache<N> {
     /// Stores `value` for `key` in both tiers, with the cache's TTL, replacing any value there.
     ///
     /// The value is encoded and sealed first; then the in-process tier is updated, then the
-    /// remote one. With [`Policy::Bypass`], or while the breaker is open, nothing is stored and
-    /// the call succeeds.
+    /// remote one. With [`Policy::Bypass`] nothing is stored and the call succeeds; while the
+    /// breaker of [`Policy::AutoBypass`] is open, only the in-process tier is written.
     ///
     /// # Examples
     ///
@@ -486,20 +509,24 @@ impl<N: Namespace> Cache<N> {
     async fn write(&self, key: &Key<N>, value: N::Value) -> Result<bool, Error> {
         owned::check_write(key, &value)?;
         let inner = &*self.inner;
-        if inner.policy == Policy::Bypass
-            || inner
-                .breaker
-                .as_ref()
-                .is_some_and(|breaker| breaker.is_open())
-        {
+        if inner.policy == Policy::Bypass {
             return Ok(false);
         }
-        if inner.local.is_none() && inner.shared.remote.is_none() {
+        // While the breaker is open, the remote tier is skipped.
+        let remote = inner.shared.remote.is_some()
+            && !inner
+                .breaker
+                .as_ref()
+                .is_some_and(|breaker| breaker.is_open());
+        if inner.local.is_none() && !remote {
             return Ok(false); // no tier to store in: nothing written, nothing counted
         }
         let now_ms = inner.shared.clock.now_ms();
         // Sealed before anything is stored: a value that cannot be sealed is stored nowhere.
-        let sealed = self.remote_seal(key, &value, now_ms)?;
+        let sealed = match remote {
+            true => self.remote_seal(key, &value, now_ms)?,
+            false => None,
+        };
         inner.counters.record(Event::Insert);
         if let Some(local) = &inner.local {
             local.insert_until(key, value, deadline(now_ms, inner.keep_for));
@@ -647,4 +674,15 @@ impl<N: Namespace> fmt::Debug for Cache<N> {
             .field("ttl", &self.inner.ttl)
             .finish_non_exhaustive()
     }
+}
+
+/// Which tiers an operation may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// None: [`Policy::Bypass`].
+    Nothing,
+    /// The in-process tier only: the breaker is open, so the remote tier is skipped.
+    Local,
+    /// Both tiers, probing the breaker when half-open.
+    Both(Admission),
 }

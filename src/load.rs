@@ -5,7 +5,7 @@ use crate::key::Key;
 use crate::namespace::Namespace;
 use crate::observe;
 use crate::owned;
-use crate::single_flight::{Flights, Role};
+use crate::single_flight::{Flights, Role, Ticket};
 use crate::stats::{Counters, Event};
 use std::future::Future;
 
@@ -34,23 +34,29 @@ pub(crate) enum Source {
 
 /// Gets the value of `key` for a caller who found none in the cache.
 ///
-/// It waits on another caller's load of the same full key until one finishes, and shares its
-/// outcome; or it leads: it re-checks the cache (`recheck`), else calls `load` and, when the
-/// value is the key's own ([`Owned`](crate::Owned)) and the key was not invalidated meanwhile,
-/// `store`s it before the flight ends, so later callers find it. A waiter whose leader gave up
-/// (cancelled or panicked) leads in its turn. `load` is called only by a leader, so a load
-/// timeout inside it starts when the load does.
-pub(crate) async fn get_or_load<N, L, Fut, S, SFut>(
+/// `ticket` is what the caller noted before it looked in the cache
+/// ([`Flights::ticket`](crate::single_flight::Flights::ticket)). It waits on another caller's load
+/// of the same full key until one finishes, and shares its outcome; or it leads: if a load ended
+/// since its ticket it looks in the cache again (`recheck`), else (or if that misses) it calls
+/// `load` and, when the value is the key's own ([`Owned`](crate::Owned)) and the key was not
+/// invalidated meanwhile, `store`s it before the flight ends, so later callers find it. A waiter
+/// whose leader gave up (cancelled or panicked) leads in its turn. `load` is called only by a
+/// leader, so a load timeout inside it starts when the load does.
+#[allow(clippy::too_many_arguments)] // one path for two callers: each argument is what differs
+pub(crate) async fn get_or_load<N, R, RFut, L, Fut, S, SFut>(
     flights: &LoadFlights<N>,
     counters: &Counters,
     key: &Key<N>,
+    ticket: Ticket,
     wait: Wait,
-    recheck: impl FnOnce() -> Option<N::Value>,
+    recheck: R,
     load: L,
     store: S,
 ) -> (Result<N::Value, LoadError>, Source)
 where
     N: Namespace,
+    R: FnOnce() -> RFut,
+    RFut: Future<Output = Option<N::Value>>,
     L: FnOnce() -> Fut,
     Fut: Future<Output = Result<N::Value, LoadError>>,
     S: FnOnce(N::Value) -> SFut,
@@ -72,7 +78,9 @@ where
             }
         }
     };
-    if let Some(value) = recheck() {
+    if flights.ended_since(ticket)
+        && let Some(value) = recheck().await
+    {
         leader.finish(Ok(value.clone()));
         return (Ok(value), Source::Cached);
     }

@@ -272,6 +272,7 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     where
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let ticket = self.flights.ticket(key);
         if let Some(value) = self.get(key) {
             return Ok(value);
         }
@@ -286,8 +287,9 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
             &self.flights,
             self.map.counters(),
             key,
+            ticket,
             Wait::Block,
-            || self.get(key),
+            || std::future::ready(self.get(key)),
             load,
             store,
         ));

@@ -12,21 +12,39 @@
 //! waits for the flight to end and deletes after it. Either way no value loaded before the
 //! invalidation is stored after it.
 
-use crate::sync::{Arc, Condvar, Mutex, lock};
+use crate::sync::{Arc, AtomicU64, Condvar, Mutex, Ordering, lock};
 use std::collections::HashMap;
 use std::hash::Hash;
 
 /// The loads in flight, by key.
 pub(crate) struct Flights<K, V> {
     map: Mutex<HashMap<K, Arc<Flight<V>>, ahash::RandomState>>,
+    /// Flights ended so far, counted per stripe of keys (by `stripes`' hash): see [`Ticket`].
+    ended: Box<[AtomicU64]>,
+    stripes: ahash::RandomState,
 }
+
+/// Stripes of [`Flights::ended`]: two keys share one with probability 1/256, which costs at
+/// most a needless re-check.
+const ENDED_STRIPES: usize = if cfg!(scoped_cache_loom) { 1 } else { 256 };
 
 impl<K, V> Default for Flights<K, V> {
     fn default() -> Self {
         Self {
             map: Mutex::new(HashMap::default()),
+            ended: (0..ENDED_STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            stripes: ahash::RandomState::new(),
         }
     }
+}
+
+/// What a caller noted before it looked in the cache: how many flights of its key's stripe had
+/// ended. If none has ended since when it comes to lead, no load stored a value after its look,
+/// and it need not look again (a cold miss reads each tier once); otherwise it re-checks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket {
+    stripe: usize,
+    ended: u64,
 }
 
 /// A caller's part in a flight.
@@ -38,6 +56,22 @@ pub(crate) enum Role<'a, K: Hash + Eq, V> {
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
+    /// Notes, before a caller looks in the cache for `key`, how many flights of its stripe
+    /// have ended.
+    pub(crate) fn ticket(&self, key: &K) -> Ticket {
+        let stripe = (self.stripes.hash_one(key) as usize) % ENDED_STRIPES;
+        Ticket {
+            stripe,
+            ended: self.ended[stripe].load(Ordering::Acquire),
+        }
+    }
+
+    /// Whether a flight of the ticket's stripe has ended since it was taken: a value may have
+    /// been stored after the caller looked.
+    pub(crate) fn ended_since(&self, ticket: Ticket) -> bool {
+        self.ended[ticket.stripe].load(Ordering::Acquire) != ticket.ended
+    }
+
     /// Leads a new flight for `key`, or joins the one in progress.
     pub(crate) fn join(&self, key: &K) -> Role<'_, K, V> {
         let mut map = lock(&self.map);
@@ -113,6 +147,10 @@ impl<K: Hash + Eq, V> Leader<'_, K, V> {
     }
 
     fn end(&self, state: State<V>) {
+        // Counted before the flight leaves the map: a caller that then finds no flight to join
+        // sees the count moved, and re-checks the cache for what this one stored.
+        let stripe = (self.flights.stripes.hash_one(&self.key) as usize) % ENDED_STRIPES;
+        self.flights.ended[stripe].fetch_add(1, Ordering::AcqRel);
         // Leave the map first: a caller arriving after this starts a new flight rather than
         // joining one that is over.
         {

@@ -46,8 +46,8 @@ pub struct Stats {
     pub hits_remote: u64,
     /// Reads that found no verified value: one per key for `get_many`, one per `get_or_load`
     /// that found none (whether it then loads or waits for another caller's load). A read under
-    /// [`Policy::Bypass`](crate::Policy::Bypass) or an open breaker looks in neither tier and is
-    /// a miss too, as its caller sees it.
+    /// [`Policy::Bypass`](crate::Policy::Bypass) looks in neither tier and is a miss too, as its
+    /// caller sees it.
     pub misses: u64,
     /// Values written to at least one tier (not writes skipped by the policy, an open breaker,
     /// or a cache that has no tier).

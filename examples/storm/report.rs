@@ -134,8 +134,12 @@ pub struct ByTier {
 pub struct Detection {
     pub all_injected_wrong_values_refused: bool,
     pub by_group: Vec<GroupCount>,
-    /// Why injected wrong values and remote violations differ, when they do.
+    /// Why injected wrong values and remote refusals differ, when they do.
     pub mismatch_reason: Option<String>,
+    /// Expiry misses beyond the stale values injected: a write that reached the store later
+    /// than the expiry margin, or clocks further apart than the clock-skew allowance. Weather,
+    /// counted apart; never a failure.
+    pub expired_unaided: u64,
 }
 
 /// One group of `fault_plan::GROUPS`: its faults injected, and the violations they must produce.

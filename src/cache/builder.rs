@@ -38,7 +38,7 @@ use std::time::Duration;
 /// relations.insert(&key, bytes::Bytes::from_static(b"owner")).await?; // stores nothing
 /// assert_eq!(relations.get(&key).await, None);
 ///
-/// // A breaker: 10 violations within a minute bypass the cache for 30 s, then it is probed.
+/// // A breaker: 10 violations within a minute skip the remote tier for 30 s, then it is probed.
 /// let guarded = Policy::AutoBypass {
 ///     threshold: 10,
 ///     window: Duration::from_secs(60),
@@ -58,9 +58,10 @@ pub enum Policy {
     /// shared between callers, not even a load in flight.
     Bypass,
     /// Like `Cache`, with a breaker: when `threshold` integrity violations (of either tier;
-    /// freshness misses do not count) happen within `window`, reads and writes skip both tiers
-    /// for `cool_down`; then a few reads probe the cache and, if they are clean, it is used
-    /// again. While it is open, concurrent `get_or_load` calls of one key still share one load:
+    /// freshness misses do not count) happen within `window`, reads and writes skip the remote
+    /// tier for `cool_down`; then a few reads probe it and, if they are clean, it is used again.
+    /// While it is open the in-process tier, whose every hit is checked against the requested
+    /// key, stays in use, and concurrent `get_or_load` calls of one key still share one load:
     /// the breaker protects the source of truth, it never stampedes it. State changes go to the
     /// client's breaker sink and show in [`Stats`](crate::Stats).
     AutoBypass {
