@@ -175,12 +175,7 @@ impl RedisStore {
     /// Appends the Redis key under which `key` is stored (the prefix, then the key) to `cmd`
     /// as one argument, without an intermediate buffer.
     fn key_arg(&self, cmd: &mut Cmd, key: &[u8]) {
-        use redis::RedisWrite as _;
-        use std::io::Write as _;
-        let mut arg = cmd.writer_for_next_arg();
-        // Writing to the command's own buffer cannot fail.
-        let _ = arg.write_all(&self.prefix);
-        let _ = arg.write_all(key);
+        prefixed_key_arg(cmd, &self.prefix, key);
     }
 
     /// The next connection, round robin.
@@ -527,13 +522,24 @@ impl RemoteStore for RedisStore {
     }
 }
 
+/// Appends `prefix` then `key` to `cmd` as one argument, without an intermediate buffer (shared
+/// with the cluster and Sentinel stores).
+pub(crate) fn prefixed_key_arg(cmd: &mut Cmd, prefix: &[u8], key: &[u8]) {
+    use redis::RedisWrite as _;
+    use std::io::Write as _;
+    let mut arg = cmd.writer_for_next_arg();
+    // Writing to the command's own buffer cannot fail.
+    let _ = arg.write_all(prefix);
+    let _ = arg.write_all(key);
+}
+
 /// `delete_if`'s script: deletes `KEYS[1]` only while it holds `ARGV[1]`; replies 1 or 0.
-const DELETE_IF_SCRIPT: &str =
+pub(crate) const DELETE_IF_SCRIPT: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
 /// The key an envelope *claims* to be sealed for, if `value` starts like one (not
 /// authenticated: only a hint that a connection is out of step; `Cache` does the real check).
-fn claimed_key(value: &[u8]) -> Option<&[u8]> {
+pub(crate) fn claimed_key(value: &[u8]) -> Option<&[u8]> {
     if !value.starts_with(&MAGIC) {
         return None;
     }
@@ -545,7 +551,7 @@ fn claimed_key(value: &[u8]) -> Option<&[u8]> {
 
 /// The type of a reply, for an error message (never its contents: they may be another
 /// owner's data).
-fn shape(reply: &Value) -> &'static str {
+pub(crate) fn shape(reply: &Value) -> &'static str {
     match reply {
         Value::Nil => "nil",
         Value::Int(_) => "integer",
@@ -562,7 +568,7 @@ fn shape(reply: &Value) -> &'static str {
 }
 
 /// Maps a redis-rs error to a [`StoreError`] (`timeout` is the limit that was exceeded).
-fn store_error(err: &RedisError, timeout: Duration) -> StoreError {
+pub(crate) fn store_error(err: &RedisError, timeout: Duration) -> StoreError {
     if err.is_timeout() {
         return StoreError::Timeout(timeout);
     }
