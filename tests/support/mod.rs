@@ -11,6 +11,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of it
 
+pub mod cluster;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
