@@ -324,6 +324,31 @@ impl RedisStoreBuilder {
     /// per connection here). Calls on the store then need that runtime's time and I/O drivers
     /// (see [`RedisStore`]'s `# Panics`).
     pub fn connect_lazy(self) -> Result<RedisStore, StoreError> {
+        #[cfg(feature = "redis-tls")]
+        if self.url.starts_with("rediss:") || self.url.starts_with("valkeys:") {
+            // redis-rs builds its TLS config from the process-wide rustls provider; install ring
+            // unless the application installed one, so that building it cannot panic.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let client = redis::Client::open(self.url.as_str())
+            .map_err(|err| StoreError::Config(format!("redis url: {err}")))?;
+        self.connect_lazy_to(client)
+    }
+
+    /// A copy of these settings (the Sentinel store builds a store per primary from one).
+    pub(crate) fn clone_settings(&self) -> Self {
+        Self {
+            url: self.url.clone(),
+            connect_timeout: self.connect_timeout,
+            response_timeout: self.response_timeout,
+            prefix: self.prefix.clone(),
+            connections: self.connections,
+        }
+    }
+
+    /// [`connect_lazy`](Self::connect_lazy) to the server `client` names instead of the URL's
+    /// (the Sentinel store's current primary).
+    pub(crate) fn connect_lazy_to(self, client: redis::Client) -> Result<RedisStore, StoreError> {
         if self.connect_timeout.is_zero() || self.response_timeout.is_zero() {
             return Err(StoreError::Config(
                 "timeouts must be greater than zero".into(),
@@ -334,14 +359,6 @@ impl RedisStoreBuilder {
                 "at least one connection is needed".into(),
             ));
         }
-        #[cfg(feature = "redis-tls")]
-        if self.url.starts_with("rediss:") || self.url.starts_with("valkeys:") {
-            // redis-rs builds its TLS config from the process-wide rustls provider; install ring
-            // unless the application installed one, so that building it cannot panic.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|err| StoreError::Config(format!("redis url: {err}")))?;
         // redis-rs spawns each connection's task on the current runtime, and panics without one.
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(StoreError::Config(

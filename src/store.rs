@@ -2,6 +2,8 @@
 
 #[cfg(feature = "redis-cluster")]
 pub(crate) mod redis_cluster;
+#[cfg(feature = "redis-sentinel")]
+pub(crate) mod redis_sentinel;
 
 use bytes::Bytes;
 use std::future::Future;
