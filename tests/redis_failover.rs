@@ -1,7 +1,8 @@
 //! Chaos under load, on a real six-node Redis Cluster that each test starts itself: a primary
 //! killed mid-storm (its replica promoted), a manual `CLUSTER FAILOVER`, slots migrated with
 //! `redis-cli --cluster reshard` (so `MOVED` and `ASK` arrive while requests are in flight),
-//! and a primary restarted empty.
+//! and a primary restarted empty; and behind Sentinel (a primary, a replica, three
+//! sentinels), the primary killed mid-storm.
 //!
 //! Each test runs one storm through `Cache` (no local tier: every read goes to the cluster):
 //! 24 workers doing `get_or_load`, `get_many`, `insert`, and reads cancelled after 0–2 ms, for
@@ -16,21 +17,25 @@
 //!   100 ms in a row, within `RECOVERY_LIMIT` of the change starting.
 //!
 //! Each prints a line with throughput and hit ratio before, during and after, errors, and the
-//! time to recover (`cargo test --features redis-cluster --test redis_failover -- --nocapture`).
+//! time to recover (`cargo test --features redis-cluster,redis-sentinel --test redis_failover --
+//! --nocapture`).
 
-#![cfg(feature = "redis-cluster")]
+#![cfg(any(feature = "redis-cluster", feature = "redis-sentinel"))]
 
 mod support;
 
 use bytes::Bytes;
+#[cfg(feature = "redis-cluster")]
+use scoped_cache::RedisClusterStore;
 use scoped_cache::{
-    Cache, Client, DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, RedisClusterStore, Stats,
-    TenantId,
+    Cache, Client, DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, RemoteStore, Stats, TenantId,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::cluster::{HEALTHY_DEADLINE, RedisCluster};
+use support::cluster::HEALTHY_DEADLINE;
+#[cfg(feature = "redis-cluster")]
+use support::cluster::RedisCluster;
 
 /// The store's response timeout in these storms.
 const TIMEOUT: Duration = Duration::from_millis(250);
@@ -76,10 +81,10 @@ fn belongs((tenant, device, item): Owner, found: &[u8]) -> bool {
     found.starts_with(format!("{tenant}|{device}|{item}|").as_bytes())
 }
 
-async fn cache_on(store: RedisClusterStore) -> Cache<Thumbs> {
+fn cache_on(store: Arc<dyn RemoteStore>) -> Cache<Thumbs> {
     Client::builder()
         .key_ring(KeyRing::new(KeyId(1), b"failover tests: thirty-two bytes or more").unwrap())
-        .remote(store)
+        .remote_shared(store)
         .build()
         .unwrap()
         .cache::<Thumbs>()
@@ -89,6 +94,7 @@ async fn cache_on(store: RedisClusterStore) -> Cache<Thumbs> {
         .unwrap()
 }
 
+#[cfg(feature = "redis-cluster")]
 async fn cluster_cache(cluster: &RedisCluster) -> Cache<Thumbs> {
     let store = RedisClusterStore::builder_from_url(&cluster.url())
         .response_timeout(TIMEOUT)
@@ -96,7 +102,7 @@ async fn cluster_cache(cluster: &RedisCluster) -> Cache<Thumbs> {
         .connect()
         .await
         .unwrap();
-    cache_on(store).await
+    cache_on(Arc::new(store))
 }
 
 /// What the workers saw that `Stats` does not count.
@@ -379,11 +385,13 @@ async fn within<F: std::future::Future>(body: F) -> F::Output {
 }
 
 /// Waits (on a blocking thread) until the cluster is healthy again.
+#[cfg(feature = "redis-cluster")]
 fn healthy(cluster: &Arc<RedisCluster>) -> tokio::task::JoinHandle<Result<Duration, String>> {
     let cluster = Arc::clone(cluster);
     tokio::task::spawn_blocking(move || cluster.wait_healthy(HEALTHY_DEADLINE))
 }
 
+#[cfg(feature = "redis-cluster")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_killed_mid_storm_replica_promoted() {
     let Some(mut cluster) = RedisCluster::start() else {
@@ -416,6 +424,7 @@ async fn primary_killed_mid_storm_replica_promoted() {
     .await;
 }
 
+#[cfg(feature = "redis-cluster")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_failover_mid_storm() {
     let Some(cluster) = RedisCluster::start() else {
@@ -457,6 +466,7 @@ async fn manual_failover_mid_storm() {
     .await;
 }
 
+#[cfg(feature = "redis-cluster")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slots_migrated_mid_storm() {
     let Some(cluster) = RedisCluster::start() else {
@@ -503,6 +513,7 @@ async fn slots_migrated_mid_storm() {
     .await;
 }
 
+#[cfg(feature = "redis-cluster")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_restarted_empty_mid_storm() {
     let Some(mut cluster) = RedisCluster::start() else {
@@ -530,6 +541,51 @@ async fn primary_restarted_empty_mid_storm() {
         storm
             .finish("primary restarted empty", change, done, recovered)
             .await;
+    })
+    .await;
+}
+
+#[cfg(feature = "redis-sentinel")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_primary_killed_mid_storm() {
+    use scoped_cache::RedisSentinelStore;
+    use support::cluster::RedisSentinel;
+    let Some(mut group) = RedisSentinel::start() else {
+        return;
+    };
+    let store = Arc::new(
+        RedisSentinelStore::builder_from_url(&group.url())
+            .response_timeout(TIMEOUT)
+            .connect_timeout(TIMEOUT)
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let old = group.primary().unwrap();
+    let replica = group.replica().unwrap();
+    let mut storm = Storm::start(cache_on(store.clone())).await;
+    within(async {
+        storm.run_for(Duration::from_secs(1)).await;
+        let (_, baseline, _) = storm.between(Duration::ZERO, storm.now());
+        let change = storm.now();
+        group.kill(old);
+        let group = Arc::new(group);
+        let promoted = {
+            let group = Arc::clone(&group);
+            tokio::task::spawn_blocking(move || group.wait_failover(old, HEALTHY_DEADLINE))
+        };
+        storm.run_while(promoted).await.unwrap();
+        assert_eq!(group.primary(), Ok(replica), "the replica was promoted");
+        let done = storm.now();
+        let recovered = storm.run_until_recovered(change, baseline).await;
+        assert!(
+            storm.cache.stats().remote_errors > 0,
+            "the outage was seen as errors"
+        );
+        storm
+            .finish("sentinel primary killed", change, done, recovered)
+            .await;
+        assert_eq!(store.failovers(), 1, "the store followed the new primary");
     })
     .await;
 }
