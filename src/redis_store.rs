@@ -336,6 +336,7 @@ impl RedisStoreBuilder {
     }
 
     /// A copy of these settings (the Sentinel store builds a store per primary from one).
+    #[cfg(feature = "redis-sentinel")]
     pub(crate) fn clone_settings(&self) -> Self {
         Self {
             url: self.url.clone(),

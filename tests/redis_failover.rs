@@ -28,10 +28,12 @@ use bytes::Bytes;
 #[cfg(feature = "redis-cluster")]
 use scoped_cache::RedisClusterStore;
 use scoped_cache::{
-    Cache, Client, DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, RemoteStore, Stats, TenantId,
+    Cache, Client, DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, RemoteStore, Stats,
+    StoreFuture, TenantId,
 };
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::cluster::HEALTHY_DEADLINE;
 #[cfg(feature = "redis-cluster")]
@@ -84,7 +86,7 @@ fn belongs((tenant, device, item): Owner, found: &[u8]) -> bool {
 fn cache_on(store: Arc<dyn RemoteStore>) -> Cache<Thumbs> {
     Client::builder()
         .key_ring(KeyRing::new(KeyId(1), b"failover tests: thirty-two bytes or more").unwrap())
-        .remote_shared(store)
+        .remote(ErrorLog { store })
         .build()
         .unwrap()
         .cache::<Thumbs>()
@@ -92,6 +94,56 @@ fn cache_on(store: Arc<dyn RemoteStore>) -> Cache<Thumbs> {
         .ttl(Duration::from_secs(600))
         .build()
         .unwrap()
+}
+
+/// Every store error message (digits blanked, so that addresses and timings group), with how
+/// often it was seen, printed in each storm's summary: what "errors" were, not only how many.
+static ERRORS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+
+/// A store that records its errors in `ERRORS`.
+struct ErrorLog {
+    store: Arc<dyn RemoteStore>,
+}
+
+impl ErrorLog {
+    fn log<'a, T: Send + 'a>(&'a self, call: StoreFuture<'a, T>) -> StoreFuture<'a, T> {
+        Box::pin(async move {
+            let outcome = call.await;
+            if let Err(error) = &outcome {
+                let text: String = error
+                    .to_string()
+                    .chars()
+                    .map(|c| if c.is_ascii_digit() { '#' } else { c })
+                    .take(120)
+                    .collect();
+                *ERRORS.lock().unwrap().entry(text).or_default() += 1;
+            }
+            outcome
+        })
+    }
+}
+
+impl RemoteStore for ErrorLog {
+    fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Bytes>> {
+        self.log(self.store.get(key))
+    }
+    fn get_many<'a>(&'a self, keys: &'a [Vec<u8>]) -> StoreFuture<'a, Vec<Option<Bytes>>> {
+        self.log(self.store.get_many(keys))
+    }
+    fn set<'a>(
+        &'a self,
+        key: &'a [u8],
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> StoreFuture<'a, ()> {
+        self.log(self.store.set(key, value, ttl))
+    }
+    fn delete<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, ()> {
+        self.log(self.store.delete(key))
+    }
+    fn delete_if<'a>(&'a self, key: &'a [u8], value: &'a Bytes) -> StoreFuture<'a, ()> {
+        self.log(self.store.delete_if(key, value))
+    }
 }
 
 #[cfg(feature = "redis-cluster")]
@@ -301,6 +353,10 @@ impl Storm {
             done - change,
             100.0 * after_ratio,
             self.tally.cancelled.load(Ordering::Relaxed),
+        );
+        eprintln!(
+            "{name}: store errors so far in this binary: {:#?}",
+            ERRORS.lock().unwrap()
         );
         assert_eq!(wrong, 0, "{name}: a read returned another owner's value");
         assert_eq!(stats.violations.total(), 0, "{name}: {stats:?}");
