@@ -363,7 +363,7 @@ async fn calls_to_a_frozen_primary_fail_within_the_timeout() {
         cluster.pause(frozen);
         let started = Instant::now();
         let mut calls = tokio::task::JoinSet::new();
-        for k in on_frozen.iter().cloned() {
+        for k in on_frozen.clone() {
             let store = Arc::clone(&store);
             calls.spawn(async move {
                 let started = Instant::now();

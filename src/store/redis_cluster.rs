@@ -13,7 +13,7 @@ use redis::cluster_read_routing::RandomReplicaStrategy;
 use redis::{Cmd, RedisError, Value};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often redis-rs may retry one command inside a call (a `MOVED` or `ASK` redirect, a
 /// reconnection, a `TRYAGAIN` during a slot migration each count as one), always within the
@@ -24,6 +24,9 @@ const RETRIES: u32 = 6;
 /// clients that would rather wait than fail; a cache would rather miss.
 const MIN_RETRY_WAIT_MS: u64 = 5;
 const MAX_RETRY_WAIT_MS: u64 = 100;
+/// After how long without any reply (a value or an error) while calls time out the cluster
+/// connection counts as stuck and is replaced; at least this, at least four response timeouts.
+const STUCK_AFTER: Duration = Duration::from_secs(2);
 
 /// Redis Cluster (or Valkey in cluster mode) as the shared tier: `GET`, `SET … PX`, `DEL`, a
 /// compare-and-delete script and `MGET`, routed by slot through redis-rs's async cluster client,
@@ -95,6 +98,17 @@ const MAX_RETRY_WAIT_MS: u64 = 100;
 /// the whole cluster connection (counted in [`RedisClusterStore::connections_replaced`]) so the
 /// fault does not outlive its cause.
 ///
+/// # A connection that stops answering
+///
+/// redis-rs bounds each attempt inside a call by the response timeout too (slot refreshes and
+/// connection checks included), so that no internal request can hold the connection's task.
+/// Should the cluster connection still stop answering altogether — every call timing out and
+/// no reply at all, not even an error, for two seconds (or four response timeouts, if longer)
+/// — the store replaces it with a fresh one that rediscovers the cluster from the seeds (also
+/// counted in [`RedisClusterStore::connections_replaced`]). The failover tests saw this
+/// happen, rarely, after a primary was killed under load: without it, the store would have
+/// kept timing out after the cluster had recovered.
+///
 /// # Reads from replicas
 ///
 /// Off by default: every command goes to its slot's primary. With
@@ -128,6 +142,11 @@ pub struct RedisClusterStore {
     response_timeout: Duration,
     read_from_replicas: bool,
     replaced: AtomicU64,
+    /// When the store was created; `last_reply_ms` counts from here.
+    created: Instant,
+    /// When a call last got any reply (value or error) from the cluster connection.
+    last_reply_ms: AtomicU64,
+    stuck_after: Duration,
 }
 
 /// The cluster connection in use and its generation, so that several callers that detect the
@@ -196,7 +215,8 @@ impl RedisClusterStore {
     }
 
     /// How many times the cluster connection was replaced because it answered out of step (a
-    /// reply of the wrong type, or a value sealed for another key than the one requested).
+    /// reply of the wrong type, or a value sealed for another key than the one requested) or
+    /// stopped answering (see *A connection that stops answering*).
     pub fn connections_replaced(&self) -> u64 {
         self.replaced.load(Ordering::Relaxed)
     }
@@ -208,10 +228,30 @@ impl RedisClusterStore {
             number,
             mut connection,
         } = lock(&self.current).clone();
-        let reply = tokio::time::timeout(self.response_timeout, connection.req_packed_command(cmd))
-            .await
-            .map_err(|_| StoreError::Timeout(self.response_timeout))?;
-        Ok((reply, number))
+        match tokio::time::timeout(self.response_timeout, connection.req_packed_command(cmd)).await
+        {
+            Ok(reply) => {
+                self.last_reply_ms
+                    .fetch_max(self.elapsed_ms(), Ordering::Relaxed);
+                Ok((reply, number))
+            }
+            Err(_) => {
+                let silent = self
+                    .elapsed_ms()
+                    .saturating_sub(self.last_reply_ms.load(Ordering::Relaxed));
+                if u128::from(silent) >= self.stuck_after.as_millis() {
+                    // Counts from now for the new connection, so it gets its own grace period.
+                    self.last_reply_ms
+                        .fetch_max(self.elapsed_ms(), Ordering::Relaxed);
+                    self.replace(number);
+                }
+                Err(StoreError::Timeout(self.response_timeout))
+            }
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// [`request`](Self::request), with every server error as a [`StoreError`].
@@ -416,9 +456,13 @@ impl RedisClusterStoreBuilder {
                     .into(),
             ));
         }
-        // `ClusterConfig` replaces the client's timeouts: no per-attempt response timeout
-        // (the call's own bounds it), the connect timeout for each connection attempt.
-        let config = ClusterConfig::new().set_connection_timeout(self.connect_timeout);
+        // `ClusterConfig` replaces the client's timeouts: the connect timeout for each
+        // connection attempt, and the response timeout for each attempt within a call, so
+        // that no request of redis-rs's own (a slot refresh, a connection check) can wait
+        // forever and hold up the connection's task.
+        let config = ClusterConfig::new()
+            .set_connection_timeout(self.connect_timeout)
+            .set_response_timeout(self.response_timeout);
         Ok((client, config))
     }
 
@@ -439,6 +483,9 @@ impl RedisClusterStoreBuilder {
             response_timeout: self.response_timeout,
             read_from_replicas: self.read_from_replicas,
             replaced: AtomicU64::new(0),
+            created: Instant::now(),
+            last_reply_ms: AtomicU64::new(0),
+            stuck_after: STUCK_AFTER.max(4 * self.response_timeout),
         }
     }
 }
