@@ -751,6 +751,13 @@ mod tests {
     }
 
     #[test]
+    fn public_types_are_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<RedisClusterStore>();
+        send_sync::<RedisClusterStoreBuilder>();
+    }
+
+    #[test]
     fn debug_never_shows_the_nodes() {
         let builder = RedisClusterStore::builder_from_url("redis-cluster://user:hunter2@a:1");
         assert!(!format!("{builder:?}").contains("hunter2"));

@@ -547,6 +547,13 @@ mod tests {
     }
 
     #[test]
+    fn public_types_are_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<RedisSentinelStore>();
+        send_sync::<RedisSentinelStoreBuilder>();
+    }
+
+    #[test]
     fn builder_settings_for_the_data_nodes() {
         let builder = RedisSentinelStore::builder(["redis://a:1"], "s")
             .credentials("u", "p")
