@@ -142,10 +142,10 @@ pub struct RedisClusterStore {
     response_timeout: Duration,
     read_from_replicas: bool,
     replaced: AtomicU64,
-    /// When the store was created; `last_reply_ms` counts from here.
+    /// When the store was created; `silent_since_ms` counts from here.
     created: Instant,
-    /// When a call last got any reply (value or error) from the cluster connection.
-    last_reply_ms: AtomicU64,
+    /// 0 while calls get replies; else 1 + when a call first timed out since the last reply.
+    silent_since_ms: AtomicU64,
     stuck_after: Duration,
 }
 
@@ -231,22 +231,34 @@ impl RedisClusterStore {
         match tokio::time::timeout(self.response_timeout, connection.req_packed_command(cmd)).await
         {
             Ok(reply) => {
-                self.last_reply_ms
-                    .fetch_max(self.elapsed_ms(), Ordering::Relaxed);
+                // A load first: no write to a shared cache line on the usual path.
+                if self.silent_since_ms.load(Ordering::Relaxed) != 0 {
+                    self.silent_since_ms.store(0, Ordering::Relaxed);
+                }
                 Ok((reply, number))
             }
             Err(_) => {
-                let silent = self
-                    .elapsed_ms()
-                    .saturating_sub(self.last_reply_ms.load(Ordering::Relaxed));
-                if u128::from(silent) >= self.stuck_after.as_millis() {
-                    // Counts from now for the new connection, so it gets its own grace period.
-                    self.last_reply_ms
-                        .fetch_max(self.elapsed_ms(), Ordering::Relaxed);
-                    self.replace(number);
-                }
+                self.on_timeout(number);
                 Err(StoreError::Timeout(self.response_timeout))
             }
+        }
+    }
+
+    /// Replaces the connection of generation `used` when calls have only timed out, with no
+    /// reply at all, for `stuck_after`.
+    fn on_timeout(&self, used: u64) {
+        let now = self.elapsed_ms().saturating_add(1);
+        match self
+            .silent_since_ms
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => {}
+            Err(since) if u128::from(now.saturating_sub(since)) >= self.stuck_after.as_millis() => {
+                // The new connection gets a grace period of its own.
+                self.silent_since_ms.store(0, Ordering::Relaxed);
+                self.replace(used);
+            }
+            Err(_) => {}
         }
     }
 
@@ -484,7 +496,7 @@ impl RedisClusterStoreBuilder {
             read_from_replicas: self.read_from_replicas,
             replaced: AtomicU64::new(0),
             created: Instant::now(),
-            last_reply_ms: AtomicU64::new(0),
+            silent_since_ms: AtomicU64::new(0),
             stuck_after: STUCK_AFTER.max(4 * self.response_timeout),
         }
     }
@@ -731,6 +743,36 @@ mod tests {
                     .is_err()
             );
             assert!(started.elapsed() < 2 * timeout + Duration::from_secs(1));
+        });
+    }
+
+    /// A "node" that accepts connections and never answers: every call times out, and after
+    /// `STUCK_AFTER` of nothing but timeouts the cluster connection is replaced.
+    #[test]
+    fn a_silent_connection_is_replaced() {
+        runtime().block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            // Holds every accepted connection open, silently; ends with the runtime.
+            tokio::spawn(async move {
+                let mut open = Vec::new();
+                while let Ok((stream, _)) = listener.accept().await {
+                    open.push(stream);
+                }
+            });
+            let timeout = Duration::from_millis(100);
+            let store = RedisClusterStore::builder([format!("redis://{address}")])
+                .response_timeout(timeout)
+                .connect_timeout(timeout)
+                .connect_lazy()
+                .unwrap();
+            let started = std::time::Instant::now();
+            while started.elapsed() < STUCK_AFTER + Duration::from_millis(500) {
+                let call = std::time::Instant::now();
+                assert!(matches!(store.get(b"k").await, Err(StoreError::Timeout(_))));
+                assert!(call.elapsed() < timeout + Duration::from_secs(1));
+            }
+            assert!(store.connections_replaced() >= 1, "{store:?}");
         });
     }
 
