@@ -118,6 +118,8 @@
 //! | `testing` | off | `scoped_cache::testing`: fault-injecting test doubles (`FaultyStore`, L1 lookup chaos) | none / not for production builds |
 //! | `redis` | off | `RedisStore`: Redis or Valkey as the shared tier (redis-rs, tokio) | none / redis-rs and its dependencies |
 //! | `redis-tls` | off | `rediss://` URLs for `RedisStore`: TLS through rustls (ring), trusting the system's roots; enables `redis` | none / rustls and ring |
+//! | `redis-cluster` | off | `RedisClusterStore`: Redis Cluster or Valkey cluster mode as the shared tier (slots, `MOVED`/`ASK`, failover, optional reads from replicas); enables `redis` | none / redis-rs's cluster client |
+//! | `redis-sentinel` | off | `RedisSentinelStore`: the primary Redis Sentinel names, followed across failovers; enables `redis` | none / redis-rs's sentinel client |
 //! | `serde` | off | `Postcard<T>`: a codec for any `Serialize + DeserializeOwned` value | none / serde and postcard |
 //! | `tracing` | off | a `DEBUG` span per [`Cache`] operation (`get`, `get_many`, `insert`, `invalidate`, `get_or_load`; fields `namespace`, `outcome`), an `ERROR` event per violation (`namespace`, `tier`, `kind`); target `scoped_cache` | none (compiled out) / a span per operation, free when its level is disabled |
 //! | `metrics` | off | counters for hits and misses per tier, loads, load errors, violations by kind; the breaker state gauge; an operation latency histogram (`describe_metrics` lists them) | none (compiled out) / a clock read and a few recorder calls per operation |
@@ -203,5 +205,9 @@ pub use redis_store::{RedisStore, RedisStoreBuilder};
 pub use refusal::Refusal;
 pub use shared::BreakerSink;
 pub use stats::{FreshnessCounts, Stats, ViolationCounts};
+#[cfg(feature = "redis-cluster")]
+pub use store::redis_cluster::{RedisClusterStore, RedisClusterStoreBuilder};
+#[cfg(feature = "redis-sentinel")]
+pub use store::redis_sentinel::{RedisSentinelStore, RedisSentinelStoreBuilder};
 pub use store::{RemoteStore, StoreError, StoreFuture};
 pub use violation::{Malformed, Tier, Violation, ViolationKind, ViolationReport, ViolationSink};

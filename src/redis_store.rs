@@ -177,12 +177,7 @@ impl RedisStore {
     /// Appends the Redis key under which `key` is stored (the prefix, then the key) to `cmd`
     /// as one argument, without an intermediate buffer.
     fn key_arg(&self, cmd: &mut Cmd, key: &[u8]) {
-        use redis::RedisWrite as _;
-        use std::io::Write as _;
-        let mut arg = cmd.writer_for_next_arg();
-        // Writing to the command's own buffer cannot fail.
-        let _ = arg.write_all(&self.prefix);
-        let _ = arg.write_all(key);
+        prefixed_key_arg(cmd, &self.prefix, key);
     }
 
     /// The next connection, round robin.
@@ -337,6 +332,32 @@ impl RedisStoreBuilder {
     /// per connection here). Calls on the store then need that runtime's time and I/O drivers
     /// (see [`RedisStore`]'s `# Panics`).
     pub fn connect_lazy(self) -> Result<RedisStore, StoreError> {
+        #[cfg(feature = "redis-tls")]
+        if self.url.starts_with("rediss:") || self.url.starts_with("valkeys:") {
+            // redis-rs builds its TLS config from the process-wide rustls provider; install ring
+            // unless the application installed one, so that building it cannot panic.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let client = redis::Client::open(self.url.as_str())
+            .map_err(|err| StoreError::Config(format!("redis url: {err}")))?;
+        self.connect_lazy_to(client)
+    }
+
+    /// A copy of these settings (the Sentinel store builds a store per primary from one).
+    #[cfg(feature = "redis-sentinel")]
+    pub(crate) fn clone_settings(&self) -> Self {
+        Self {
+            url: self.url.clone(),
+            connect_timeout: self.connect_timeout,
+            response_timeout: self.response_timeout,
+            prefix: self.prefix.clone(),
+            connections: self.connections,
+        }
+    }
+
+    /// [`connect_lazy`](Self::connect_lazy) to the server `client` names instead of the URL's
+    /// (the Sentinel store's current primary).
+    pub(crate) fn connect_lazy_to(self, client: redis::Client) -> Result<RedisStore, StoreError> {
         if self.connect_timeout.is_zero() || self.response_timeout.is_zero() {
             return Err(StoreError::Config(
                 "timeouts must be greater than zero".into(),
@@ -347,14 +368,6 @@ impl RedisStoreBuilder {
                 "at least one connection is needed".into(),
             ));
         }
-        #[cfg(feature = "redis-tls")]
-        if self.url.starts_with("rediss:") || self.url.starts_with("valkeys:") {
-            // redis-rs builds its TLS config from the process-wide rustls provider; install ring
-            // unless the application installed one, so that building it cannot panic.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|err| StoreError::Config(format!("redis url: {err}")))?;
         // redis-rs spawns each connection's task on the current runtime, and panics without one.
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(StoreError::Config(
@@ -529,7 +542,7 @@ impl RemoteStore for RedisStore {
             match self.request(&cmd).await {
                 Ok((Value::Int(_), _)) => Ok(()),
                 Ok((other, used)) => Err(self.out_of_step(used, "EVAL", &other)),
-                Err(StoreError::Server(message)) if refuses_scripts(&message) => {
+                Err(StoreError::Server(message)) if refuses_scripts(error_code(&message)) => {
                     self.delete(key).await
                 }
                 Err(error) => Err(error),
@@ -546,20 +559,39 @@ fn server_error(err: &redis::ServerError) -> StoreError {
     })
 }
 
-/// Whether a server error says the server does not run scripts for this client (its error code
-/// is the reply's first word), rather than that this call failed.
-fn refuses_scripts(message: &str) -> bool {
-    let code = message.trim_start().split([' ', ':']).next();
-    matches!(code, Some("NOPERM" | "NOSCRIPT"))
+/// Whether a server error code means "no scripts here" (`NOPERM`: an ACL without
+/// `@scripting`; `NOSCRIPT`), the one case where `delete_if` may fall back to a plain `DEL`.
+pub(crate) fn refuses_scripts(code: &str) -> bool {
+    matches!(code, "NOSCRIPT" | "NOPERM")
+}
+
+/// The error code of a [`StoreError::Server`] message: its first word.
+fn error_code(message: &str) -> &str {
+    message
+        .trim_start()
+        .split([' ', ':'])
+        .next()
+        .unwrap_or_default()
+}
+
+/// Appends `prefix` then `key` to `cmd` as one argument, without an intermediate buffer (shared
+/// with the cluster and Sentinel stores).
+pub(crate) fn prefixed_key_arg(cmd: &mut Cmd, prefix: &[u8], key: &[u8]) {
+    use redis::RedisWrite as _;
+    use std::io::Write as _;
+    let mut arg = cmd.writer_for_next_arg();
+    // Writing to the command's own buffer cannot fail.
+    let _ = arg.write_all(prefix);
+    let _ = arg.write_all(key);
 }
 
 /// `delete_if`'s script: deletes `KEYS[1]` only while it holds `ARGV[1]`; replies 1 or 0.
-const DELETE_IF_SCRIPT: &str =
+pub(crate) const DELETE_IF_SCRIPT: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
 /// The key an envelope *claims* to be sealed for, if `value` starts like one (not
 /// authenticated: only a hint that a connection is out of step; `Cache` does the real check).
-fn claimed_key(value: &[u8]) -> Option<&[u8]> {
+pub(crate) fn claimed_key(value: &[u8]) -> Option<&[u8]> {
     if !value.starts_with(&MAGIC) {
         return None;
     }
@@ -571,7 +603,7 @@ fn claimed_key(value: &[u8]) -> Option<&[u8]> {
 
 /// The type of a reply, for an error message (never its contents: they may be another
 /// owner's data).
-fn shape(reply: &Value) -> &'static str {
+pub(crate) fn shape(reply: &Value) -> &'static str {
     match reply {
         Value::Nil => "nil",
         Value::Int(_) => "integer",
@@ -588,7 +620,7 @@ fn shape(reply: &Value) -> &'static str {
 }
 
 /// Maps a redis-rs error to a [`StoreError`] (`timeout` is the limit that was exceeded).
-fn store_error(err: &RedisError, timeout: Duration) -> StoreError {
+pub(crate) fn store_error(err: &RedisError, timeout: Duration) -> StoreError {
     if err.is_timeout() {
         return StoreError::Timeout(timeout);
     }
@@ -670,11 +702,12 @@ mod tests {
 
     #[test]
     fn only_a_refusal_to_run_scripts_falls_back_to_a_plain_delete() {
-        assert!(refuses_scripts(
+        let refuses = |message| refuses_scripts(error_code(message));
+        assert!(refuses(
             "NOPERM User cache has no permissions to run the 'eval' command"
         ));
-        assert!(refuses_scripts("NOSCRIPT No matching script."));
-        assert!(refuses_scripts("NOPERM: no permissions"));
+        assert!(refuses("NOSCRIPT No matching script."));
+        assert!(refuses("NOPERM: no permissions"));
         for other in [
             "OOM command not allowed when used memory > 'maxmemory'.",
             "BUSY Redis is busy running a script.",
@@ -682,10 +715,7 @@ mod tests {
             "READONLY You can't write against a read only replica.",
             "",
         ] {
-            assert!(
-                !refuses_scripts(other),
-                "{other:?} must not delete unconditionally"
-            );
+            assert!(!refuses(other), "{other:?} must not delete unconditionally");
         }
     }
 

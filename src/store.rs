@@ -1,5 +1,10 @@
 //! `RemoteStore`: the byte-level interface of a shared tier (Redis, the in-process `MemoryStore`).
 
+#[cfg(feature = "redis-cluster")]
+pub(crate) mod redis_cluster;
+#[cfg(feature = "redis-sentinel")]
+pub(crate) mod redis_sentinel;
+
 use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;

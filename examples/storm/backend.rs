@@ -92,12 +92,49 @@ pub async fn open_backend(
 async fn open_redis(url: &str, run: &str) -> Result<Arc<dyn RemoteStore>, String> {
     // A prefix of its own per run, so that runs (and the baseline) never see each other's keys.
     let prefix = format!("storm:{}:{}:{run}:", std::process::id(), now_ms());
-    scoped_cache::RedisStore::builder(url)
+    let store = if url.starts_with("redis-cluster://") || url.starts_with("rediss-cluster://") {
+        open_redis_cluster(url, prefix).await
+    } else if url.starts_with("redis+sentinel://") {
+        open_redis_sentinel(url, prefix).await
+    } else {
+        scoped_cache::RedisStore::builder(url)
+            .key_prefix(prefix)
+            .connect()
+            .await
+            .map(|store| Arc::new(store) as Arc<dyn RemoteStore>)
+            .map_err(|error| error.to_string())
+    };
+    store.map_err(|error| format!("cannot connect to {url}: {error}"))
+}
+
+#[cfg(feature = "redis-cluster")]
+async fn open_redis_cluster(url: &str, prefix: String) -> Result<Arc<dyn RemoteStore>, String> {
+    scoped_cache::RedisClusterStore::builder_from_url(url)
         .key_prefix(prefix)
         .connect()
         .await
         .map(|store| Arc::new(store) as Arc<dyn RemoteStore>)
-        .map_err(|error| format!("cannot connect to {url}: {error}"))
+        .map_err(|error| error.to_string())
+}
+
+#[cfg(all(feature = "redis", not(feature = "redis-cluster")))]
+async fn open_redis_cluster(_url: &str, _prefix: String) -> Result<Arc<dyn RemoteStore>, String> {
+    Err("this build has no Redis Cluster support; add --features redis-cluster".into())
+}
+
+#[cfg(feature = "redis-sentinel")]
+async fn open_redis_sentinel(url: &str, prefix: String) -> Result<Arc<dyn RemoteStore>, String> {
+    scoped_cache::RedisSentinelStore::builder_from_url(url)
+        .key_prefix(prefix)
+        .connect()
+        .await
+        .map(|store| Arc::new(store) as Arc<dyn RemoteStore>)
+        .map_err(|error| error.to_string())
+}
+
+#[cfg(all(feature = "redis", not(feature = "redis-sentinel")))]
+async fn open_redis_sentinel(_url: &str, _prefix: String) -> Result<Arc<dyn RemoteStore>, String> {
+    Err("this build has no Sentinel support; add --features redis-sentinel".into())
 }
 
 #[cfg(not(feature = "redis"))]

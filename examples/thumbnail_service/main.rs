@@ -73,13 +73,42 @@ fn key_ring() -> Result<KeyRing, String> {
 
 #[cfg(feature = "redis")]
 async fn redis_store(url: &str) -> Result<Arc<dyn RemoteStore>, String> {
-    scoped_cache::RedisStore::builder(url)
-        // Room for other services in the same database.
-        .key_prefix("thumbnail_service:")
-        .connect()
-        .await
-        .map(|store| Arc::new(store) as Arc<dyn RemoteStore>)
-        .map_err(|error| format!("cannot connect to {url}: {error}"))
+    // Room for other services in the same database.
+    const PREFIX: &str = "thumbnail_service:";
+    let store: Result<Arc<dyn RemoteStore>, String> = if url.starts_with("redis-cluster://")
+        || url.starts_with("rediss-cluster://")
+    {
+        #[cfg(feature = "redis-cluster")]
+        let store = scoped_cache::RedisClusterStore::builder_from_url(url)
+            .key_prefix(PREFIX)
+            .connect()
+            .await
+            .map(|store| Arc::new(store) as Arc<dyn RemoteStore>)
+            .map_err(|error| error.to_string());
+        #[cfg(not(feature = "redis-cluster"))]
+        let store =
+            Err("this build has no Redis Cluster support; add --features redis-cluster".into());
+        store
+    } else if url.starts_with("redis+sentinel://") {
+        #[cfg(feature = "redis-sentinel")]
+        let store = scoped_cache::RedisSentinelStore::builder_from_url(url)
+            .key_prefix(PREFIX)
+            .connect()
+            .await
+            .map(|store| Arc::new(store) as Arc<dyn RemoteStore>)
+            .map_err(|error| error.to_string());
+        #[cfg(not(feature = "redis-sentinel"))]
+        let store = Err("this build has no Sentinel support; add --features redis-sentinel".into());
+        store
+    } else {
+        scoped_cache::RedisStore::builder(url)
+            .key_prefix(PREFIX)
+            .connect()
+            .await
+            .map(|store| Arc::new(store) as Arc<dyn RemoteStore>)
+            .map_err(|error| error.to_string())
+    };
+    store.map_err(|error| format!("cannot connect to {url}: {error}"))
 }
 
 #[cfg(not(feature = "redis"))]

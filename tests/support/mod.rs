@@ -8,6 +8,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of it
 
+pub mod cluster;
 pub mod fixture;
 pub mod harness;
 pub mod redis_server;

@@ -132,7 +132,7 @@ impl Drop for RedisServer {
 }
 
 /// `SCOPED_CACHE_REDIS_SERVER`, else `redis-server` on `PATH`.
-fn find_binary() -> Option<PathBuf> {
+pub fn find_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("SCOPED_CACHE_REDIS_SERVER") {
         let path = PathBuf::from(path);
         return path.is_file().then_some(path);
