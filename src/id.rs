@@ -96,10 +96,48 @@ impl fmt::Debug for IdRepr {
 impl fmt::Display for IdRepr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.as_text() {
-            Some(text) => f.write_str(text),
+            Some(text) => write_visible(text, f),
             None => fmt::Debug::fmt(self, f),
         }
     }
+}
+
+/// Writes `text` with every character that could make it read as something else escaped as
+/// `\u{…}`: bidirectional controls (`"bob\u{202e}ecila"` would display as "bobalice"),
+/// zero-width and other invisible format characters. Reports, logs and error messages show ids
+/// through this, so an id chosen by an attacker cannot pose as another in an incident report.
+/// (Control characters are refused when an id is made.)
+fn write_visible(text: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    for c in text.chars() {
+        if is_deceptive(c) {
+            write!(f, "{}", c.escape_unicode())?;
+        } else {
+            fmt::Write::write_char(f, c)?;
+        }
+    }
+    Ok(())
+}
+
+/// Invisible or direction-changing characters (Unicode format characters in use as such).
+fn is_deceptive(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{E0000}'..='\u{E007F}'
+    )
 }
 
 struct Hyphenated<'a>(&'a [u8; 16]);
@@ -250,6 +288,31 @@ define_id!(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::Owner;
+    use crate::violation::Violation;
+
+    #[test]
+    fn ids_that_could_pose_as_others_are_shown_escaped() {
+        // Displayed raw, U+202E turns "bob" + "ecila" into "bobalice" on a terminal.
+        let spoof = TenantId::new("bob\u{202e}ecila").expect("a valid id");
+        let zero_width = DeviceId::new("cam\u{200b}7").expect("a valid id");
+        assert_eq!(spoof.to_string(), "bob\\u{202e}ecila");
+        assert_eq!(zero_width.to_string(), "cam\\u{200b}7");
+        assert_eq!(format!("{spoof:?}"), "TenantId(\"bob\\u{202e}ecila\")");
+        let report = Violation::OwnerMismatch {
+            expected: Owner::new(TenantId::new("alice").expect("valid"), zero_width.clone()),
+            found: Owner::new(spoof.clone(), zero_width),
+        }
+        .to_string();
+        assert!(
+            !report.contains('\u{202e}') && !report.contains('\u{200b}'),
+            "{report}"
+        );
+        assert!(report.contains("bob\\u{202e}ecila"), "{report}");
+        // Ordinary text, accents and all, is shown as it is.
+        let plain = TenantId::new("zoë-42").expect("a valid id");
+        assert_eq!(plain.to_string(), "zoë-42");
+    }
 
     #[test]
     fn text_ids_are_validated_not_truncated() {

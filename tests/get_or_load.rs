@@ -4,7 +4,7 @@
 mod support;
 
 use bytes::Bytes;
-use scoped_cache::{Cache, Client, LoadError, LocalCache, MemoryStore, Policy};
+use scoped_cache::{Cache, Client, Key, LoadError, LocalCache, MemoryStore, Policy};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -90,6 +90,73 @@ async fn distinct_keys_each_load_once_and_get_their_own_value() {
         1_000,
         "one load per distinct key"
     );
+}
+
+/// Keys that differ only in their item, or only by tenant and device exchanged: coalescing keyed
+/// without the item, or on the pair of ids unordered, would hand one key's value to the other.
+fn near_keys() -> [Key<Thumbs>; 4] {
+    [key(1, 2, 3), key(1, 2, 4), key(2, 1, 3), key(2, 1, 4)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_that_differ_only_in_item_or_by_exchange_never_share_a_load() {
+    for (remote, local_capacity) in [(true, 10_000), (true, 0), (false, 0)] {
+        let cache = cache(remote, local_capacity);
+        let calls = Arc::new(AtomicUsize::new(0));
+        // Every key's callers start together and its load takes a while, so they overlap.
+        let tasks: Vec<_> = near_keys()
+            .into_iter()
+            .flat_map(|k| std::iter::repeat_n(k, 25))
+            .map(|k| {
+                let (cache, calls) = (cache.clone(), Arc::clone(&calls));
+                tokio::spawn(async move {
+                    let load = || async {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Ok::<_, std::io::Error>(truth(&k))
+                    };
+                    (cache.get_or_load(&k, load).await, k)
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (value, k) = task.await.unwrap();
+            assert_eq!(value.unwrap(), truth(&k), "{k:?} got another key's value");
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            4,
+            "remote={remote} local={local_capacity}: one load per key, not per owner or pair"
+        );
+    }
+}
+
+#[test]
+fn local_get_or_load_never_shares_a_load_between_near_keys() {
+    let cache = Arc::new(LocalCache::<Thumbs>::new(1_000).unwrap());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(std::sync::Barrier::new(4 * 8));
+    let threads: Vec<_> = near_keys()
+        .into_iter()
+        .flat_map(|k| std::iter::repeat_n(k, 8))
+        .map(|k| {
+            let (cache, calls, barrier) = (cache.clone(), calls.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let value = cache.get_or_load(&k, || {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    Ok::<_, std::io::Error>(truth(&k))
+                });
+                (value, k)
+            })
+        })
+        .collect();
+    for thread in threads {
+        let (value, k) = thread.join().unwrap();
+        assert_eq!(value.unwrap(), truth(&k), "{k:?} got another key's value");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 4, "one load per key");
 }
 
 #[tokio::test]
