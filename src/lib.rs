@@ -21,9 +21,13 @@
 //!   [`KeyRing`]. A read opens it *for the key it asked for*.
 //! - **Verified in-process hits.** [`LocalCache`] entries carry the key they were stored for;
 //!   every hit is compared with the requested key, apart from the map's own lookup.
-//! - **Fail closed.** A value that fails a check is a [`Violation`]: counted in [`Stats`], reported
-//!   to the violation sink with the expected and (authenticated) found owner, deleted from its tier
-//!   (remotely, only while the store still holds those very bytes), and read as a miss. Never data.
+//! - **Fail closed.** A value that fails a check is read as a miss, never as data. Why it was
+//!   refused decides who hears of it ([`Refusal`]): an *integrity* failure ([`Violation`]:
+//!   another owner, item or namespace, a bad tag, malformed bytes) is counted in [`Stats`],
+//!   reported to the violation sink with the expected and (authenticated) found owner, fed to the
+//!   breaker and deleted from its tier (remotely, only while the store still holds those very
+//!   bytes); a *freshness* miss ([`Freshness`]: expired, another schema, a key id this ring does
+//!   not have yet) is only counted, because expiry, deploys and key rotations are normal.
 //!
 //! ## What is protected, and what is not
 //!
@@ -31,8 +35,8 @@
 //! store, the network or the in-process map does, as long as the key ring's secret stays secret
 //! and the key you pass names the owner you mean.
 //!
-//! **Protected** — each of these is refused as a [`Violation`] (counted, reported, deleted) and
-//! read as a miss, never returned as data:
+//! **Protected** — each of these is refused and read as a miss, never returned as data (as a
+//! [`Violation`], counted, reported and deleted, unless marked *freshness*):
 //!
 //! - *Mix-ups between owners or items, in either tier*: a value of another tenant, another device,
 //!   tenant and device exchanged, or another item of the same owner — whether a store, a proxy or
@@ -45,10 +49,14 @@
 //!   wrong length is refused whole, as a remote error.)
 //! - *Poisoned, swapped, corrupt or truncated remote entries*: anything not sealed with a key of
 //!   the [`KeyRing`] for exactly this key fails the 256-bit tag or the key check.
-//! - *Expired remote entries*: an authentic value read after the expiry sealed into it (a lagging
-//!   replica, a store that ignores TTLs) is refused.
-//! - *Schema and namespace changes*: a value written under another [`Namespace::SCHEMA`] or
-//!   namespace is refused, so a deploy that changes a value type never decodes old bytes as new.
+//! - *Expired remote entries* (freshness): an authentic value read after the expiry sealed into
+//!   it (a lagging replica, a store that ignores TTLs, a reader whose clock runs ahead by more
+//!   than the client's clock-skew allowance) is refused. The tiers drop values that allowance (at
+//!   most a quarter of the TTL) before their sealed expiry, so on clocks that agree it does not
+//!   happen at all.
+//! - *Schema and namespace changes*: a value written under another namespace is a violation; one
+//!   written under another [`Namespace::SCHEMA`] is a freshness miss (the other half of a rolling
+//!   deploy). Either way a deploy that changes a value type never decodes old bytes as new.
 //!
 //! **Not protected:**
 //!
@@ -72,9 +80,10 @@
 //!   [`Cache::invalidate`] and later restored). It is the owner's own data and is accepted; keep
 //!   TTLs as short as staleness allows.
 //! - *Denial of service by a hostile or broken store.* It can make every read a miss (refused,
-//!   absent, failed or slow up to the response timeout), so load shifts to the source of truth;
-//!   with [`Policy::AutoBypass`] it can also keep the breaker open. Nothing it does yields
-//!   another owner's data.
+//!   absent, failed or slow up to the response timeout), so load shifts to the source of truth
+//!   (one load per key at a time); with [`Policy::AutoBypass`] it can also keep the breaker
+//!   open, and a store that keeps failing is skipped by the store breaker ([`StoreBreaker`]).
+//!   Nothing it does yields another owner's data.
 //! - *Timing side channels*, beyond the constant-time tag comparison. A hit is faster than a miss,
 //!   so whoever can time requests can tell whether a key was cached; comparisons of
 //!   already-authenticated fields (owner, item, namespace) are ordinary comparisons.
