@@ -180,7 +180,7 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
                 return Err(self.refusal(key, entry));
             }
             if let Some(found) = owned::mismatch::<N>(key.owner(), &entry.value) {
-                return Err(Refusal::Violation(value_owner_mismatch(key, found)));
+                return Err(EntryMismatch::Violation(value_owner_mismatch(key, found)));
             }
             Ok(entry.value.clone())
         });
@@ -190,11 +190,11 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
                 counters.record(Event::HitLocal);
                 Some(value)
             }
-            Lookup::Hit(Err(Refusal::Violation(violation))) => {
+            Lookup::Hit(Err(EntryMismatch::Violation(violation))) => {
                 self.refuse(key, *violation);
                 None
             }
-            Lookup::Hit(Err(Refusal::Collision)) | Lookup::Miss => {
+            Lookup::Hit(Err(EntryMismatch::Collision)) | Lookup::Miss => {
                 counters.record(Event::Miss);
                 None
             }
@@ -588,11 +588,11 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     /// Another fingerprint: the map handed back an entry filed elsewhere, a [`Violation`].
     #[cold]
     #[inline(never)]
-    fn refusal(&self, key: &Key<N>, entry: &Entry<N>) -> Refusal {
+    fn refusal(&self, key: &Key<N>, entry: &Entry<N>) -> EntryMismatch {
         if self.fingerprint(&entry.key) == self.fingerprint(key) {
-            return Refusal::Collision;
+            return EntryMismatch::Collision;
         }
-        Refusal::Violation(Box::new(if entry.key.owner() != key.owner() {
+        EntryMismatch::Violation(Box::new(if entry.key.owner() != key.owner() {
             Violation::OwnerMismatch {
                 expected: key.owner().clone(),
                 found: entry.key.owner().clone(),
@@ -619,7 +619,7 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
 }
 
 /// Why a read refused the entry the map handed back.
-enum Refusal {
+enum EntryMismatch {
     /// The entry is another key's whose fingerprint is the same: a miss.
     Collision,
     /// The entry is not what `key` may read: counted, reported, removed.
