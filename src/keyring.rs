@@ -37,7 +37,7 @@ pub enum KeyRingError {
 ///
 /// Rotate by adding the new key as a verifier everywhere, then making it the signer, then
 /// dropping the old one once its envelopes have expired. Envelopes sealed with a key id not in the
-/// ring are refused as [`Violation::UnknownKey`](crate::Violation::UnknownKey).
+/// ring are refused as [`Freshness::UnknownKey`](crate::Freshness::UnknownKey).
 /// Secrets never appear in `Debug` output.
 ///
 /// # Examples

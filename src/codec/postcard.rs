@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 /// Postcard's format is stable across its 1.x releases and compact (varint integers, no field
 /// names). It is not self-describing: a changed value type must come with a new
 /// [`Namespace::SCHEMA`](crate::Namespace::SCHEMA), so old entries read as
-/// [`Violation::SchemaMismatch`](crate::Violation::SchemaMismatch) misses instead of being
+/// [`Freshness::SchemaMismatch`](crate::Freshness::SchemaMismatch) misses instead of being
 /// decoded as the new type.
 ///
 /// Decoding is exact: bytes left over after the value are an error, as is any malformed or
