@@ -12,10 +12,12 @@
 
 use crate::RawBytes;
 use crate::envelope::{Envelope, MAX_KEY_LEN, NEVER, SealError};
+use crate::freshness::Freshness;
 use crate::id::{DeviceId, IdRepr, TenantId};
 use crate::key::{Key, Owner, RawKey};
 use crate::keyring::{KeyId, KeyRing};
 use crate::namespace::Namespace;
+use crate::refusal::Refusal;
 use crate::violation::Violation;
 use bytes::Bytes;
 use std::sync::OnceLock;
@@ -119,12 +121,12 @@ pub fn envelope_open(data: &[u8]) {
                 assert_eq!(payload, opened.payload, "limits changed the payload");
             }
         }
-        Err(violation) => {
+        Err(refusal) => {
             assert!(
                 small_result.is_err(),
                 "a lower payload limit accepted what the default refused"
             );
-            check_reported_fields(&violation, key.owner());
+            check_reported_fields(&refusal, key.owner());
         }
     }
 }
@@ -226,7 +228,7 @@ fn roundtrip<N: Namespace>(
             );
             assert_eq!(opened, payload, "the payload changed");
         }
-        Err(Violation::Expired { expires_ms, now_ms }) => {
+        Err(Refusal::Freshness(Freshness::Expired { expires_ms, now_ms })) => {
             assert!(
                 now >= expires && expires != NEVER && expires_ms == expires && now_ms == now,
                 "wrongly expired: {expires_ms} at {now_ms}"
@@ -249,7 +251,7 @@ fn roundtrip<N: Namespace>(
         let theirs = Key::<N>::for_owner(other.clone(), key.item().clone());
         assert_ne!(theirs.encode(), encoded, "two owners share an encoding");
         match envelope.open(&sealed, &theirs, now, ring()) {
-            Err(Violation::OwnerMismatch { expected, found }) => {
+            Err(Refusal::Violation(Violation::OwnerMismatch { expected, found })) => {
                 assert_eq!((expected, &found), (other, &owner), "wrong owners reported");
             }
             result => panic!("another owner got {result:?}"),
@@ -260,7 +262,7 @@ fn roundtrip<N: Namespace>(
         let theirs = Key::<N>::for_owner(owner.clone(), other_item);
         assert_eq!(
             envelope.open(&sealed, &theirs, now, ring()),
-            Err(Violation::ItemMismatch),
+            Err(Refusal::Violation(Violation::ItemMismatch)),
             "another item of the same owner"
         );
     }
@@ -270,7 +272,8 @@ fn roundtrip<N: Namespace>(
         assert!(
             matches!(
                 envelope.open(&sealed, &theirs, now, ring()),
-                Err(Violation::NamespaceMismatch { expected: "relation", found }) if found == N::NAME
+                Err(Refusal::Violation(Violation::NamespaceMismatch { expected: "relation", found }))
+                    if found == N::NAME
             ),
             "another namespace"
         );
@@ -312,18 +315,18 @@ fn other_id(id: &IdRepr) -> IdRepr {
     }
 }
 
-/// Checks what a violation reports about the envelope against the key it was opened for.
-fn check_reported_fields(violation: &Violation, expected: &Owner) {
-    match violation {
-        Violation::OwnerMismatch { expected: e, found } => {
+/// Checks what a refusal reports about the envelope against the key it was opened for.
+fn check_reported_fields(refusal: &Refusal, expected: &Owner) {
+    match refusal {
+        Refusal::Violation(Violation::OwnerMismatch { expected: e, found }) => {
             assert_eq!(e, expected, "the expected owner is the caller's");
             assert_ne!(found, expected, "an owner mismatch with equal owners");
         }
-        Violation::NamespaceMismatch { expected: e, found } => {
+        Refusal::Violation(Violation::NamespaceMismatch { expected: e, found }) => {
             assert_eq!(*e, Thumb::NAME);
             assert_ne!(found, Thumb::NAME, "a namespace mismatch with equal names");
         }
-        Violation::SchemaMismatch { expected: e, found } => {
+        Refusal::Freshness(Freshness::SchemaMismatch { expected: e, found }) => {
             assert_eq!(*e, Thumb::SCHEMA);
             assert_ne!(
                 *found,
@@ -331,7 +334,7 @@ fn check_reported_fields(violation: &Violation, expected: &Owner) {
                 "a schema mismatch with equal schemas"
             );
         }
-        Violation::Expired { now_ms, expires_ms } => {
+        Refusal::Freshness(Freshness::Expired { now_ms, expires_ms }) => {
             assert_eq!(*now_ms, NOW_MS);
             assert!(*expires_ms <= NOW_MS, "expired before its expiry");
             assert_ne!(*expires_ms, NEVER, "a never-expiring envelope expired");
