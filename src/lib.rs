@@ -32,8 +32,10 @@
 //! store, the network or the in-process map does, as long as the key ring's secret stays secret
 //! and the key you pass names the owner you mean.
 //!
-//! **Protected** — each of these is refused as a [`Violation`] (counted, reported, deleted) and
-//! read as a miss, never returned as data:
+//! **Protected** — each of these is refused and read as a miss, never returned as data. An
+//! integrity failure is a [`Violation`] (counted, reported, deleted); an authentic value that may
+//! not be used now (expired, of another schema, sealed with a key id the ring lacks) is a
+//! [`Freshness`] miss (counted only):
 //!
 //! - *Mix-ups between owners or items, in either tier*: a value of another tenant, another device,
 //!   tenant and device exchanged, or another item of the same owner — whether a store, a proxy or
@@ -47,9 +49,10 @@
 //! - *Poisoned, swapped, corrupt or truncated remote entries*: anything not sealed with a key of
 //!   the [`KeyRing`] for exactly this key fails the 256-bit tag or the key check.
 //! - *Expired remote entries*: an authentic value read after the expiry sealed into it (a lagging
-//!   replica, a store that ignores TTLs) is refused.
-//! - *Schema and namespace changes*: a value written under another [`Namespace::SCHEMA`] or
-//!   namespace is refused, so a deploy that changes a value type never decodes old bytes as new.
+//!   replica, a store that ignores TTLs) is refused as a freshness miss.
+//! - *Schema and namespace changes*: a value written under another namespace is a violation, one
+//!   written under another [`Namespace::SCHEMA`] a freshness miss, so a deploy that changes a value
+//!   type never decodes old bytes as new.
 //!
 //! **Not protected:**
 //!
