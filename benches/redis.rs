@@ -18,9 +18,9 @@ mod support;
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rand::RngExt;
-use scoped_cache::{
-    Cache, Client, DeviceId, Envelope, Key, KeyId, KeyRing, RedisStore, RemoteStore, TenantId,
-};
+use scoped_cache::envelope::Envelope;
+use scoped_cache::store::RemoteStore;
+use scoped_cache::{Cache, Client, DeviceId, Key, KeyId, KeyRing, RedisStore, TenantId};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::fixture::Thumbs;

@@ -27,8 +27,9 @@ use std::time::Duration;
 
 /// The cache of one namespace: in-process tier, then remote tier, then a miss. Cheap to clone.
 ///
-/// Every value read from the remote tier is opened as an [`Envelope`](crate::Envelope) for the
-/// requested key before it is decoded; every in-process hit is compared with the requested key.
+/// Every value read from the remote tier is opened as an
+/// [`Envelope`](crate::envelope::Envelope) for the requested key before it is decoded; every
+/// in-process hit is compared with the requested key.
 /// A value that fails either check is read as a miss: an integrity failure is also counted as a
 /// violation, reported to the client's violation sink and deleted from the tier it came from; a
 /// freshness miss (expired, another schema, an unknown key id) is only counted (see

@@ -210,9 +210,9 @@ impl ClientBuilder {
     ///
     /// While it is open, every cache of this client skips the remote store: reads are misses
     /// (`get_or_load` loads), writes stay in-process ([`Cache::insert`](crate::Cache::insert)
-    /// returns [`StoreError::Skipped`](crate::StoreError::Skipped)), and nobody waits for the
-    /// store's timeout. Then a few calls probe it; if they succeed it closes. Its state changes go
-    /// to the [breaker sink](Self::on_breaker) with
+    /// returns [`StoreError::Skipped`](crate::store::StoreError::Skipped)), and nobody waits for
+    /// the store's timeout. Then a few calls probe it; if they succeed it closes. Its state
+    /// changes go to the [breaker sink](Self::on_breaker) with
     /// [`BreakerScope::Store`](crate::BreakerScope::Store) and show in
     /// [`Stats::store_breaker_state`](crate::Stats::store_breaker_state).
     pub fn store_breaker(mut self, breaker: Option<StoreBreaker>) -> Self {

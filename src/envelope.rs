@@ -1,9 +1,24 @@
-//! Sealed envelopes: the only form in which a value leaves the process. Sans-IO.
+//! The wire format: sealed envelopes, the only form in which a value leaves the process. Sans-IO.
 //!
 //! An envelope binds a payload to its full key (namespace, tenant, device, item), its schema, its
 //! lifetime and the id of the MAC key that sealed it, under a 256-bit HMAC-SHA256 tag. Opening it
 //! *for a requested key* checks all of them; any mismatch is a [`Violation`], never a value.
-//! The byte layout is specified in `docs/ENVELOPE.md`:
+//!
+//! [`Cache`](crate::Cache) seals every value it writes to a
+//! [`RemoteStore`](crate::store::RemoteStore) and opens every value it reads, so most programs
+//! never use this module. It is for code that works with the stored bytes themselves: tools that
+//! inspect or migrate a store, tests of a store, and implementations of the format in other
+//! languages. Everything here is pure: no I/O, no clock (time is a parameter).
+//!
+//! - [`Envelope`] seals ([`Envelope::seal`]) and opens ([`Envelope::open`],
+//!   [`Envelope::open_details`] → [`Opened`]) under size limits; [`SealError`] says why a value
+//!   could not be sealed, [`Malformed`] why bytes are not a well-formed envelope.
+//! - [`RawKey`] encodes and decodes the store key an envelope carries (prefix [`KEY_PREFIX`];
+//!   [`KeyDecodeError`] when bytes are not a key), without a [`Namespace`] type.
+//! - [`MAGIC`], [`FORMAT_VERSION`], [`MAX_KEY_LEN`], [`DEFAULT_MAX_PAYLOAD`] and [`NEVER`] are the
+//!   format's constants.
+//!
+//! The byte layout, with test vectors, is specified in `docs/ENVELOPE.md`:
 //!
 //! ```text
 //! magic(4) version(1) flags(1) schema(2) key_id(4) created_ms(8) expires_ms(8) key_len(4)
@@ -12,19 +27,22 @@
 
 use crate::clock::is_expired;
 use crate::freshness::Freshness;
-use crate::key::{Key, RawKey};
+use crate::key::Key;
 use crate::keyring::{KeyId, KeyRing};
 use crate::mac::TAG_LEN;
 use crate::namespace::Namespace;
 use crate::refusal::Refusal;
-use crate::violation::{Malformed, Violation};
+use crate::violation::Violation;
 use bytes::{BufMut, Bytes, BytesMut};
+
+pub use crate::clock::NEVER;
+pub use crate::key::{KEY_PREFIX, KeyDecodeError, RawKey};
+pub use crate::violation::Malformed;
 
 /// The first four bytes of every envelope. The high first byte keeps text from passing for one.
 pub const MAGIC: [u8; 4] = [0x89, b'S', b'C', b'E'];
 /// The format version this build writes and reads.
 pub const FORMAT_VERSION: u8 = 1;
-pub use crate::clock::NEVER;
 /// Longest encoded key an envelope carries, in bytes.
 pub const MAX_KEY_LEN: usize = 4096;
 /// Default largest payload: 8 MiB.
@@ -40,7 +58,8 @@ const MIN_LEN: usize = HEADER_LEN + 4 + TAG_LEN;
 /// # Examples
 ///
 /// ```
-/// # use scoped_cache::{DeviceId, Envelope, Key, KeyId, KeyRing, NEVER, Namespace, RawBytes, SealError, TenantId};
+/// # use scoped_cache::{DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, TenantId};
+/// # use scoped_cache::envelope::{Envelope, NEVER, SealError};
 /// # struct Thumbnails;
 /// # impl Namespace for Thumbnails {
 /// #     const NAME: &'static str = "thumb";
@@ -81,7 +100,8 @@ pub enum SealError {
 /// # Examples
 ///
 /// ```
-/// # use scoped_cache::{DeviceId, Envelope, Key, KeyId, KeyRing, Namespace, Opened, RawBytes, TenantId};
+/// # use scoped_cache::{DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, TenantId};
+/// # use scoped_cache::envelope::{Envelope, Opened};
 /// # struct Thumbnails;
 /// # impl Namespace for Thumbnails {
 /// #     const NAME: &'static str = "thumb";
@@ -115,7 +135,8 @@ pub struct Opened {
 ///
 /// ```
 /// use bytes::Bytes;
-/// use scoped_cache::{DeviceId, Envelope, Freshness, Key, KeyId, KeyRing, Namespace, RawBytes, Refusal, TenantId, Violation};
+/// use scoped_cache::{DeviceId, Freshness, Key, KeyId, KeyRing, Namespace, RawBytes, Refusal, TenantId, Violation};
+/// use scoped_cache::envelope::Envelope;
 ///
 /// struct Thumbnails;
 /// impl Namespace for Thumbnails {
@@ -165,7 +186,8 @@ impl Envelope {
     /// # Examples
     ///
     /// ```
-    /// # use scoped_cache::{DeviceId, Envelope, Key, KeyId, KeyRing, Malformed, NEVER, Namespace, RawBytes, Refusal, SealError, TenantId, Violation};
+    /// # use scoped_cache::{DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, Refusal, TenantId, Violation};
+    /// # use scoped_cache::envelope::{Envelope, Malformed, NEVER, SealError};
     /// # struct Thumbnails;
     /// # impl Namespace for Thumbnails {
     /// #     const NAME: &'static str = "thumb";
@@ -211,7 +233,8 @@ impl Envelope {
     /// # Examples
     ///
     /// ```
-    /// # use scoped_cache::{DeviceId, Envelope, Key, KeyId, KeyRing, MAGIC, NEVER, Namespace, RawBytes, TenantId};
+    /// # use scoped_cache::{DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, TenantId};
+    /// # use scoped_cache::envelope::{Envelope, MAGIC, NEVER};
     /// # struct Thumbnails;
     /// # impl Namespace for Thumbnails {
     /// #     const NAME: &'static str = "thumb";
@@ -274,7 +297,8 @@ impl Envelope {
     /// # Examples
     ///
     /// ```
-    /// # use scoped_cache::{DeviceId, Envelope, Freshness, Key, KeyId, KeyRing, Namespace, RawBytes, Refusal, TenantId, Violation};
+    /// # use scoped_cache::{DeviceId, Freshness, Key, KeyId, KeyRing, Namespace, RawBytes, Refusal, TenantId, Violation};
+    /// # use scoped_cache::envelope::Envelope;
     /// # struct Thumbnails;
     /// # impl Namespace for Thumbnails {
     /// #     const NAME: &'static str = "thumb";
@@ -333,7 +357,8 @@ impl Envelope {
     /// # Examples
     ///
     /// ```
-    /// # use scoped_cache::{DeviceId, Envelope, Key, KeyId, KeyRing, Namespace, RawBytes, TenantId};
+    /// # use scoped_cache::{DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, TenantId};
+    /// # use scoped_cache::envelope::Envelope;
     /// # struct Thumbnails;
     /// # impl Namespace for Thumbnails {
     /// #     const NAME: &'static str = "thumb";

@@ -17,7 +17,8 @@ use crate::keyring::KeyId;
 /// # Examples
 ///
 /// ```
-/// use scoped_cache::{DeviceId, Envelope, Freshness, Key, KeyId, KeyRing, Namespace, RawBytes, Refusal, TenantId};
+/// use scoped_cache::{DeviceId, Freshness, Key, KeyId, KeyRing, Namespace, RawBytes, Refusal, TenantId};
+/// use scoped_cache::envelope::Envelope;
 /// # struct Thumbnails;
 /// # impl Namespace for Thumbnails {
 /// #     const NAME: &'static str = "thumb";

@@ -12,11 +12,11 @@
 
 use crate::RawBytes;
 use crate::envelope::{Envelope, MAX_KEY_LEN, NEVER, SealError};
+use crate::freshness::Freshness;
 use crate::id::{DeviceId, IdRepr, TenantId};
 use crate::key::{Key, Owner, RawKey};
 use crate::keyring::{KeyId, KeyRing};
 use crate::namespace::Namespace;
-use crate::freshness::Freshness;
 use crate::refusal::Refusal;
 use crate::violation::Violation;
 use bytes::Bytes;
@@ -121,12 +121,12 @@ pub fn envelope_open(data: &[u8]) {
                 assert_eq!(payload, opened.payload, "limits changed the payload");
             }
         }
-        Err(violation) => {
+        Err(refusal) => {
             assert!(
                 small_result.is_err(),
                 "a lower payload limit accepted what the default refused"
             );
-            check_reported_fields(&violation, key.owner());
+            check_reported_fields(&refusal, key.owner());
         }
     }
 }
@@ -272,7 +272,8 @@ fn roundtrip<N: Namespace>(
         assert!(
             matches!(
                 envelope.open(&sealed, &theirs, now, ring()),
-                Err(Refusal::Violation(Violation::NamespaceMismatch { expected: "relation", found })) if found == N::NAME
+                Err(Refusal::Violation(Violation::NamespaceMismatch { expected: "relation", found }))
+                    if found == N::NAME
             ),
             "another namespace"
         );

@@ -16,9 +16,10 @@
 //! - **Typed keys.** [`TenantId`] and [`DeviceId`] are distinct types that do not convert into
 //!   each other; a [`Key<N>`](Key) is (namespace `N`, owner, item) and its byte encoding is
 //!   injective, so no two keys share a store entry.
-//! - **Sealed values.** Everything written to a [`RemoteStore`] is an [`Envelope`]: the payload
-//!   bound to its full key, schema and lifetime under a 256-bit HMAC-SHA256 tag from a
-//!   [`KeyRing`]. A read opens it *for the key it asked for*.
+//! - **Sealed values.** Everything written to a [`RemoteStore`](store::RemoteStore) is an
+//!   [`Envelope`](envelope::Envelope): the payload bound to its full key, schema and lifetime
+//!   under a 256-bit HMAC-SHA256 tag from a [`KeyRing`]. A read opens it *for the key it asked
+//!   for*.
 //! - **Verified in-process hits.** [`LocalCache`] entries carry the key they were stored for;
 //!   every hit is compared with the requested key, apart from the map's own lookup.
 //! - **Fail closed.** A value that fails a check is read as a miss, never as data. Why it was
@@ -120,15 +121,30 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 //!
+//! ## The API by role
+//!
+//! - **The crate root** holds what every user needs: [`Client`] and its [`Cache`]s, the in-process
+//!   [`LocalCache`], keys and ids ([`Key`], [`TenantId`], [`DeviceId`], [`Namespace`]), the
+//!   [`KeyRing`], codecs, [`Stats`], errors, violations and freshness misses, breaker events,
+//!   clocks, and the stores most clients configure: [`MemoryStore`] and `RedisStore` (feature
+//!   `redis`).
+//! - **[`store`]** is the shared tier: the [`RemoteStore`](store::RemoteStore) trait and its
+//!   errors for writing a store, and every store the crate ships, including the Redis Cluster and
+//!   Redis Sentinel stores.
+//! - **[`envelope`]** is the wire format, sans-IO: sealing and opening values, the encoding of
+//!   store keys, and the format's constants, as specified in `docs/ENVELOPE.md`. Only code that
+//!   handles stored bytes itself needs it.
+//! - **`testing`** (feature `testing`) has fault-injecting test doubles.
+//!
 //! ## Cargo features
 //!
 //! | feature | default | what it adds | cost when off / on |
 //! |---|---|---|---|
 //! | `testing` | off | `scoped_cache::testing`: fault-injecting test doubles (`FaultyStore`, L1 lookup chaos) | none / not for production builds |
-//! | `redis` | off | `RedisStore`: Redis or Valkey as the shared tier (redis-rs, tokio) | none / redis-rs and its dependencies |
+//! | `redis` | off | `RedisStore` (also `store::RedisStore`): Redis or Valkey as the shared tier (redis-rs, tokio) | none / redis-rs and its dependencies |
 //! | `redis-tls` | off | `rediss://` URLs for `RedisStore`: TLS through rustls (ring), trusting the system's roots; enables `redis` | none / rustls and ring |
-//! | `redis-cluster` | off | `RedisClusterStore`: Redis Cluster or Valkey cluster mode as the shared tier (slots, `MOVED`/`ASK`, failover, optional reads from replicas); enables `redis` | none / redis-rs's cluster client |
-//! | `redis-sentinel` | off | `RedisSentinelStore`: the primary Redis Sentinel names, followed across failovers; enables `redis` | none / redis-rs's sentinel client |
+//! | `redis-cluster` | off | `store::RedisClusterStore`: Redis Cluster or Valkey cluster mode as the shared tier (slots, `MOVED`/`ASK`, failover, optional reads from replicas); enables `redis` | none / redis-rs's cluster client |
+//! | `redis-sentinel` | off | `store::RedisSentinelStore`: the primary Redis Sentinel names, followed across failovers; enables `redis` | none / redis-rs's sentinel client |
 //! | `serde` | off | `Postcard<T>`: a codec for any `Serialize + DeserializeOwned` value | none / serde and postcard |
 //! | `tracing` | off | a `DEBUG` span per [`Cache`] operation (`get`, `get_many`, `insert`, `invalidate`, `get_or_load`; fields `namespace`, `outcome`), an `ERROR` event per violation (`namespace`, `tier`, `kind`); target `scoped_cache` | none (compiled out) / a span per operation, free when its level is disabled |
 //! | `metrics` | off | counters for hits and misses per tier, loads, load errors, violations by kind; the breaker state gauge; an operation latency histogram (`describe_metrics` lists them) | none (compiled out) / a clock read and a few recorder calls per operation |
@@ -153,7 +169,7 @@ mod cache;
 mod client;
 mod clock;
 mod codec;
-mod envelope;
+pub mod envelope;
 mod error;
 mod freshness;
 #[cfg(fuzzing)]
@@ -166,17 +182,14 @@ mod keyring;
 mod load;
 mod local;
 mod mac;
-mod memory_store;
 mod namespace;
 mod observe;
 mod owned;
-#[cfg(feature = "redis")]
-mod redis_store;
 mod refusal;
 mod shared;
 mod single_flight;
 mod stats;
-mod store;
+pub mod store;
 mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -194,29 +207,21 @@ pub use clock::{Clock, MAX_TTL, ManualClock};
 #[cfg(feature = "serde")]
 pub use codec::Postcard;
 pub use codec::{Codec, CodecError, RawBytes};
-pub use envelope::{
-    DEFAULT_MAX_PAYLOAD, Envelope, FORMAT_VERSION, MAGIC, MAX_KEY_LEN, NEVER, Opened, SealError,
-};
 pub use error::{BuildError, Error, LoadError};
 pub use freshness::{Freshness, FreshnessKind};
 pub use id::{DeviceId, IdError, MAX_TEXT_ID_LEN, TenantId};
 pub use item::{ItemDecodeError, ItemKey};
-pub use key::{KEY_PREFIX, Key, KeyDecodeError, Owner, RawKey};
+pub use key::{Key, Owner};
 pub use keyring::{KeyId, KeyRing, KeyRingError, MIN_SECRET_LEN};
 pub use local::{LocalCache, LocalCacheBuilder};
-pub use memory_store::MemoryStore;
 pub use namespace::{MAX_NAMESPACE_LEN, Namespace, NamespaceError, validate_namespace};
 #[cfg(feature = "metrics")]
 pub use observe::describe_metrics;
 pub use owned::Owned;
-#[cfg(feature = "redis")]
-pub use redis_store::{RedisStore, RedisStoreBuilder};
 pub use refusal::Refusal;
 pub use shared::BreakerSink;
 pub use stats::{FreshnessCounts, Stats, ViolationCounts};
-#[cfg(feature = "redis-cluster")]
-pub use store::redis_cluster::{RedisClusterStore, RedisClusterStoreBuilder};
-#[cfg(feature = "redis-sentinel")]
-pub use store::redis_sentinel::{RedisSentinelStore, RedisSentinelStoreBuilder};
-pub use store::{RemoteStore, StoreError, StoreFuture};
-pub use violation::{Malformed, Tier, Violation, ViolationKind, ViolationReport, ViolationSink};
+pub use store::MemoryStore;
+#[cfg(feature = "redis")]
+pub use store::RedisStore;
+pub use violation::{Tier, Violation, ViolationKind, ViolationReport, ViolationSink};

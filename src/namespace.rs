@@ -12,7 +12,8 @@ pub const MAX_NAMESPACE_LEN: usize = 32;
 /// `NAME` must match `[a-z0-9_-]{1,32}`; this is checked when the crate compiles your code
 /// (a bad name is a compile-time error at the first `Key::new`), so no key can be built for it.
 /// Bump `SCHEMA` whenever `Value` or its encoding changes: entries written under another schema are
-/// then refused as [`Freshness::SchemaMismatch`](crate::Freshness::SchemaMismatch) and read as misses.
+/// then refused as [`Freshness::SchemaMismatch`](crate::Freshness::SchemaMismatch) and read as
+/// misses.
 ///
 /// # Examples
 ///

@@ -22,7 +22,8 @@ use crate::violation::{Tier, Violation, ViolationReport, ViolationSink};
 /// # Examples
 ///
 /// ```
-/// use scoped_cache::{DeviceId, Envelope, Key, KeyId, KeyRing, Namespace, RawBytes, Refusal, TenantId, Violation};
+/// use scoped_cache::{DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, Refusal, TenantId, Violation};
+/// use scoped_cache::envelope::Envelope;
 /// # struct Thumbnails;
 /// # impl Namespace for Thumbnails {
 /// #     const NAME: &'static str = "thumb";

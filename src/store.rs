@@ -1,9 +1,40 @@
-//! `RemoteStore`: the byte-level interface of a shared tier (Redis, the in-process `MemoryStore`).
+//! The shared tier: the stores the crate ships, and the kit for writing another.
+//!
+//! A [`Client`](crate::Client) talks to its shared tier through [`RemoteStore`]: bytes under
+//! bytes, with a TTL. Everything the client writes there is a sealed
+//! [envelope](crate::envelope) and everything it reads back is opened for the key it asked for,
+//! so a store decides whether a value is found, never which owner receives it.
+//!
+//! The stores:
+//!
+//! - [`MemoryStore`]: in-process and bounded, for a single instance and for tests.
+//! - `RedisStore` and its `RedisStoreBuilder` (feature `redis`): Redis or Valkey.
+//! - `RedisClusterStore` and its `RedisClusterStoreBuilder` (feature `redis-cluster`): Redis
+//!   Cluster or Valkey in cluster mode.
+//! - `RedisSentinelStore` and its `RedisSentinelStoreBuilder` (feature `redis-sentinel`): the
+//!   primary that Redis Sentinel names, followed across failovers.
+//!
+//! [`MemoryStore`] and `RedisStore` are also re-exported at the crate root, since every client
+//! configures one.
+//!
+//! To put another store behind the cache, implement [`RemoteStore`] (its documentation has a
+//! complete example); its methods return a [`StoreFuture`] that fails with a [`StoreError`].
 
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "redis-cluster")]
-pub(crate) mod redis_cluster;
+mod redis_cluster;
 #[cfg(feature = "redis-sentinel")]
-pub(crate) mod redis_sentinel;
+mod redis_sentinel;
+
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisStore, RedisStoreBuilder};
+pub use memory::MemoryStore;
+#[cfg(feature = "redis-cluster")]
+pub use redis_cluster::{RedisClusterStore, RedisClusterStoreBuilder};
+#[cfg(feature = "redis-sentinel")]
+pub use redis_sentinel::{RedisSentinelStore, RedisSentinelStoreBuilder};
 
 use bytes::Bytes;
 use std::future::Future;
@@ -46,7 +77,7 @@ pub enum StoreError {
 /// bytes causes a counted miss, never a leak. Implementations should still bound every call in
 /// time and must not panic on any reply.
 ///
-/// The crate's implementations are [`MemoryStore`](crate::MemoryStore) (in-process), the Redis
+/// The crate's implementations are [`MemoryStore`] (in-process), the Redis
 /// store (feature `redis`) and, for tests, `testing::FaultyStore` (feature `testing`).
 ///
 /// # Examples
@@ -56,7 +87,9 @@ pub enum StoreError {
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// use bytes::Bytes;
-/// use scoped_cache::{Client, DeviceId, Key, KeyId, KeyRing, MAGIC, Namespace, RawBytes, RemoteStore, StoreFuture, TenantId};
+/// use scoped_cache::{Client, DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, TenantId};
+/// use scoped_cache::envelope::MAGIC;
+/// use scoped_cache::store::{RemoteStore, StoreFuture};
 /// use std::collections::HashMap;
 /// use std::sync::{Arc, Mutex, PoisonError};
 /// use std::time::Duration;

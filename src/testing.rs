@@ -1,9 +1,9 @@
 //! Test doubles for proving the guarantee under faults (feature `testing`).
 //!
-//! [`FaultyStore`] wraps any [`RemoteStore`](crate::RemoteStore) and, at seeded per-kind rates,
-//! answers reads the ways real stores and clients have answered wrongly: another key's value,
-//! the value of the same ids with tenant and device exchanged, damaged bytes, an expired or an
-//! earlier value of the same key, an error, or late. It counts every fault it injects (and can
+//! [`FaultyStore`] wraps any [`RemoteStore`](crate::store::RemoteStore) and, at seeded per-kind
+//! rates, answers reads the ways real stores and clients have answered wrongly: another key's
+//! value, the value of the same ids with tenant and device exchanged, damaged bytes, an expired or
+//! an earlier value of the same key, an error, or late. It counts every fault it injects (and can
 //! tell an observer which key each hit), so a harness can check that each wrong value was
 //! refused by [`Cache`](crate::Cache) (as a [`Violation`](crate::Violation)) and none reached a
 //! caller as data.

@@ -17,14 +17,15 @@ use crate::key::Owner;
 /// A [`Cache`](crate::Cache) counts each violation in [`Stats`](crate::Stats), hands it to the
 /// client's violation sink in a [`ViolationReport`], feeds it to the namespace's breaker
 /// ([`Policy::AutoBypass`](crate::Policy::AutoBypass)), deletes the value from its tier and reads
-/// a miss; [`Envelope::open`](crate::Envelope::open) returns it inside a
+/// a miss; [`Envelope::open`](crate::envelope::Envelope::open) returns it inside a
 /// [`Refusal`](crate::Refusal).
 ///
 /// # Examples
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// use scoped_cache::{Client, DeviceId, Key, KeyId, KeyRing, MemoryStore, Namespace, RawBytes, RemoteStore, TenantId, Tier, Violation};
+/// use scoped_cache::{Client, DeviceId, Key, KeyId, KeyRing, MemoryStore, Namespace, RawBytes, TenantId, Tier, Violation};
+/// use scoped_cache::store::RemoteStore;
 /// use std::sync::{Arc, Mutex};
 /// # struct Thumbnails;
 /// # impl Namespace for Thumbnails {
@@ -194,7 +195,7 @@ impl Violation {
 pub enum Tier {
     /// The in-process [`LocalCache`](crate::LocalCache).
     Local,
-    /// The [`RemoteStore`](crate::RemoteStore).
+    /// The [`RemoteStore`](crate::store::RemoteStore).
     Remote,
 }
 

@@ -3,8 +3,9 @@
 mod support;
 
 use bytes::Bytes;
+use scoped_cache::store::RemoteStore;
 use scoped_cache::{
-    BreakerState, Client, DeviceId, Key, ManualClock, MemoryStore, Policy, RemoteStore, TenantId,
+    BreakerState, Client, DeviceId, Key, ManualClock, MemoryStore, Policy, TenantId,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

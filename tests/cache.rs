@@ -5,11 +5,12 @@
 mod support;
 
 use bytes::Bytes;
+use scoped_cache::envelope::{Envelope, MAGIC, Malformed, NEVER, SealError};
+use scoped_cache::store::{RemoteStore, StoreError, StoreFuture};
 use scoped_cache::testing::DownStore;
 use scoped_cache::{
-    BuildError, Cache, Client, Envelope, Error, Freshness, FreshnessKind, Key, KeyId, KeyRing,
-    MAGIC, Malformed, MemoryStore, NEVER, Namespace, RawBytes, RemoteStore, SealError, StoreError,
-    StoreFuture, Tier, Violation, ViolationKind,
+    BuildError, Cache, Client, Error, Freshness, FreshnessKind, Key, KeyId, KeyRing, MemoryStore,
+    Namespace, RawBytes, Tier, Violation, ViolationKind,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

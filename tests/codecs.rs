@@ -8,9 +8,10 @@ mod support;
 
 use bytes::Bytes;
 use proptest::prelude::*;
+use scoped_cache::envelope::Envelope;
+use scoped_cache::store::RemoteStore;
 use scoped_cache::{
-    Cache, Codec, Envelope, FreshnessKind, Namespace, Postcard, RawBytes, RemoteStore, Violation,
-    ViolationKind,
+    Cache, Codec, FreshnessKind, Namespace, Postcard, RawBytes, Violation, ViolationKind,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -3,9 +3,10 @@
 
 use bytes::Bytes;
 use proptest::prelude::*;
+use scoped_cache::envelope::{Envelope, MAGIC, Malformed, NEVER, SealError};
 use scoped_cache::{
-    DeviceId, Envelope, Freshness, Key, KeyId, KeyRing, MAGIC, Malformed, NEVER, Namespace, Owner,
-    RawBytes, Refusal, SealError, TenantId, Violation,
+    DeviceId, Freshness, Key, KeyId, KeyRing, Namespace, Owner, RawBytes, Refusal, TenantId,
+    Violation,
 };
 
 macro_rules! namespace {

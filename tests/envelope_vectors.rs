@@ -8,9 +8,10 @@
 
 use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
+use scoped_cache::envelope::{Envelope, MAX_KEY_LEN, Malformed, NEVER, RawKey};
 use scoped_cache::{
-    DeviceId, Envelope, Freshness, ItemKey, Key, KeyId, KeyRing, MAX_KEY_LEN, Malformed, NEVER,
-    Namespace, Owner, RawBytes, RawKey, Refusal, TenantId, Violation,
+    DeviceId, Freshness, ItemKey, Key, KeyId, KeyRing, Namespace, Owner, RawBytes, Refusal,
+    TenantId, Violation,
 };
 use sha2::Sha256;
 use std::collections::BTreeMap;

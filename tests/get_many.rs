@@ -4,7 +4,8 @@
 mod support;
 
 use bytes::Bytes;
-use scoped_cache::{Cache, MemoryStore, RemoteStore, StoreFuture, ViolationKind};
+use scoped_cache::store::{RemoteStore, StoreFuture};
+use scoped_cache::{Cache, MemoryStore, ViolationKind};
 use std::sync::Arc;
 use std::time::Duration;
 use support::fixture::{Thumbs, client, key, truth};

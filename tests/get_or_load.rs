@@ -398,8 +398,8 @@ struct GatedSets {
     release: tokio::sync::Semaphore,
 }
 
-impl scoped_cache::RemoteStore for GatedSets {
-    fn get<'a>(&'a self, key: &'a [u8]) -> scoped_cache::StoreFuture<'a, Option<Bytes>> {
+impl scoped_cache::store::RemoteStore for GatedSets {
+    fn get<'a>(&'a self, key: &'a [u8]) -> scoped_cache::store::StoreFuture<'a, Option<Bytes>> {
         self.store.get(key)
     }
     fn set<'a>(
@@ -407,14 +407,14 @@ impl scoped_cache::RemoteStore for GatedSets {
         key: &'a [u8],
         value: Bytes,
         ttl: Option<Duration>,
-    ) -> scoped_cache::StoreFuture<'a, ()> {
+    ) -> scoped_cache::store::StoreFuture<'a, ()> {
         Box::pin(async move {
             self.entered.add_permits(1);
             self.release.acquire().await.expect("open").forget();
             self.store.set(key, value, ttl).await
         })
     }
-    fn delete<'a>(&'a self, key: &'a [u8]) -> scoped_cache::StoreFuture<'a, ()> {
+    fn delete<'a>(&'a self, key: &'a [u8]) -> scoped_cache::store::StoreFuture<'a, ()> {
         self.store.delete(key)
     }
 }

@@ -3,10 +3,11 @@
 
 use bytes::Bytes;
 use proptest::prelude::*;
+use scoped_cache::envelope::{Envelope, KEY_PREFIX, KeyDecodeError, RawKey};
+use scoped_cache::store::StoreError;
 use scoped_cache::{
-    Cache, Client, DeviceId, Envelope, Error, IdError, KEY_PREFIX, Key, KeyDecodeError, KeyRing,
-    LocalCache, MAX_TEXT_ID_LEN, MemoryStore, Namespace, Owner, RawBytes, RawKey, Stats,
-    StoreError, TenantId, Violation, ViolationReport,
+    Cache, Client, DeviceId, Error, IdError, Key, KeyRing, LocalCache, MAX_TEXT_ID_LEN,
+    MemoryStore, Namespace, Owner, RawBytes, Stats, TenantId, Violation, ViolationReport,
 };
 
 /// Which id constructor to use; the same `IdSpec` builds a tenant or a device id.

@@ -7,7 +7,8 @@
 mod support;
 
 use bytes::Bytes;
-use scoped_cache::{Cache, Client, DeviceId, Key, MemoryStore, Policy, RemoteStore, TenantId};
+use scoped_cache::store::RemoteStore;
+use scoped_cache::{Cache, Client, DeviceId, Key, MemoryStore, Policy, TenantId};
 use std::sync::Arc;
 use support::fixture::{Thumbs, client, ring};
 

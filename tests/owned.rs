@@ -7,9 +7,11 @@
 mod support;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use scoped_cache::envelope::Envelope;
+use scoped_cache::store::RemoteStore;
 use scoped_cache::{
-    Cache, Codec, CodecError, Envelope, Error, LoadError, LocalCache, Namespace, Owned, Owner,
-    RemoteStore, Tier, Violation, ViolationKind, ViolationReport,
+    Cache, Codec, CodecError, Error, LoadError, LocalCache, Namespace, Owned, Owner, Tier,
+    Violation, ViolationKind, ViolationReport,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use support::fixture::{Fixture, Reports, Thumbs, key, key_in, owner, ring};

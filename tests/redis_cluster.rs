@@ -9,9 +9,9 @@ mod support;
 
 use bytes::Bytes;
 use redis::AsyncCommands as _;
+use scoped_cache::store::{RedisClusterStore, RemoteStore, StoreError};
 use scoped_cache::{
-    Client, DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, RedisClusterStore, RemoteStore,
-    StoreError, TenantId, ViolationKind,
+    Client, DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, TenantId, ViolationKind,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

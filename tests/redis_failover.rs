@@ -26,10 +26,10 @@ mod support;
 
 use bytes::Bytes;
 #[cfg(feature = "redis-cluster")]
-use scoped_cache::RedisClusterStore;
+use scoped_cache::store::RedisClusterStore;
+use scoped_cache::store::{RemoteStore, StoreFuture};
 use scoped_cache::{
-    Cache, Client, DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, RemoteStore, Stats,
-    StoreFuture, TenantId,
+    Cache, Client, DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, Stats, TenantId,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -604,7 +604,7 @@ async fn primary_restarted_empty_mid_storm() {
 #[cfg(feature = "redis-sentinel")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_primary_killed_mid_storm() {
-    use scoped_cache::RedisSentinelStore;
+    use scoped_cache::store::RedisSentinelStore;
     use support::cluster::RedisSentinel;
     let Some(mut group) = RedisSentinel::start() else {
         return;

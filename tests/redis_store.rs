@@ -5,9 +5,11 @@ mod support;
 
 use bytes::Bytes;
 use redis::AsyncCommands as _;
+use scoped_cache::envelope::Envelope;
+use scoped_cache::store::{RemoteStore, StoreError};
 use scoped_cache::{
-    BreakerState, Client, DeviceId, Envelope, FreshnessKind, Key, KeyId, KeyRing, Namespace, Owner,
-    RawBytes, RedisStore, RemoteStore, StoreError, TenantId, ViolationKind,
+    BreakerState, Client, DeviceId, FreshnessKind, Key, KeyId, KeyRing, Namespace, Owner, RawBytes,
+    RedisStore, TenantId, ViolationKind,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -155,7 +157,7 @@ async fn round_trip_through_cache_without_local_tier(server: RedisServer) {
         let mut raw = raw(&server).await;
         let k = key::<Thumbs>("bob", "cam-2", 1);
         let sealed: Vec<u8> = raw.get(redis_key(&k)).await.unwrap();
-        assert!(sealed.starts_with(&scoped_cache::MAGIC));
+        assert!(sealed.starts_with(&scoped_cache::envelope::MAGIC));
         let ttl: i64 = raw.pttl(redis_key(&k)).await.unwrap();
         assert!(ttl > 590_000 && ttl <= 600_000, "ttl {ttl} ms");
     })

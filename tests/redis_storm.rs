@@ -5,7 +5,8 @@
 mod support;
 
 use bytes::Bytes;
-use scoped_cache::{Cache, RedisStore, RemoteStore};
+use scoped_cache::store::RemoteStore;
+use scoped_cache::{Cache, RedisStore};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};

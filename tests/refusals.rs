@@ -6,11 +6,11 @@
 mod support;
 
 use bytes::Bytes;
+use scoped_cache::store::{RemoteStore, StoreError};
 use scoped_cache::testing::DownStore;
 use scoped_cache::{
     BreakerEvent, BreakerScope, BreakerState, BuildError, Cache, Client, FreshnessKind, KeyId,
-    KeyRing, ManualClock, MemoryStore, Namespace, Policy, RawBytes, RemoteStore, StoreBreaker,
-    StoreError,
+    KeyRing, ManualClock, MemoryStore, Namespace, Policy, RawBytes, StoreBreaker,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -255,7 +255,7 @@ async fn a_store_that_is_down_is_skipped_after_repeated_failures() {
 struct Swapping(Arc<MemoryStore>);
 
 impl RemoteStore for Swapping {
-    fn get<'a>(&'a self, _key: &'a [u8]) -> scoped_cache::StoreFuture<'a, Option<Bytes>> {
+    fn get<'a>(&'a self, _key: &'a [u8]) -> scoped_cache::store::StoreFuture<'a, Option<Bytes>> {
         Box::pin(async move { self.0.get(&key(9, 9, 9).encode()).await })
     }
     fn set<'a>(
@@ -263,10 +263,10 @@ impl RemoteStore for Swapping {
         key: &'a [u8],
         value: Bytes,
         ttl: Option<Duration>,
-    ) -> scoped_cache::StoreFuture<'a, ()> {
+    ) -> scoped_cache::store::StoreFuture<'a, ()> {
         self.0.set(key, value, ttl)
     }
-    fn delete<'a>(&'a self, key: &'a [u8]) -> scoped_cache::StoreFuture<'a, ()> {
+    fn delete<'a>(&'a self, key: &'a [u8]) -> scoped_cache::store::StoreFuture<'a, ()> {
         self.0.delete(key)
     }
 }
@@ -305,7 +305,11 @@ async fn an_open_breaker_still_coalesces_loads_and_keeps_the_in_process_tier() {
     // The loaded value went to the in-process tier only, which serves it while open.
     let load_again = || async { Ok::<_, std::io::Error>(Bytes::from_static(b"reloaded")) };
     assert_eq!(cache.get_or_load(&k, load_again).await.unwrap(), truth(&k));
-    assert_eq!(cache.get(&k).await, Some(truth(&k)), "read in-process while open");
+    assert_eq!(
+        cache.get(&k).await,
+        Some(truth(&k)),
+        "read in-process while open"
+    );
     assert_eq!(cache.stats().loads, 1);
     assert_eq!(cache.stats().breaker_state, BreakerState::Open);
     assert!(
@@ -316,7 +320,7 @@ async fn an_open_breaker_still_coalesces_loads_and_keeps_the_in_process_tier() {
 
 /// `key`'s value sealed as the cache would seal it.
 fn seal_for(key: &scoped_cache::Key<Thumbs>) -> Bytes {
-    scoped_cache::Envelope::default()
+    scoped_cache::envelope::Envelope::default()
         .seal(
             key,
             &truth(key),

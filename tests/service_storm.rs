@@ -16,10 +16,9 @@ mod support;
 
 use app::{App, Config, Database, THUMBNAIL_ROUTE, ThumbnailOrigin, Thumbnails, USER_HEADER};
 use bytes::Bytes;
+use scoped_cache::store::RemoteStore;
 use scoped_cache::testing::{DownStore, FaultCounts, FaultKind, FaultRates, FaultyStore};
-use scoped_cache::{
-    Client, DeviceId, FreshnessKind, Key, MemoryStore, RemoteStore, Stats, TenantId,
-};
+use scoped_cache::{Client, DeviceId, FreshnessKind, Key, MemoryStore, Stats, TenantId};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -6,7 +6,8 @@ use crate::config::{BackendChoice, Config};
 use crate::now_ms;
 use crate::origin::Origin;
 use bytes::Bytes;
-use scoped_cache::{MemoryStore, RemoteStore, StoreFuture};
+use scoped_cache::MemoryStore;
+use scoped_cache::store::{RemoteStore, StoreFuture};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -109,7 +110,7 @@ async fn open_redis(url: &str, run: &str) -> Result<Arc<dyn RemoteStore>, String
 
 #[cfg(feature = "redis-cluster")]
 async fn open_redis_cluster(url: &str, prefix: String) -> Result<Arc<dyn RemoteStore>, String> {
-    scoped_cache::RedisClusterStore::builder_from_url(url)
+    scoped_cache::store::RedisClusterStore::builder_from_url(url)
         .key_prefix(prefix)
         .connect()
         .await
@@ -124,7 +125,7 @@ async fn open_redis_cluster(_url: &str, _prefix: String) -> Result<Arc<dyn Remot
 
 #[cfg(feature = "redis-sentinel")]
 async fn open_redis_sentinel(url: &str, prefix: String) -> Result<Arc<dyn RemoteStore>, String> {
-    scoped_cache::RedisSentinelStore::builder_from_url(url)
+    scoped_cache::store::RedisSentinelStore::builder_from_url(url)
         .key_prefix(prefix)
         .connect()
         .await

@@ -3,7 +3,9 @@
 use crate::namespace::Thumbnails;
 use crate::now_ms;
 use bytes::Bytes;
-use scoped_cache::{Envelope, Key, KeyRing, RemoteStore};
+use scoped_cache::envelope::Envelope;
+use scoped_cache::store::RemoteStore;
+use scoped_cache::{Key, KeyRing};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

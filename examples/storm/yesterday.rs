@@ -3,7 +3,8 @@
 use crate::config::Config;
 use crate::ground_truth::thumbnail;
 use crate::namespace::{Thumbnails, key_ring};
-use scoped_cache::{Client, DeviceId, Key, RemoteStore, TenantId};
+use scoped_cache::store::RemoteStore;
+use scoped_cache::{Client, DeviceId, Key, TenantId};
 use std::sync::Arc;
 use std::time::Duration;
 

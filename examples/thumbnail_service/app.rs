@@ -8,9 +8,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
+use scoped_cache::store::RemoteStore;
 use scoped_cache::{
     Cache, Client, Codec, CodecError, DeviceId, IdError, Key, KeyRing, LoadError, Namespace,
-    Policy, RawBytes, RemoteStore, Stats, TenantId, ViolationReport, ViolationSink,
+    Policy, RawBytes, Stats, TenantId, ViolationReport, ViolationSink,
 };
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;

@@ -22,7 +22,8 @@ mod app;
 use app::{App, Config, THUMBNAIL_ROUTE, USER_HEADER};
 use clap::Parser;
 use rand::TryRng;
-use scoped_cache::{KeyId, KeyRing, MemoryStore, RemoteStore};
+use scoped_cache::store::RemoteStore;
+use scoped_cache::{KeyId, KeyRing, MemoryStore};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -79,7 +80,7 @@ async fn redis_store(url: &str) -> Result<Arc<dyn RemoteStore>, String> {
         || url.starts_with("rediss-cluster://")
     {
         #[cfg(feature = "redis-cluster")]
-        let store = scoped_cache::RedisClusterStore::builder_from_url(url)
+        let store = scoped_cache::store::RedisClusterStore::builder_from_url(url)
             .key_prefix(PREFIX)
             .connect()
             .await
@@ -91,7 +92,7 @@ async fn redis_store(url: &str) -> Result<Arc<dyn RemoteStore>, String> {
         store
     } else if url.starts_with("redis+sentinel://") {
         #[cfg(feature = "redis-sentinel")]
-        let store = scoped_cache::RedisSentinelStore::builder_from_url(url)
+        let store = scoped_cache::store::RedisSentinelStore::builder_from_url(url)
             .key_prefix(PREFIX)
             .connect()
             .await

@@ -2,7 +2,7 @@
 //! redis-rs's async cluster client. Like `RedisStore`, one of the few places in the crate that
 //! touch sockets.
 
-use crate::redis_store::{
+use crate::store::redis::{
     DELETE_IF_SCRIPT, claimed_key, prefixed_key_arg, refuses_scripts, shape, store_error,
 };
 use crate::store::{RemoteStore, StoreError, StoreFuture};
@@ -46,7 +46,8 @@ const STUCK_AFTER: Duration = Duration::from_secs(2);
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// use scoped_cache::{Client, KeyId, KeyRing, RedisClusterStore};
+/// use scoped_cache::{Client, KeyId, KeyRing};
+/// use scoped_cache::store::RedisClusterStore;
 /// use std::time::Duration;
 ///
 /// // Any reachable nodes will do: the rest of the cluster is discovered from them.
@@ -69,7 +70,7 @@ const STUCK_AFTER: Duration = Duration::from_secs(2);
 /// # What it trusts, and what it does not
 ///
 /// Nothing it returns is trusted: [`Cache`](crate::Cache) opens every value it reads as an
-/// [`Envelope`](crate::Envelope) *for the key it asked for*, so a node, a redirect or a
+/// [`Envelope`](crate::envelope::Envelope) *for the key it asked for*, so a node, a redirect or a
 /// connection that hands back another key's bytes causes a counted violation and a miss, never
 /// a leak. [`get_many`](RemoteStore::get_many) sends one `MGET`, which redis-rs splits into one
 /// `MGET` per slot (`MultiSlot` routing), sends to each slot's node, and reassembles in the
@@ -202,7 +203,7 @@ impl RedisClusterStore {
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// use scoped_cache::{RedisClusterStore, StoreError};
+    /// use scoped_cache::store::{RedisClusterStore, StoreError};
     /// // No server needed: nothing is contacted yet.
     /// let url = "redis-cluster://cache-user:secret@127.0.0.1:7000,127.0.0.1:7001";
     /// let store = RedisClusterStore::builder_from_url(url).connect_lazy()?;
@@ -377,7 +378,7 @@ impl RedisClusterStoreBuilder {
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// use scoped_cache::{RedisClusterStore, StoreError};
+    /// use scoped_cache::store::{RedisClusterStore, StoreError};
     /// let store = RedisClusterStore::builder(["redis://127.0.0.1:1"]).connect_lazy()?;
     /// assert_eq!(store.connections_replaced(), 0);
     ///
@@ -389,7 +390,7 @@ impl RedisClusterStoreBuilder {
     /// Outside a Tokio runtime it is refused, not a panic:
     ///
     /// ```
-    /// use scoped_cache::{RedisClusterStore, StoreError};
+    /// use scoped_cache::store::{RedisClusterStore, StoreError};
     /// let outside = RedisClusterStore::builder(["redis://127.0.0.1:7000"]).connect_lazy();
     /// assert!(matches!(outside, Err(StoreError::Config(message)) if message.contains("Tokio runtime")));
     /// ```

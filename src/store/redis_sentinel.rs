@@ -2,7 +2,7 @@
 //! Every command goes through a [`RedisStore`] on the current primary; this module only finds
 //! that primary (through redis-rs's sentinel client) and swaps stores when it changes.
 
-use crate::redis_store::{RedisStore, RedisStoreBuilder};
+use crate::store::redis::{RedisStore, RedisStoreBuilder};
 use crate::store::{RemoteStore, StoreError, StoreFuture};
 use bytes::Bytes;
 use redis::IntoConnectionInfo as _;
@@ -36,7 +36,8 @@ const MIN_CHECK_GAP: Duration = Duration::from_millis(50);
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// use scoped_cache::{Client, KeyId, KeyRing, RedisSentinelStore};
+/// use scoped_cache::{Client, KeyId, KeyRing};
+/// use scoped_cache::store::RedisSentinelStore;
 /// use std::time::Duration;
 ///
 /// let store = RedisSentinelStore::builder_from_url(
@@ -140,7 +141,7 @@ impl RedisSentinelStore {
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// use scoped_cache::{RedisSentinelStore, StoreError};
+    /// use scoped_cache::store::{RedisSentinelStore, StoreError};
     /// // No server needed: the sentinels are asked in the background.
     /// let url = "redis+sentinel://cache-user:secret@127.0.0.1:26379,127.0.0.1:26380/thumbs/2";
     /// let store = RedisSentinelStore::builder_from_url(url).connect_lazy()?;

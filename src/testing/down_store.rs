@@ -10,7 +10,7 @@ use std::time::Duration;
 /// # Examples
 ///
 /// ```
-/// use scoped_cache::RemoteStore;
+/// use scoped_cache::store::RemoteStore;
 /// use scoped_cache::testing::DownStore;
 ///
 /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {

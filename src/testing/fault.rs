@@ -16,7 +16,7 @@ use std::time::Duration;
 /// | `corrupt`, `truncate` | damaged bytes | refuse them (malformed, bad tag) |
 /// | `stale` | an expired value of the same key | refuse it (expired) |
 /// | `replay` | an earlier, unexpired value of the same key | accept it: it is that owner's own |
-/// | `drop`, `timeout` | an error ([`StoreError`](crate::StoreError)) | count it, read a miss |
+/// | `drop`, `timeout` | an error ([`StoreError`](crate::store::StoreError)) | count it, read a miss |
 /// | `delay` | the right value, late | return it |
 ///
 /// # Examples
@@ -56,13 +56,14 @@ pub enum FaultKind {
     /// authentic data, so accepting it is correct (its content may be older than the latest
     /// write). Injected only when the store saw such a value with other bytes than the latest.
     Replay,
-    /// An error instead of a reply ([`StoreError::Unavailable`](crate::StoreError::Unavailable)):
-    /// a connection cut before the reply. The inner store is not asked.
+    /// An error instead of a reply
+    /// ([`StoreError::Unavailable`](crate::store::StoreError::Unavailable)): a connection cut
+    /// before the reply. The inner store is not asked.
     Drop,
     /// The right answer, after the delay of [`FaultRates::duration`]: a slow network or a
     /// stalled server.
     Delay,
-    /// [`StoreError::Timeout`](crate::StoreError::Timeout) after the delay of
+    /// [`StoreError::Timeout`](crate::store::StoreError::Timeout) after the delay of
     /// [`FaultRates::duration`]: a call that gave up. The inner store is not asked.
     Timeout,
 }

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use scoped_cache::store::RemoteStore;
 use scoped_cache::{
     Cache, Client, DeviceId, Key, KeyId, KeyRing, ManualClock, MemoryStore, Namespace, Owner,
-    Policy, RawBytes, RemoteStore, StoreBreaker, TenantId, ViolationReport,
+    Policy, RawBytes, StoreBreaker, TenantId, ViolationReport,
 };
 
 /// Thumbnails: one per (tenant, device, numbered item), as bytes.

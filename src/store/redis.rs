@@ -48,9 +48,9 @@ const ENVELOPE_KEY_AT: usize = ENVELOPE_KEY_LEN_AT + 4;
 /// # What it trusts, and what it does not
 ///
 /// Nothing it returns is trusted: [`Cache`](crate::Cache) opens every value it reads as an
-/// [`Envelope`](crate::Envelope) *for the key it asked for* — each element of a batch too,
-/// matched by position and then verified by content — so a server, proxy or connection that
-/// hands back another key's bytes causes a counted violation and a miss, never a leak.
+/// [`Envelope`](crate::envelope::Envelope) *for the key it asked for* — each element of a batch
+/// too, matched by position and then verified by content — so a server, proxy or connection
+/// that hands back another key's bytes causes a counted violation and a miss, never a leak.
 ///
 /// # Why a cancelled or timed-out request cannot take another request's reply
 ///
@@ -132,7 +132,7 @@ impl RedisStore {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn run() -> Result<(), scoped_cache::StoreError> {
+    /// # async fn run() -> Result<(), scoped_cache::store::StoreError> {
     /// use scoped_cache::RedisStore;
     /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
     /// assert_eq!(store.connections_replaced(), 0);
@@ -307,7 +307,8 @@ impl RedisStoreBuilder {
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// use scoped_cache::{RedisStore, StoreError};
+    /// use scoped_cache::RedisStore;
+    /// use scoped_cache::store::StoreError;
     /// // No server needed: nothing is contacted yet.
     /// let store = RedisStore::builder("redis://cache-user:secret@127.0.0.1:6379/0").connect_lazy()?;
     /// assert!(!format!("{store:?}").contains("secret")); // the URL is never printed
@@ -320,7 +321,8 @@ impl RedisStoreBuilder {
     /// Outside a Tokio runtime it is refused, not a panic:
     ///
     /// ```
-    /// use scoped_cache::{RedisStore, StoreError};
+    /// use scoped_cache::RedisStore;
+    /// use scoped_cache::store::StoreError;
     /// let outside = RedisStore::builder("redis://127.0.0.1:6379").connect_lazy();
     /// assert!(matches!(outside, Err(StoreError::Config(message)) if message.contains("Tokio runtime")));
     /// ```
@@ -641,7 +643,8 @@ pub(crate) fn store_error(err: &RedisError, timeout: Duration) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DeviceId, Envelope, Key, KeyId, KeyRing, Namespace, RawBytes, TenantId};
+    use crate::envelope::Envelope;
+    use crate::{DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, TenantId};
 
     struct Thumbs;
     impl Namespace for Thumbs {

@@ -22,11 +22,12 @@ const ENTRY_OVERHEAD: u64 = 64;
 /// ```
 /// # tokio_test_block_on(async {
 /// use bytes::Bytes;
-/// use scoped_cache::{MemoryStore, RemoteStore};
+/// use scoped_cache::MemoryStore;
+/// use scoped_cache::store::RemoteStore;
 /// let store = MemoryStore::new(1 << 20);
 /// store.set(b"k", Bytes::from_static(b"v"), None).await?;
 /// assert_eq!(store.get(b"k").await?, Some(Bytes::from_static(b"v")));
-/// # Ok::<(), scoped_cache::StoreError>(()) });
+/// # Ok::<(), scoped_cache::store::StoreError>(()) });
 /// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
 /// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f) }
 /// ```
