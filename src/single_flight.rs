@@ -367,6 +367,58 @@ mod loom_models {
         });
     }
 
+    /// The ticket rule: two callers who both miss a cold key load it once between them. Each
+    /// takes a ticket, looks in the cache, and joins; a caller that comes to lead skips its
+    /// re-check only when no flight ended since its ticket, and then the cache it saw empty is
+    /// still empty: the other caller's value, if stored, is found by the re-check.
+    #[test]
+    fn loom_a_caller_that_missed_while_a_load_ended_finds_its_value_and_does_not_load() {
+        fn miss_then_load(
+            flights: &Flights<Colliding, u8>,
+            cache: &Mutex<Option<u8>>,
+            loads: &AtomicU64,
+        ) -> u8 {
+            let ticket = flights.ticket(&Colliding(1));
+            if let Some(value) = *lock(cache) {
+                return value;
+            }
+            loop {
+                match flights.join(&Colliding(1)) {
+                    Role::Leader(leader) => {
+                        if flights.ended_since(ticket)
+                            && let Some(value) = *lock(cache)
+                        {
+                            leader.finish(value);
+                            return value;
+                        }
+                        loads.fetch_add(1, Ordering::AcqRel);
+                        *lock(cache) = Some(10);
+                        leader.finish(10);
+                        return 10;
+                    }
+                    Role::Waiter(flight) => {
+                        if let Some(value) = flight.wait_blocking() {
+                            return value;
+                        }
+                    }
+                }
+            }
+        }
+        loom::model(|| {
+            let flights = Arc::new(Flights::<Colliding, u8>::default());
+            let cache = Arc::new(Mutex::new(None));
+            let loads = Arc::new(AtomicU64::new(0));
+            let other = {
+                let (flights, cache, loads) =
+                    (Arc::clone(&flights), Arc::clone(&cache), Arc::clone(&loads));
+                thread::spawn(move || miss_then_load(&flights, &cache, &loads))
+            };
+            assert_eq!(miss_then_load(&flights, &cache, &loads), 10);
+            assert_eq!(other.join().unwrap(), 10);
+            assert_eq!(loads.load(Ordering::Acquire), 1, "a cold key loaded twice");
+        });
+    }
+
     /// A load that began before an invalidation is never stored after it: the leader either
     /// sees the mark and skips its store, or the invalidation waits for the store to end and
     /// deletes after it.
