@@ -20,6 +20,8 @@
 //! To put another store behind the cache, implement [`RemoteStore`] (its documentation has a
 //! complete example); its methods return a [`StoreFuture`] that fails with a [`StoreError`].
 
+#[cfg(feature = "redis")]
+mod commands;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;

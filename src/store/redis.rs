@@ -2,12 +2,14 @@
 //! sockets.
 
 use crate::envelope::MAGIC;
+use crate::store::commands::{self, Connections};
 use crate::store::{RemoteStore, StoreError, StoreFuture};
 use crate::sync::{Mutex, lock};
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, ErrorKind, RedisError, Value};
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -174,12 +176,6 @@ impl RedisStore {
         self.replaced.load(Ordering::Relaxed)
     }
 
-    /// Appends the Redis key under which `key` is stored (the prefix, then the key) to `cmd`
-    /// as one argument, without an intermediate buffer.
-    fn key_arg(&self, cmd: &mut Cmd, key: &[u8]) {
-        prefixed_key_arg(cmd, &self.prefix, key);
-    }
-
     /// The next connection, round robin.
     fn pick(&self) -> (usize, Connection) {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
@@ -187,7 +183,7 @@ impl RedisStore {
     }
 
     /// Sends `cmd` on the next connection, bounded by the response timeout.
-    async fn request(&self, cmd: &Cmd) -> Result<(Value, Used), StoreError> {
+    async fn send(&self, cmd: &Cmd) -> Result<(Value, Used), StoreError> {
         let (
             slot,
             Connection {
@@ -230,38 +226,11 @@ impl RedisStore {
             self.replaced.fetch_add(1, Ordering::Relaxed);
         }
     }
-
-    /// A reply that no correct connection gives to this command: replace the connection.
-    fn out_of_step(&self, used: Used, command: &str, reply: &Value) -> StoreError {
-        self.replace(used);
-        StoreError::Protocol(format!("unexpected reply to {command}: {}", shape(reply)))
-    }
-
-    /// A `GET`/`MGET` element: `None`, or the bytes. A value sealed for another key than
-    /// `requested` is returned (for `Cache` to refuse and report) but marks the connection.
-    fn value(
-        &self,
-        used: Used,
-        command: &str,
-        requested: &[u8],
-        reply: Value,
-    ) -> Result<Option<Bytes>, StoreError> {
-        match reply {
-            Value::Nil => Ok(None),
-            Value::BulkString(bytes) => {
-                if claimed_key(&bytes).is_some_and(|claimed| claimed != requested) {
-                    self.replace(used);
-                }
-                Ok(Some(Bytes::from(bytes)))
-            }
-            other => Err(self.out_of_step(used, command, &other)),
-        }
-    }
 }
 
 /// Which connection (and generation of it) a request used.
 #[derive(Clone, Copy)]
-struct Used {
+pub(crate) struct Used {
     slot: usize,
     generation: u64,
 }
@@ -468,35 +437,29 @@ impl fmt::Debug for RedisStore {
     }
 }
 
+impl Connections for RedisStore {
+    type Used = Used;
+
+    fn key_arg(&self, cmd: &mut Cmd, key: &[u8]) {
+        prefixed_key_arg(cmd, &self.prefix, key);
+    }
+
+    fn request(&self, cmd: &Cmd) -> impl Future<Output = Result<(Value, Used), StoreError>> + Send {
+        self.send(cmd)
+    }
+
+    fn replace(&self, used: Used) {
+        RedisStore::replace(self, used);
+    }
+}
+
 impl RemoteStore for RedisStore {
     fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Bytes>> {
-        Box::pin(async move {
-            let mut cmd = redis::cmd("GET");
-            self.key_arg(&mut cmd, key);
-            let (reply, used) = self.request(&cmd).await?;
-            self.value(used, "GET", key, reply)
-        })
+        Box::pin(commands::get(self, key))
     }
 
     fn get_many<'a>(&'a self, keys: &'a [Vec<u8>]) -> StoreFuture<'a, Vec<Option<Bytes>>> {
-        Box::pin(async move {
-            if keys.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut cmd = redis::cmd("MGET");
-            for key in keys {
-                self.key_arg(&mut cmd, key);
-            }
-            let (reply, used) = self.request(&cmd).await?;
-            let elements = match reply {
-                Value::Array(elements) if elements.len() == keys.len() => elements,
-                other => return Err(self.out_of_step(used, "MGET", &other)),
-            };
-            keys.iter()
-                .zip(elements)
-                .map(|(key, element)| self.value(used, "MGET", key, element))
-                .collect()
-        })
+        Box::pin(commands::get_many(self, keys))
     }
 
     fn set<'a>(
@@ -505,75 +468,24 @@ impl RemoteStore for RedisStore {
         value: Bytes,
         ttl: Option<Duration>,
     ) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let mut cmd = redis::cmd("SET");
-            self.key_arg(&mut cmd, key);
-            cmd.arg(value.as_ref());
-            if let Some(ttl) = ttl {
-                // Redis refuses PX 0; a sub-millisecond TTL is rounded up to 1 ms.
-                let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-                cmd.arg("PX").arg(ms);
-            }
-            match self.request(&cmd).await? {
-                (Value::Okay, _) => Ok(()),
-                (other, used) => Err(self.out_of_step(used, "SET", &other)),
-            }
-        })
+        Box::pin(async move { commands::set(self, key, &value, ttl).await })
     }
 
     fn delete<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let mut cmd = redis::cmd("DEL");
-            self.key_arg(&mut cmd, key);
-            match self.request(&cmd).await? {
-                (Value::Int(_), _) => Ok(()),
-                (other, used) => Err(self.out_of_step(used, "DEL", &other)),
-            }
-        })
+        Box::pin(commands::delete(self, key))
     }
 
-    /// Compare and delete in one step, as a Lua script (Redis 7 has no such command). A server
-    /// that refuses scripts (`NOPERM`: an ACL without `@scripting`; `NOSCRIPT`) gets an
-    /// unconditional `DEL` instead; any other error is returned and nothing is deleted.
     fn delete_if<'a>(&'a self, key: &'a [u8], value: &'a Bytes) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(DELETE_IF_SCRIPT).arg(1);
-            self.key_arg(&mut cmd, key);
-            cmd.arg(value.as_ref());
-            match self.request(&cmd).await {
-                Ok((Value::Int(_), _)) => Ok(()),
-                Ok((other, used)) => Err(self.out_of_step(used, "EVAL", &other)),
-                Err(StoreError::Server(message)) if refuses_scripts(error_code(&message)) => {
-                    self.delete(key).await
-                }
-                Err(error) => Err(error),
-            }
-        })
+        Box::pin(commands::delete_if(self, key, value))
     }
 }
 
 /// A server's error reply as the server wrote it: its code (`NOPERM`, `OOM`, …), then the detail.
-fn server_error(err: &redis::ServerError) -> StoreError {
+pub(crate) fn server_error(err: &redis::ServerError) -> StoreError {
     StoreError::Server(match err.details() {
         Some(detail) => format!("{} {detail}", err.code()),
         None => err.code().to_owned(),
     })
-}
-
-/// Whether a server error code means "no scripts here" (`NOPERM`: an ACL without
-/// `@scripting`; `NOSCRIPT`), the one case where `delete_if` may fall back to a plain `DEL`.
-pub(crate) fn refuses_scripts(code: &str) -> bool {
-    matches!(code, "NOSCRIPT" | "NOPERM")
-}
-
-/// The error code of a [`StoreError::Server`] message: its first word.
-fn error_code(message: &str) -> &str {
-    message
-        .trim_start()
-        .split([' ', ':'])
-        .next()
-        .unwrap_or_default()
 }
 
 /// Appends `prefix` then `key` to `cmd` as one argument, without an intermediate buffer (shared
@@ -587,10 +499,6 @@ pub(crate) fn prefixed_key_arg(cmd: &mut Cmd, prefix: &[u8], key: &[u8]) {
     let _ = arg.write_all(key);
 }
 
-/// `delete_if`'s script: deletes `KEYS[1]` only while it holds `ARGV[1]`; replies 1 or 0.
-pub(crate) const DELETE_IF_SCRIPT: &str =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
-
 /// The key an envelope *claims* to be sealed for, if `value` starts like one (not
 /// authenticated: only a hint that a connection is out of step; `Cache` does the real check).
 pub(crate) fn claimed_key(value: &[u8]) -> Option<&[u8]> {
@@ -601,24 +509,6 @@ pub(crate) fn claimed_key(value: &[u8]) -> Option<&[u8]> {
     let len = u32::from_be_bytes(len_bytes.try_into().ok()?);
     let end = ENVELOPE_KEY_AT.checked_add(usize::try_from(len).ok()?)?;
     value.get(ENVELOPE_KEY_AT..end)
-}
-
-/// The type of a reply, for an error message (never its contents: they may be another
-/// owner's data).
-pub(crate) fn shape(reply: &Value) -> &'static str {
-    match reply {
-        Value::Nil => "nil",
-        Value::Int(_) => "integer",
-        Value::BulkString(_) => "bulk string",
-        Value::Array(_) => "array",
-        Value::SimpleString(_) => "simple string",
-        Value::Okay => "OK",
-        Value::Map(_) => "map",
-        Value::Set(_) => "set",
-        Value::Push { .. } => "push",
-        Value::ServerError(_) => "error",
-        _ => "other",
-    }
 }
 
 /// Maps a redis-rs error to a [`StoreError`] (`timeout` is the limit that was exceeded).
@@ -701,25 +591,6 @@ mod tests {
                 assert!(matches!(store, Err(StoreError::Config(_))));
             }
         });
-    }
-
-    #[test]
-    fn only_a_refusal_to_run_scripts_falls_back_to_a_plain_delete() {
-        let refuses = |message| refuses_scripts(error_code(message));
-        assert!(refuses(
-            "NOPERM User cache has no permissions to run the 'eval' command"
-        ));
-        assert!(refuses("NOSCRIPT No matching script."));
-        assert!(refuses("NOPERM: no permissions"));
-        for other in [
-            "OOM command not allowed when used memory > 'maxmemory'.",
-            "BUSY Redis is busy running a script.",
-            "ERR Error running script",
-            "READONLY You can't write against a read only replica.",
-            "",
-        ] {
-            assert!(!refuses(other), "{other:?} must not delete unconditionally");
-        }
     }
 
     #[test]

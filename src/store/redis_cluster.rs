@@ -2,9 +2,8 @@
 //! redis-rs's async cluster client. Like `RedisStore`, one of the few places in the crate that
 //! touch sockets.
 
-use crate::store::redis::{
-    DELETE_IF_SCRIPT, claimed_key, prefixed_key_arg, refuses_scripts, shape, store_error,
-};
+use crate::store::commands::{self, Connections};
+use crate::store::redis::{prefixed_key_arg, server_error, store_error};
 use crate::store::{RemoteStore, StoreError, StoreFuture};
 use crate::sync::{Mutex, lock};
 use bytes::Bytes;
@@ -226,7 +225,7 @@ impl RedisClusterStore {
 
     /// Sends `cmd` to the node its key routes to, bounded by the response timeout. Server error
     /// replies are returned as they are, for the caller to tell apart.
-    async fn request(&self, cmd: &Cmd) -> Result<(Result<Value, RedisError>, u64), StoreError> {
+    async fn send(&self, cmd: &Cmd) -> Result<(Result<Value, RedisError>, u64), StoreError> {
         let Generation {
             number,
             mut connection,
@@ -269,19 +268,6 @@ impl RedisClusterStore {
         u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// [`request`](Self::request), with every server error as a [`StoreError`].
-    async fn value_request(&self, cmd: &Cmd) -> Result<(Value, u64), StoreError> {
-        match self.request(cmd).await? {
-            (Ok(Value::ServerError(err)), _) => Err(StoreError::Server(err.to_string())),
-            (Ok(reply), generation) => Ok((reply, generation)),
-            (Err(err), _) => Err(store_error(&err, self.response_timeout)),
-        }
-    }
-
-    fn key_arg(&self, cmd: &mut Cmd, key: &[u8]) {
-        prefixed_key_arg(cmd, &self.prefix, key);
-    }
-
     /// Replaces the cluster connection of generation `used`, unless another caller already did.
     fn replace(&self, used: u64) {
         let mut current = lock(&self.current);
@@ -298,33 +284,6 @@ impl RedisClusterStore {
             connection,
         };
         self.replaced.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A reply that no correct connection gives to this command: replace the connection.
-    fn out_of_step(&self, used: u64, command: &str, reply: &Value) -> StoreError {
-        self.replace(used);
-        StoreError::Protocol(format!("unexpected reply to {command}: {}", shape(reply)))
-    }
-
-    /// A `GET`/`MGET` element: `None`, or the bytes. A value sealed for another key than
-    /// `requested` is returned (for `Cache` to refuse and report) but marks the connection.
-    fn value(
-        &self,
-        used: u64,
-        command: &str,
-        requested: &[u8],
-        reply: Value,
-    ) -> Result<Option<Bytes>, StoreError> {
-        match reply {
-            Value::Nil => Ok(None),
-            Value::BulkString(bytes) => {
-                if claimed_key(&bytes).is_some_and(|claimed| claimed != requested) {
-                    self.replace(used);
-                }
-                Ok(Some(Bytes::from(bytes)))
-            }
-            other => Err(self.out_of_step(used, command, &other)),
-        }
     }
 }
 
@@ -561,37 +520,36 @@ impl fmt::Debug for RedisClusterStore {
     }
 }
 
-impl RemoteStore for RedisClusterStore {
-    fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Bytes>> {
-        Box::pin(async move {
-            let mut cmd = redis::cmd("GET");
-            self.key_arg(&mut cmd, key);
-            let (reply, used) = self.value_request(&cmd).await?;
-            self.value(used, "GET", key, reply)
-        })
+impl Connections for RedisClusterStore {
+    type Used = u64;
+
+    fn key_arg(&self, cmd: &mut Cmd, key: &[u8]) {
+        prefixed_key_arg(cmd, &self.prefix, key);
     }
 
-    /// One `MGET`, split by slot and reassembled in the caller's order by redis-rs (see
-    /// [`RedisClusterStore`]).
+    /// [`send`](RedisClusterStore::send), with every server error as a [`StoreError`].
+    async fn request(&self, cmd: &Cmd) -> Result<(Value, u64), StoreError> {
+        match self.send(cmd).await? {
+            (Ok(Value::ServerError(err)), _) => Err(server_error(&err)),
+            (Ok(reply), generation) => Ok((reply, generation)),
+            (Err(err), _) => Err(store_error(&err, self.response_timeout)),
+        }
+    }
+
+    fn replace(&self, used: u64) {
+        RedisClusterStore::replace(self, used);
+    }
+}
+
+/// `get_many` is one `MGET`, split by slot and reassembled in the caller's order by redis-rs
+/// (see [`RedisClusterStore`]); `delete_if` runs its one-key script on the key's primary.
+impl RemoteStore for RedisClusterStore {
+    fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Bytes>> {
+        Box::pin(commands::get(self, key))
+    }
+
     fn get_many<'a>(&'a self, keys: &'a [Vec<u8>]) -> StoreFuture<'a, Vec<Option<Bytes>>> {
-        Box::pin(async move {
-            if keys.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut cmd = redis::cmd("MGET");
-            for key in keys {
-                self.key_arg(&mut cmd, key);
-            }
-            let (reply, used) = self.value_request(&cmd).await?;
-            let elements = match reply {
-                Value::Array(elements) if elements.len() == keys.len() => elements,
-                other => return Err(self.out_of_step(used, "MGET", &other)),
-            };
-            keys.iter()
-                .zip(elements)
-                .map(|(key, element)| self.value(used, "MGET", key, element))
-                .collect()
-        })
+        Box::pin(commands::get_many(self, keys))
     }
 
     fn set<'a>(
@@ -600,59 +558,15 @@ impl RemoteStore for RedisClusterStore {
         value: Bytes,
         ttl: Option<Duration>,
     ) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let mut cmd = redis::cmd("SET");
-            self.key_arg(&mut cmd, key);
-            cmd.arg(value.as_ref());
-            if let Some(ttl) = ttl {
-                // Redis refuses PX 0; a sub-millisecond TTL is rounded up to 1 ms.
-                let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-                cmd.arg("PX").arg(ms);
-            }
-            match self.value_request(&cmd).await? {
-                (Value::Okay, _) => Ok(()),
-                (other, used) => Err(self.out_of_step(used, "SET", &other)),
-            }
-        })
+        Box::pin(async move { commands::set(self, key, &value, ttl).await })
     }
 
     fn delete<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let mut cmd = redis::cmd("DEL");
-            self.key_arg(&mut cmd, key);
-            match self.value_request(&cmd).await? {
-                (Value::Int(_), _) => Ok(()),
-                (other, used) => Err(self.out_of_step(used, "DEL", &other)),
-            }
-        })
+        Box::pin(commands::delete(self, key))
     }
 
-    /// Compare and delete in one step on the key's primary, as a one-key Lua script (routed by
-    /// its key's slot, like any command). Only a server that refuses scripts (`NOSCRIPT`, or
-    /// an ACL without `@scripting`: `NOPERM`) gets an unconditional `DEL` instead; any other
-    /// error is returned, never turned into a `DEL` that could remove a good value.
     fn delete_if<'a>(&'a self, key: &'a [u8], value: &'a Bytes) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(DELETE_IF_SCRIPT).arg(1);
-            self.key_arg(&mut cmd, key);
-            cmd.arg(value.as_ref());
-            let (reply, used) = self.request(&cmd).await?;
-            let refused_code = match &reply {
-                Ok(Value::ServerError(err)) => Some(err.code()),
-                Err(err) => err.code(),
-                Ok(_) => None,
-            };
-            if refused_code.is_some_and(refuses_scripts) {
-                return self.delete(key).await;
-            }
-            match reply {
-                Ok(Value::Int(_)) => Ok(()),
-                Ok(Value::ServerError(err)) => Err(StoreError::Server(err.to_string())),
-                Ok(other) => Err(self.out_of_step(used, "EVAL", &other)),
-                Err(err) => Err(store_error(&err, self.response_timeout)),
-            }
-        })
+        Box::pin(commands::delete_if(self, key, value))
     }
 }
 
@@ -771,22 +685,6 @@ mod tests {
             }
             assert!(store.connections_replaced() >= 1, "{store:?}");
         });
-    }
-
-    #[test]
-    fn only_script_refusals_fall_back_to_del() {
-        assert!(refuses_scripts("NOSCRIPT"));
-        assert!(refuses_scripts("NOPERM"));
-        for code in [
-            "ERR",
-            "CLUSTERDOWN",
-            "READONLY",
-            "TRYAGAIN",
-            "LOADING",
-            "MOVED",
-        ] {
-            assert!(!refuses_scripts(code), "{code}");
-        }
     }
 
     #[test]
