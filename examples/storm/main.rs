@@ -21,8 +21,10 @@
 //! them). A miss loads from the *origin*: it waits for one of `--origin-concurrency` permits,
 //! sleeps `--origin-latency`, and counts the load per key.
 //!
-//! **The faults.** The remote tier is a store (in-process `MemoryStore`, or Redis with
-//! `--features redis --backend redis://…`) wrapped in a `FaultyStore` that, at the given rates,
+//! **The faults.** The remote tier is a store (in-process `MemoryStore`; Redis with
+//! `--features redis --backend redis://…`, a Redis Cluster with `--features redis-cluster
+//! --backend redis-cluster://host:port,…`, or the primary Sentinel names with `--features
+//! redis-sentinel --backend redis+sentinel://host:port,…/service`) wrapped in a `FaultyStore` that, at the given rates,
 //! answers a read with another key's sealed value (`swap`), the value of the same ids with tenant
 //! and device exchanged (`confuse`), a flipped byte (`corrupt`), a cut-short value (`truncate`),
 //! an expired value of the same key (`stale`), an earlier unexpired value of the same key
