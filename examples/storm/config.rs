@@ -97,6 +97,9 @@ pub struct Config {
     /// No progress bar (there is none when stdout is not a terminal)
     #[arg(long)]
     pub no_progress: bool,
+    /// Also report throughput, hit ratio and errors for every D of the run (e.g. 1s)
+    #[arg(long, value_name = "D", value_parser = positive_duration)]
+    pub timeline: Option<Duration>,
     /// Also write the report as JSON to PATH
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,

@@ -9,6 +9,8 @@
 //!     --faults swap=0.01,confuse=0.01,corrupt=0.001,truncate=0.001,stale=0.001,replay=0.001,drop=0.001
 //! cargo run --release --example storm -- --faults swap=0.2 --policy autobypass
 //! cargo run --release --example storm -- --baseline-unverified --json storm.json
+//! cargo run --release --features redis-cluster --example storm -- \
+//!     --backend redis-cluster://127.0.0.1:7000,127.0.0.1:7001 --duration 20s --timeline 1s
 //! ```
 //!
 //! **The storm.** Tenant ids and device ids are both numbers from `0..tenants`, and the device
@@ -63,7 +65,7 @@
 //! reads and checks; `run` runs the storm once: the `backend` under a `FaultyStore`,
 //! `yesterday`'s values, the `origin`, the verified `Cache` (its refusals in a `sink_log`) or the
 //! `naive_cache`, one `session` per device fetching over a `population` whose values
-//! `ground_truth` computes, and returns what it `measured`. `report` judges that against the
+//! `ground_truth` computes, and returns what it `measured` (per interval too: the `timeline`). `report` judges that against the
 //! `fault_plan` into one report (serde derive), printed as text and written as JSON.
 
 mod backend;
@@ -82,6 +84,7 @@ mod report;
 mod run;
 mod session;
 mod sink_log;
+mod timeline;
 mod yesterday;
 
 use flags::parse_flags;

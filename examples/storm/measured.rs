@@ -3,6 +3,7 @@
 use crate::latency::Latency;
 use crate::origin::OriginSummary;
 use crate::session::Tally;
+use crate::timeline::Interval;
 use scoped_cache::Stats;
 use scoped_cache::testing::FaultCounts;
 use std::time::Duration;
@@ -40,4 +41,6 @@ pub struct Measured {
     pub elapsed: Duration,
     /// Writing yesterday's values and spawning the sessions, before the barrier.
     pub prepared: Duration,
+    /// Per interval of `--timeline`; empty without it.
+    pub timeline: Vec<Interval>,
 }

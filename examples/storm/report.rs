@@ -9,6 +9,7 @@ mod text;
 
 use crate::latency::Latency;
 use crate::origin::OriginSummary;
+use crate::timeline::Interval;
 use scoped_cache::testing::{FaultKind, FaultRates};
 use scoped_cache::{FreshnessKind, Policy, ViolationKind};
 use serde::Serialize;
@@ -57,6 +58,9 @@ pub struct ConfigSummary {
     pub policy: Policy,
     pub backend: String,
     pub seed: u64,
+    /// The `--timeline` interval; none without it.
+    #[serde(serialize_with = "fields::seconds_or_null")]
+    pub timeline_s: Option<Duration>,
     #[serde(serialize_with = "fields::text")]
     pub faults: FaultRates,
 }
@@ -120,6 +124,9 @@ pub struct RunSummary {
     /// Writing yesterday's values and spawning the sessions, before the barrier.
     pub prepared_s: f64,
     pub ops_per_s: f64,
+    /// Per interval of `--timeline`; absent without it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<Interval>,
 }
 
 /// Violations by the tier that refused the value.

@@ -46,6 +46,7 @@ impl ConfigSummary {
             policy: config.policy(),
             backend: config.backend_name().to_owned(),
             seed: config.seed,
+            timeline_s: config.timeline,
             faults: config.faults,
         }
     }
@@ -145,6 +146,7 @@ impl RunSummary {
             elapsed_s: run.elapsed.as_secs_f64(),
             prepared_s: run.prepared.as_secs_f64(),
             ops_per_s: run.tally.requests as f64 / run.elapsed.as_secs_f64().max(1e-9),
+            timeline: run.timeline,
         }
     }
 }
