@@ -6,8 +6,8 @@ use crate::now_ms;
 use crate::origin::Origin;
 use bytes::Bytes;
 use scoped_cache::{MemoryStore, RemoteStore, StoreFuture};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The chosen backend behind one type, so that `FaultyStore` can wrap whichever it is. It also
@@ -21,7 +21,12 @@ pub struct Backend {
     pub store: Arc<dyn RemoteStore>,
     pub origin: Arc<Origin>,
     pub errors: AtomicU64,
+    /// The first calls the backend failed, one per distinct message.
+    pub error_examples: Mutex<Vec<String>>,
 }
+
+/// How many distinct backend errors a run keeps as examples.
+const ERROR_EXAMPLES: usize = 8;
 
 impl Backend {
     fn observe<'a, T: Send + 'a>(
@@ -32,8 +37,16 @@ impl Backend {
     ) -> StoreFuture<'a, T> {
         Box::pin(async move {
             let outcome = call.await;
-            if outcome.is_err() {
+            if let Err(error) = &outcome {
                 self.errors.fetch_add(1, Ordering::Relaxed);
+                let mut examples = self
+                    .error_examples
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let message = error.to_string();
+                if examples.len() < ERROR_EXAMPLES && !examples.contains(&message) {
+                    examples.push(message);
+                }
                 if ends_fill {
                     self.origin.end_fill(key);
                 }

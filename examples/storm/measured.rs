@@ -33,6 +33,8 @@ pub struct Measured {
     pub remote_reads: u64,
     /// Calls the backend itself failed (not injected).
     pub backend_errors: u64,
+    /// The first of them, one per distinct message.
+    pub backend_error_examples: Vec<String>,
     pub l2_evictions: Option<u64>,
     pub sink_local: u64,
     pub sink_remote: u64,

@@ -87,6 +87,8 @@ pub struct RunSummary {
     pub remote_errors: u64,
     /// Calls the backend itself failed (not injected).
     pub backend_errors: u64,
+    /// The first of them, one per distinct message.
+    pub backend_error_examples: Vec<String>,
     /// Values the in-process `MemoryStore` evicted; none for other backends.
     pub l2_evictions: Option<u64>,
     /// The most origin loads of one key within one fill (`origin.loads_per_key_max_per_fill`).

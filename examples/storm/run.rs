@@ -113,6 +113,7 @@ pub async fn run(
         store,
         origin: Arc::clone(&origin),
         errors: AtomicU64::new(0),
+        error_examples: Mutex::default(),
     };
     let observer = {
         let origin = Arc::clone(&origin);
@@ -323,6 +324,12 @@ pub async fn run(
         injected,
         remote_reads: store.reads(),
         backend_errors: store.inner().errors.load(Ordering::Relaxed),
+        backend_error_examples: store
+            .inner()
+            .error_examples
+            .lock()
+            .map(|examples| examples.clone())
+            .unwrap_or_default(),
         l2_evictions: memory.map(|memory| memory.stats().evictions),
         sink_local: sink.local.load(Ordering::Relaxed),
         sink_remote: sink.remote.load(Ordering::Relaxed),

@@ -106,6 +106,7 @@ impl RunSummary {
             remote_reads: run.remote_reads,
             remote_errors: run.counts.remote_errors,
             backend_errors: run.backend_errors,
+            backend_error_examples: run.backend_error_examples,
             l2_evictions: run.l2_evictions,
             origin_loads_per_key_max: run.origin.loads_per_key_max_per_fill,
             origin: run.origin,

@@ -82,6 +82,9 @@ impl Report {
                 .map(|n| format!(", {n} evictions"))
                 .unwrap_or_default()
         );
+        for example in &v.backend_error_examples {
+            let _ = writeln!(out, "    backend error: {example}");
+        }
         if v.remote_skipped > 0 {
             let _ = writeln!(
                 out,
