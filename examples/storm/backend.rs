@@ -2,14 +2,13 @@
 //! observed for the values it loses.
 
 use crate::config::{BackendChoice, Config};
-#[cfg(feature = "redis")]
 use crate::now_ms;
 use crate::origin::Origin;
 use bytes::Bytes;
 use scoped_cache::MemoryStore;
 use scoped_cache::store::{RemoteStore, StoreFuture};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The chosen backend behind one type, so that `FaultyStore` can wrap whichever it is. It also
@@ -23,7 +22,12 @@ pub struct Backend {
     pub store: Arc<dyn RemoteStore>,
     pub origin: Arc<Origin>,
     pub errors: AtomicU64,
+    /// The first calls the backend failed, one per distinct message.
+    pub error_examples: Mutex<Vec<String>>,
 }
+
+/// How many distinct backend errors a run keeps as examples.
+const ERROR_EXAMPLES: usize = 8;
 
 impl Backend {
     fn observe<'a, T: Send + 'a>(
@@ -34,8 +38,16 @@ impl Backend {
     ) -> StoreFuture<'a, T> {
         Box::pin(async move {
             let outcome = call.await;
-            if outcome.is_err() {
+            if let Err(error) = &outcome {
                 self.errors.fetch_add(1, Ordering::Relaxed);
+                let mut examples = self
+                    .error_examples
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let message = error.to_string();
+                if examples.len() < ERROR_EXAMPLES && !examples.contains(&message) {
+                    examples.push(message);
+                }
                 if ends_fill {
                     self.origin.end_fill(key);
                 }
@@ -75,37 +87,47 @@ impl RemoteStore for Backend {
 }
 
 /// The chosen backend, fresh for one run; the `MemoryStore` too when it is one, for its stats.
+/// A Redis backend gets a key prefix of its own per run, so that runs (and the baseline) never
+/// see each other's keys.
 pub async fn open_backend(
     config: &Config,
     run: &str,
 ) -> Result<(Arc<dyn RemoteStore>, Option<Arc<MemoryStore>>), String> {
-    match &config.backend {
+    let (url, store) = match &config.backend {
         BackendChoice::Memory => {
             // Room for every key: evictions would only cost reloads, never the checks.
             let memory = Arc::new(MemoryStore::new(4 << 30));
-            Ok((memory.clone(), Some(memory)))
+            return Ok((memory.clone(), Some(memory)));
         }
-        BackendChoice::Redis(url) => open_redis(url, run).await.map(|store| (store, None)),
-    }
+        BackendChoice::Redis(url) => (url, open_redis(url, prefix(run)).await),
+        BackendChoice::RedisCluster(url) => (url, open_redis_cluster(url, prefix(run)).await),
+        BackendChoice::RedisSentinel(url) => (url, open_redis_sentinel(url, prefix(run)).await),
+    };
+    store
+        .map(|store| (store, None))
+        .map_err(|error| format!("cannot connect to {url}: {error}"))
 }
 
+fn prefix(run: &str) -> String {
+    format!("storm:{}:{}:{run}:", std::process::id(), now_ms())
+}
+
+// `BackendChoice::from_str` accepts a Redis URL only in a build with its feature; a build
+// without it keeps the variant, and these say which feature it lacks.
+
 #[cfg(feature = "redis")]
-async fn open_redis(url: &str, run: &str) -> Result<Arc<dyn RemoteStore>, String> {
-    // A prefix of its own per run, so that runs (and the baseline) never see each other's keys.
-    let prefix = format!("storm:{}:{}:{run}:", std::process::id(), now_ms());
-    let store = if url.starts_with("redis-cluster://") || url.starts_with("rediss-cluster://") {
-        open_redis_cluster(url, prefix).await
-    } else if url.starts_with("redis+sentinel://") {
-        open_redis_sentinel(url, prefix).await
-    } else {
-        scoped_cache::RedisStore::builder(url)
-            .key_prefix(prefix)
-            .connect()
-            .await
-            .map(|store| Arc::new(store) as Arc<dyn RemoteStore>)
-            .map_err(|error| error.to_string())
-    };
-    store.map_err(|error| format!("cannot connect to {url}: {error}"))
+async fn open_redis(url: &str, prefix: String) -> Result<Arc<dyn RemoteStore>, String> {
+    scoped_cache::RedisStore::builder(url)
+        .key_prefix(prefix)
+        .connect()
+        .await
+        .map(|store| Arc::new(store) as Arc<dyn RemoteStore>)
+        .map_err(|error| error.to_string())
+}
+
+#[cfg(not(feature = "redis"))]
+async fn open_redis(_url: &str, _prefix: String) -> Result<Arc<dyn RemoteStore>, String> {
+    Err("this build has no Redis support; add --features redis".into())
 }
 
 #[cfg(feature = "redis-cluster")]
@@ -118,7 +140,7 @@ async fn open_redis_cluster(url: &str, prefix: String) -> Result<Arc<dyn RemoteS
         .map_err(|error| error.to_string())
 }
 
-#[cfg(all(feature = "redis", not(feature = "redis-cluster")))]
+#[cfg(not(feature = "redis-cluster"))]
 async fn open_redis_cluster(_url: &str, _prefix: String) -> Result<Arc<dyn RemoteStore>, String> {
     Err("this build has no Redis Cluster support; add --features redis-cluster".into())
 }
@@ -133,14 +155,7 @@ async fn open_redis_sentinel(url: &str, prefix: String) -> Result<Arc<dyn Remote
         .map_err(|error| error.to_string())
 }
 
-#[cfg(all(feature = "redis", not(feature = "redis-sentinel")))]
+#[cfg(not(feature = "redis-sentinel"))]
 async fn open_redis_sentinel(_url: &str, _prefix: String) -> Result<Arc<dyn RemoteStore>, String> {
     Err("this build has no Sentinel support; add --features redis-sentinel".into())
-}
-
-#[cfg(not(feature = "redis"))]
-async fn open_redis(url: &str, _run: &str) -> Result<Arc<dyn RemoteStore>, String> {
-    Err(format!(
-        "{url}: this build has no Redis support; add --features redis"
-    ))
 }

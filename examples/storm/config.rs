@@ -74,7 +74,9 @@ pub struct Config {
     /// autobypass: time open before probing
     #[arg(long, value_name = "D", default_value = "2s", value_parser = duration)]
     pub breaker_cool_down: Duration,
-    /// The remote tier: in-process, or redis://… (needs --features redis)
+    /// The remote tier: in-process, or redis://… (needs --features redis),
+    /// redis-cluster://H:P[,H:P…] (--features redis-cluster),
+    /// redis+sentinel://H:P[,H:P…]/SERVICE (--features redis-sentinel)
     #[arg(long, value_name = "memory|URL", default_value = "memory")]
     pub backend: BackendChoice,
     /// kind=rate[@duration],… or none; kinds swap, confuse, corrupt, truncate, stale, replay,
@@ -95,6 +97,9 @@ pub struct Config {
     /// No progress bar (there is none when stdout is not a terminal)
     #[arg(long)]
     pub no_progress: bool,
+    /// Also report throughput, hit ratio and errors for every D of the run (e.g. 1s)
+    #[arg(long, value_name = "D", value_parser = positive_duration)]
+    pub timeline: Option<Duration>,
     /// Also write the report as JSON to PATH
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
@@ -125,26 +130,56 @@ pub enum PolicyChoice {
     AutoBypass,
 }
 
-/// Where the remote tier lives.
+/// Where the remote tier lives: in-process, or a Redis URL of the kind its scheme names, which
+/// only a build with that kind's feature accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendChoice {
     Memory,
+    /// `redis://`, `rediss://`, `redis+unix://`, `unix://`: one server (`redis`).
     Redis(String),
+    /// `redis-cluster://`, `rediss-cluster://`: a Redis Cluster (`redis-cluster`).
+    RedisCluster(String),
+    /// `redis+sentinel://`: the primary Sentinel names (`redis-sentinel`).
+    RedisSentinel(String),
 }
 
 impl FromStr for BackendChoice {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        const REDIS_SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
         if text == "memory" {
-            Ok(BackendChoice::Memory)
-        } else if !REDIS_SCHEMES.iter().any(|scheme| text.starts_with(scheme)) {
-            Err("use memory or a redis:// URL".into())
-        } else if !cfg!(feature = "redis") {
-            Err("a redis:// backend needs the redis feature: add --features redis".into())
+            return Ok(BackendChoice::Memory);
+        }
+        let scheme = |schemes: &[&str]| schemes.iter().any(|scheme| text.starts_with(scheme));
+        let url = text.to_owned();
+        let (choice, feature, built_with) = if scheme(&["redis-cluster://", "rediss-cluster://"]) {
+            let built_with = cfg!(feature = "redis-cluster");
+            (
+                BackendChoice::RedisCluster(url),
+                "redis-cluster",
+                built_with,
+            )
+        } else if scheme(&["redis+sentinel://"]) {
+            let built_with = cfg!(feature = "redis-sentinel");
+            (
+                BackendChoice::RedisSentinel(url),
+                "redis-sentinel",
+                built_with,
+            )
+        } else if scheme(&["redis://", "rediss://", "redis+unix://", "unix://"]) {
+            (BackendChoice::Redis(url), "redis", cfg!(feature = "redis"))
         } else {
-            Ok(BackendChoice::Redis(text.to_owned()))
+            return Err(
+                "use memory, or a redis://, redis-cluster:// or redis+sentinel:// URL".into(),
+            );
+        };
+        if built_with {
+            Ok(choice)
+        } else {
+            let scheme = text.split("://").next().unwrap_or(text);
+            Err(format!(
+                "a {scheme}:// backend needs the {feature} feature: add --features {feature}"
+            ))
         }
     }
 }
@@ -183,7 +218,9 @@ impl Config {
     pub fn backend_name(&self) -> &str {
         match &self.backend {
             BackendChoice::Memory => "memory",
-            BackendChoice::Redis(url) => url,
+            BackendChoice::Redis(url)
+            | BackendChoice::RedisCluster(url)
+            | BackendChoice::RedisSentinel(url) => url,
         }
     }
 }

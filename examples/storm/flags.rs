@@ -140,6 +140,46 @@ mod tests {
     }
 
     #[test]
+    fn a_redis_backend_is_accepted_only_by_a_build_with_its_feature() {
+        for (url, feature, built_with) in [
+            ("redis://127.0.0.1:6379", "redis", cfg!(feature = "redis")),
+            (
+                "redis+unix:///tmp/redis.sock",
+                "redis",
+                cfg!(feature = "redis"),
+            ),
+            (
+                "redis-cluster://127.0.0.1:7000,127.0.0.1:7001",
+                "redis-cluster",
+                cfg!(feature = "redis-cluster"),
+            ),
+            (
+                "rediss-cluster://127.0.0.1:7000",
+                "redis-cluster",
+                cfg!(feature = "redis-cluster"),
+            ),
+            (
+                "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster",
+                "redis-sentinel",
+                cfg!(feature = "redis-sentinel"),
+            ),
+        ] {
+            match parse(&format!("--backend {url}")) {
+                Ok(config) => {
+                    assert!(built_with, "{url} accepted without --features {feature}");
+                    assert_eq!(config.backend_name(), url);
+                }
+                Err(error) => {
+                    assert!(!built_with, "{url} refused: {error}");
+                    assert_eq!(error.exit_code(), 2, "{url}");
+                    let wanted = format!("add --features {feature}");
+                    assert!(error.to_string().contains(&wanted), "{url}: {error}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn the_last_of_requests_and_duration_decides() {
         let stop = |flags| parse(flags).map(|config| config.stop()).ok();
         assert!(matches!(

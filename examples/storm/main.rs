@@ -9,6 +9,8 @@
 //!     --faults swap=0.01,confuse=0.01,corrupt=0.001,truncate=0.001,stale=0.001,replay=0.001,drop=0.001
 //! cargo run --release --example storm -- --faults swap=0.2 --policy autobypass
 //! cargo run --release --example storm -- --baseline-unverified --json storm.json
+//! cargo run --release --features redis-cluster --example storm -- \
+//!     --backend redis-cluster://127.0.0.1:7000,127.0.0.1:7001 --duration 20s --timeline 1s
 //! ```
 //!
 //! **The storm.** Tenant ids and device ids are both numbers from `0..tenants`, and the device
@@ -21,8 +23,10 @@
 //! them). A miss loads from the *origin*: it waits for one of `--origin-concurrency` permits,
 //! sleeps `--origin-latency`, and counts the load per key.
 //!
-//! **The faults.** The remote tier is a store (in-process `MemoryStore`, or Redis with
-//! `--features redis --backend redis://…`) wrapped in a `FaultyStore` that, at the given rates,
+//! **The faults.** The remote tier is a store (in-process `MemoryStore`; Redis with
+//! `--features redis --backend redis://…`, a Redis Cluster with `--features redis-cluster
+//! --backend redis-cluster://host:port,…`, or the primary Sentinel names with `--features
+//! redis-sentinel --backend redis+sentinel://host:port,…/service`) wrapped in a `FaultyStore` that, at the given rates,
 //! answers a read with another key's sealed value (`swap`), the value of the same ids with tenant
 //! and device exchanged (`confuse`), a flipped byte (`corrupt`), a cut-short value (`truncate`),
 //! an expired value of the same key (`stale`), an earlier unexpired value of the same key
@@ -61,7 +65,7 @@
 //! reads and checks; `run` runs the storm once: the `backend` under a `FaultyStore`,
 //! `yesterday`'s values, the `origin`, the verified `Cache` (its refusals in a `sink_log`) or the
 //! `naive_cache`, one `session` per device fetching over a `population` whose values
-//! `ground_truth` computes, and returns what it `measured`. `report` judges that against the
+//! `ground_truth` computes, and returns what it `measured` (per interval too: the `timeline`). `report` judges that against the
 //! `fault_plan` into one report (serde derive), printed as text and written as JSON.
 
 mod backend;
@@ -80,6 +84,7 @@ mod report;
 mod run;
 mod session;
 mod sink_log;
+mod timeline;
 mod yesterday;
 
 use flags::parse_flags;

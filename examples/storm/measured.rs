@@ -3,6 +3,7 @@
 use crate::latency::Latency;
 use crate::origin::OriginSummary;
 use crate::session::Tally;
+use crate::timeline::Interval;
 use scoped_cache::Stats;
 use scoped_cache::testing::FaultCounts;
 use std::time::Duration;
@@ -32,6 +33,8 @@ pub struct Measured {
     pub remote_reads: u64,
     /// Calls the backend itself failed (not injected).
     pub backend_errors: u64,
+    /// The first of them, one per distinct message.
+    pub backend_error_examples: Vec<String>,
     pub l2_evictions: Option<u64>,
     pub sink_local: u64,
     pub sink_remote: u64,
@@ -40,4 +43,6 @@ pub struct Measured {
     pub elapsed: Duration,
     /// Writing yesterday's values and spawning the sessions, before the barrier.
     pub prepared: Duration,
+    /// Per interval of `--timeline`; empty without it.
+    pub timeline: Vec<Interval>,
 }

@@ -9,6 +9,7 @@ mod text;
 
 use crate::latency::Latency;
 use crate::origin::OriginSummary;
+use crate::timeline::Interval;
 use scoped_cache::testing::{FaultKind, FaultRates};
 use scoped_cache::{FreshnessKind, Policy, ViolationKind};
 use serde::Serialize;
@@ -57,6 +58,9 @@ pub struct ConfigSummary {
     pub policy: Policy,
     pub backend: String,
     pub seed: u64,
+    /// The `--timeline` interval; none without it.
+    #[serde(serialize_with = "fields::seconds_or_null")]
+    pub timeline_s: Option<Duration>,
     #[serde(serialize_with = "fields::text")]
     pub faults: FaultRates,
 }
@@ -83,6 +87,8 @@ pub struct RunSummary {
     pub remote_errors: u64,
     /// Calls the backend itself failed (not injected).
     pub backend_errors: u64,
+    /// The first of them, one per distinct message.
+    pub backend_error_examples: Vec<String>,
     /// Values the in-process `MemoryStore` evicted; none for other backends.
     pub l2_evictions: Option<u64>,
     /// The most origin loads of one key within one fill (`origin.loads_per_key_max_per_fill`).
@@ -120,6 +126,9 @@ pub struct RunSummary {
     /// Writing yesterday's values and spawning the sessions, before the barrier.
     pub prepared_s: f64,
     pub ops_per_s: f64,
+    /// Per interval of `--timeline`; absent without it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<Interval>,
 }
 
 /// Violations by the tier that refused the value.

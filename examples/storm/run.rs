@@ -12,12 +12,14 @@ use crate::population::Population;
 use crate::progress::progress_bar;
 use crate::session::{Tally, session};
 use crate::sink_log::SinkLog;
+use crate::timeline::{Sample, intervals};
 use crate::yesterday::remember_yesterday;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use scoped_cache::testing::{FaultKind, FaultyStore};
-use scoped_cache::{BreakerScope, BreakerState, Cache, Client, Key};
+use scoped_cache::{BreakerScope, BreakerState, Cache, Client, Key, Stats};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Barrier;
@@ -44,6 +46,42 @@ impl Path {
                 .await
                 .map_err(|error| error.to_string()),
             Path::Naive(naive) => naive.get_or_load(key, load()).await,
+        }
+    }
+}
+
+impl Path {
+    /// The cache's own counts so far, and the library's stats (verified run only).
+    fn counts(&self) -> (CacheCounts, Option<Stats>) {
+        match self {
+            Path::Verified(cache) => {
+                let stats = cache.stats();
+                let counts = CacheCounts {
+                    hits_l1: stats.hits_local,
+                    hits_l2: stats.hits_remote,
+                    misses: stats.misses,
+                    loads: stats.loads,
+                    coalesced: stats.coalesced,
+                    load_errors: stats.load_errors,
+                    remote_errors: stats.remote_errors,
+                    expired_served: 0,
+                };
+                (counts, Some(stats))
+            }
+            Path::Naive(naive) => {
+                let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+                let counts = CacheCounts {
+                    hits_l1: load(&naive.hits_l1),
+                    hits_l2: load(&naive.hits_l2),
+                    misses: load(&naive.misses),
+                    loads: load(&naive.misses),
+                    coalesced: 0,
+                    load_errors: 0,
+                    remote_errors: load(&naive.remote_errors),
+                    expired_served: load(&naive.expired_served),
+                };
+                (counts, None)
+            }
         }
     }
 }
@@ -75,6 +113,7 @@ pub async fn run(
         store,
         origin: Arc::clone(&origin),
         errors: AtomicU64::new(0),
+        error_examples: Mutex::default(),
     };
     let observer = {
         let origin = Arc::clone(&origin);
@@ -215,6 +254,38 @@ pub async fn run(
             }
         })
     };
+    // Samples every `--timeline` interval from the barrier on; the last one when the sessions end.
+    let sample = {
+        let (run, store) = (Arc::clone(&run), Arc::clone(&store));
+        move || {
+            let (counts, _) = run.path.counts();
+            Sample {
+                at: started.elapsed(),
+                requests: run.done.load(Ordering::Relaxed),
+                hits: counts.hits_l1 + counts.hits_l2,
+                misses: counts.misses,
+                remote_errors: counts.remote_errors,
+                backend_errors: store.inner().errors.load(Ordering::Relaxed),
+            }
+        }
+    };
+    // On a thread of its own: the runtime's workers are busy with the sessions, and a sample
+    // taken late would blur the interval it ends.
+    let (stop_sampling, stopped) = std::sync::mpsc::channel::<()>();
+    let sampler = config.timeline.map(|every| {
+        let sample = sample.clone();
+        std::thread::spawn(move || {
+            let mut samples = vec![sample()];
+            let mut next = started + every;
+            while let Err(RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(next.saturating_duration_since(Instant::now()))
+            {
+                samples.push(sample());
+                next = (next + every).max(Instant::now());
+            }
+            samples
+        })
+    });
     let mut tally = Tally::default();
     for task in tasks {
         match task.await {
@@ -224,39 +295,19 @@ pub async fn run(
     }
     let elapsed = started.elapsed();
     ticker.abort();
+    let timeline = match sampler {
+        Some(sampler) => {
+            drop(stop_sampling);
+            let mut samples = sampler.join().unwrap_or_default();
+            samples.push(sample());
+            intervals(&samples)
+        }
+        None => Vec::new(),
+    };
     progress.finish_and_clear();
 
     let latency = Latency::of(&run.latency_us.lock().unwrap_or_else(|e| e.into_inner()));
-    let (counts, stats) = match &run.path {
-        Path::Verified(cache) => {
-            let stats = cache.stats();
-            let counts = CacheCounts {
-                hits_l1: stats.hits_local,
-                hits_l2: stats.hits_remote,
-                misses: stats.misses,
-                loads: stats.loads,
-                coalesced: stats.coalesced,
-                load_errors: stats.load_errors,
-                remote_errors: stats.remote_errors,
-                expired_served: 0,
-            };
-            (counts, Some(stats))
-        }
-        Path::Naive(naive) => {
-            let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
-            let counts = CacheCounts {
-                hits_l1: load(&naive.hits_l1),
-                hits_l2: load(&naive.hits_l2),
-                misses: load(&naive.misses),
-                loads: load(&naive.misses),
-                coalesced: 0,
-                load_errors: 0,
-                remote_errors: load(&naive.remote_errors),
-                expired_served: load(&naive.expired_served),
-            };
-            (counts, None)
-        }
-    };
+    let (counts, stats) = run.path.counts();
     // The writes before the storm read nothing, so every read and fault counted is the storm's.
     let injected = store.injected();
     let sink_examples = sink
@@ -273,6 +324,12 @@ pub async fn run(
         injected,
         remote_reads: store.reads(),
         backend_errors: store.inner().errors.load(Ordering::Relaxed),
+        backend_error_examples: store
+            .inner()
+            .error_examples
+            .lock()
+            .map(|examples| examples.clone())
+            .unwrap_or_default(),
         l2_evictions: memory.map(|memory| memory.stats().evictions),
         sink_local: sink.local.load(Ordering::Relaxed),
         sink_remote: sink.remote.load(Ordering::Relaxed),
@@ -280,5 +337,6 @@ pub async fn run(
         latency,
         elapsed,
         prepared,
+        timeline,
     })
 }

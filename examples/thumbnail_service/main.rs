@@ -5,6 +5,7 @@
 //! cargo run --release --example thumbnail_service
 //! cargo run --release --example thumbnail_service -- --listen 0.0.0.0:8080
 //! cargo run --release --features redis --example thumbnail_service -- --redis redis://127.0.0.1:6379
+//! cargo run --release --features redis-cluster --example thumbnail_service -- --redis redis-cluster://127.0.0.1:7000,127.0.0.1:7001
 //! ```
 //!
 //! `GET /users/{user}/cameras/{camera}/events/{event}/thumbnail` with the caller's user id in
@@ -44,8 +45,10 @@ struct Flags {
     /// Address to serve on
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
-    /// Keep thumbnails in Redis/Valkey (redis://host:port, redis+unix:///path); needs a build
-    /// with --features redis [default: the in-process store]
+    /// Keep thumbnails in Redis/Valkey: redis://host:port or redis+unix:///path (needs a build
+    /// with --features redis), redis-cluster://host:port,… (--features redis-cluster),
+    /// redis+sentinel://host:port,…/service (--features redis-sentinel) [default: the
+    /// in-process store]
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
 }
@@ -114,9 +117,16 @@ async fn redis_store(url: &str) -> Result<Arc<dyn RemoteStore>, String> {
 
 #[cfg(not(feature = "redis"))]
 async fn redis_store(url: &str) -> Result<Arc<dyn RemoteStore>, String> {
+    let feature = if url.starts_with("redis-cluster://") || url.starts_with("rediss-cluster://") {
+        "redis-cluster"
+    } else if url.starts_with("redis+sentinel://") {
+        "redis-sentinel"
+    } else {
+        "redis"
+    };
     Err(format!(
-        "--redis {url}: this build has no Redis support; rebuild with --features redis:\n  \
-         cargo run --release --features redis --example thumbnail_service -- --redis {url}"
+        "--redis {url}: this build has no Redis support; rebuild with --features {feature}:\n  \
+         cargo run --release --features {feature} --example thumbnail_service -- --redis {url}"
     ))
 }
 

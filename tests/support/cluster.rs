@@ -13,9 +13,12 @@
 //! binary or in two, never pick the same address, so no port is probed and then lost to
 //! someone else. A port found taken anyway fails the test at once, saying so.
 //!
-//! When `redis-server` or `redis-cli` is missing (`SCOPED_CACHE_REDIS_SERVER`,
-//! `SCOPED_CACHE_REDIS_CLI`, else `PATH`), `start` prints `SKIPPED: …` and returns `None` —
-//! unless `SCOPED_CACHE_REQUIRE_SERVERS=1`, which makes it panic (CI sets it).
+//! The binaries are `SCOPED_CACHE_REDIS_SERVER` and `SCOPED_CACHE_REDIS_CLI` if set (paths;
+//! `/nonexistent` simulates a machine without one), else `redis-server` and `redis-cli` on
+//! `PATH`. When either is missing, `start` says which with a [`Missing`], and
+//! [`harness::cluster_test`](super::harness::cluster_test) and
+//! [`harness::sentinel_test`](super::harness::sentinel_test) report the test as ignored (or
+//! failed, with `SCOPED_CACHE_REQUIRE_SERVERS=1`).
 //!
 //! Servers are driven with `redis-cli` (as an operator would), so this module needs no Redis
 //! client library and compiles into every test binary.
@@ -25,6 +28,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use super::harness::Missing;
 
 /// How long a topology may take to become healthy after a start or a change.
 pub const HEALTHY_DEADLINE: Duration = Duration::from_secs(20);
@@ -43,27 +48,26 @@ struct Tools {
 }
 
 impl Tools {
-    /// Both binaries, or `None` after printing why (panicking when servers are required).
-    fn find() -> Option<Self> {
-        let server = super::redis_server::find_binary();
-        let cli = find_cli();
-        match (server, cli) {
-            (Some(server), Some(cli)) => Some(Self { server, cli }),
-            (server, _) => {
-                let missing = if server.is_none() {
-                    "redis-server"
-                } else {
-                    "redis-cli"
-                };
-                if std::env::var("SCOPED_CACHE_REQUIRE_SERVERS").as_deref() == Ok("1") {
-                    panic!(
-                        "{missing} not found (set SCOPED_CACHE_REDIS_SERVER / SCOPED_CACHE_REDIS_CLI \
-                         or PATH) and SCOPED_CACHE_REQUIRE_SERVERS=1"
-                    );
-                }
-                eprintln!("SKIPPED: {missing} not found");
-                None
-            }
+    /// Both binaries, or which of them this machine does not have.
+    fn find() -> Result<Self, Missing> {
+        const INSTALL: &str = "apt-get install -y redis-server redis-tools";
+        match (super::redis_server::find_binary(), find_cli()) {
+            (Some(server), Some(cli)) => Ok(Self { server, cli }),
+            (None, Some(_)) => Err(Missing {
+                binary: "redis-server",
+                override_var: "SCOPED_CACHE_REDIS_SERVER",
+                install: INSTALL,
+            }),
+            (Some(_), None) => Err(Missing {
+                binary: "redis-cli",
+                override_var: "SCOPED_CACHE_REDIS_CLI",
+                install: INSTALL,
+            }),
+            (None, None) => Err(Missing {
+                binary: "redis-server and redis-cli",
+                override_var: "SCOPED_CACHE_REDIS_SERVER, SCOPED_CACHE_REDIS_CLI",
+                install: INSTALL,
+            }),
         }
     }
 }
@@ -221,9 +225,9 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Starts six nodes, creates the cluster with `redis-cli --cluster create … --cluster-replicas
     /// 1`, and waits until every node reports `cluster_state:ok` and every replica is in sync;
-    /// or returns `None` (after printing why) when the binaries are missing and servers are not
-    /// required.
-    pub fn start() -> Option<Self> {
+    /// or says which binary there is none of. A cluster that does not come up within
+    /// `HEALTHY_DEADLINE` panics with the reason.
+    pub fn start() -> Result<Self, Missing> {
         let tools = Tools::find()?;
         let dir = tempfile::Builder::new()
             .prefix("sc-cluster-")
@@ -258,7 +262,7 @@ impl RedisCluster {
         if let Err(err) = cluster.wait_healthy(HEALTHY_DEADLINE) {
             panic!("the new cluster did not become healthy: {err}");
         }
-        Some(cluster)
+        Ok(cluster)
     }
 
     /// Seed node URLs (`redis://host:port`), every node.
@@ -582,9 +586,9 @@ impl RedisSentinel {
     const SENTINEL_PORTS: [u16; 3] = [BASE_PORT + 110, BASE_PORT + 111, BASE_PORT + 112];
 
     /// Starts the group and waits until every sentinel knows the primary, the replica and the
-    /// other sentinels; or returns `None` (after printing why) when the binaries are missing
-    /// and servers are not required.
-    pub fn start() -> Option<Self> {
+    /// other sentinels; or says which binary there is none of. A group that does not come up
+    /// within `HEALTHY_DEADLINE` panics with the reason.
+    pub fn start() -> Result<Self, Missing> {
         let tools = Tools::find()?;
         let dir = tempfile::Builder::new()
             .prefix("sc-sentinel-")
@@ -616,7 +620,7 @@ impl RedisSentinel {
         if let Err(err) = group.wait_until(HEALTHY_DEADLINE, |group| group.health()) {
             panic!("the sentinel group did not become healthy: {err}");
         }
-        Some(group)
+        Ok(group)
     }
 
     /// `redis+sentinel://host:port,…/service`, every sentinel.

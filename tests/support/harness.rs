@@ -1,7 +1,7 @@
 //! The harness of the test binaries that need a server (`harness = false` in `Cargo.toml`).
 //!
 //! libtest cannot decide at run time that a test is ignored, so a server test on a machine
-//! without the server used to print `ok` and count as passed, having run nothing. These binaries
+//! without the server would print `ok` and count as passed, having run nothing. These binaries
 //! run their tests with libtest-mimic instead, which can: a test whose server binary is missing
 //! is reported as `ignored (redis-server not found; …)` and counted in the summary's `ignored`,
 //! never in `passed`. With `SCOPED_CACHE_REQUIRE_SERVERS=1` (CI) it fails instead.
@@ -25,6 +25,7 @@ use std::process::ExitCode;
 use libtest_mimic::{Arguments, Completion, Trial};
 
 use super::RedisServer;
+use super::cluster::{RedisCluster, RedisSentinel};
 
 /// Set to `1` to make a missing server binary fail its tests instead of ignoring them.
 pub const REQUIRE_SERVERS: &str = "SCOPED_CACHE_REQUIRE_SERVERS";
@@ -87,6 +88,24 @@ pub fn redis_test<F: Future<Output = ()> + 'static>(
     server_test(name, RedisServer::start, body)
 }
 
+/// An async test given a fresh six-node [`RedisCluster`] of its own; ignored when there is no
+/// `redis-server` or no `redis-cli` (failed with `SCOPED_CACHE_REQUIRE_SERVERS=1`).
+pub fn cluster_test<F: Future<Output = ()> + 'static>(
+    name: &str,
+    body: fn(RedisCluster) -> F,
+) -> Trial {
+    server_test(name, RedisCluster::start, body)
+}
+
+/// An async test given a fresh Sentinel group ([`RedisSentinel`]) of its own; ignored when there
+/// is no `redis-server` or no `redis-cli` (failed with `SCOPED_CACHE_REQUIRE_SERVERS=1`).
+pub fn sentinel_test<F: Future<Output = ()> + 'static>(
+    name: &str,
+    body: fn(RedisSentinel) -> F,
+) -> Trial {
+    server_test(name, RedisSentinel::start, body)
+}
+
 /// An async test given what `start` starts (a server guard), on the runtime of [`tokio_test`].
 /// When `start` finds no binary, the test is ignored with the reason, or fails when servers are
 /// required. The guard is moved into the test's future, so a failing test drops it while
@@ -117,7 +136,8 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// `trials![redis_test(a), test(b)]`: each test function as a trial of the given kind
-/// ([`test`], [`tokio_test`], [`redis_test`]), named after the function.
+/// ([`test`], [`tokio_test`], [`redis_test`], [`cluster_test`], [`sentinel_test`]), named
+/// after the function.
 #[allow(unused_macros)]
 macro_rules! trials {
     ($($kind:ident($test:ident)),* $(,)?) => {

@@ -1,5 +1,6 @@
 //! Test support shared by the test binaries (`mod support;` in each), one concern per file:
 //!
+//! - [`cluster`]: the RAII guards around a private Redis Cluster and a private Sentinel group;
 //! - [`fixture`]: the shared namespaces, keys, key ring, client and [`fixture::Fixture`];
 //! - [`harness`]: the libtest-mimic harness of the binaries that need a server, which reports a
 //!   test as ignored when its server binary is missing (`harness = false` in `Cargo.toml`);

@@ -46,6 +46,7 @@ impl ConfigSummary {
             policy: config.policy(),
             backend: config.backend_name().to_owned(),
             seed: config.seed,
+            timeline_s: config.timeline,
             faults: config.faults,
         }
     }
@@ -105,6 +106,7 @@ impl RunSummary {
             remote_reads: run.remote_reads,
             remote_errors: run.counts.remote_errors,
             backend_errors: run.backend_errors,
+            backend_error_examples: run.backend_error_examples,
             l2_evictions: run.l2_evictions,
             origin_loads_per_key_max: run.origin.loads_per_key_max_per_fill,
             origin: run.origin,
@@ -145,6 +147,7 @@ impl RunSummary {
             elapsed_s: run.elapsed.as_secs_f64(),
             prepared_s: run.prepared.as_secs_f64(),
             ops_per_s: run.tally.requests as f64 / run.elapsed.as_secs_f64().max(1e-9),
+            timeline: run.timeline,
         }
     }
 }

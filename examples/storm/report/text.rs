@@ -3,6 +3,7 @@
 use super::fields::describe_policy;
 use super::{Report, RunSummary};
 use crate::fault_plan::handled_as;
+use crate::timeline::Interval;
 use scoped_cache::Policy;
 use std::fmt::Write as _;
 
@@ -81,6 +82,9 @@ impl Report {
                 .map(|n| format!(", {n} evictions"))
                 .unwrap_or_default()
         );
+        for example in &v.backend_error_examples {
+            let _ = writeln!(out, "    backend error: {example}");
+        }
         if v.remote_skipped > 0 {
             let _ = writeln!(
                 out,
@@ -193,6 +197,9 @@ impl Report {
         for example in &v.error_examples {
             let _ = writeln!(out, "    error: {example}");
         }
+        if !v.timeline.is_empty() {
+            out.push_str(&timeline(&v.timeline));
+        }
         let _ = writeln!(
             out,
             "  leaks: {}   (values served that differ from the harness's own ground truth)",
@@ -266,5 +273,30 @@ fn side_by_side(verified: &RunSummary, naive: &RunSummary) -> String {
         "  (the naive client cuts the payload out of whatever the store returns, keeps it in its \
          L1 and serves it again; it has no single-flight)"
     );
+    out
+}
+
+/// The `--timeline` intervals, one line each.
+fn timeline(intervals: &[Interval]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "  timeline   {:>6} {:>6} {:>10} {:>7} {:>13} {:>14}",
+        "from s", "to s", "req/s", "hit %", "remote errors", "backend errors"
+    );
+    for interval in intervals {
+        let hit = interval
+            .hit_ratio
+            .map_or_else(|| "-".into(), |ratio| format!("{:.1}", 100.0 * ratio));
+        let _ = writeln!(
+            out,
+            "             {:>6.2} {:>6.2} {:>10.0} {hit:>7} {:>13} {:>14}",
+            interval.from_s,
+            interval.to_s,
+            interval.ops_per_s,
+            interval.remote_errors,
+            interval.backend_errors
+        );
+    }
     out
 }
