@@ -542,14 +542,34 @@ impl Connections for RedisClusterStore {
 }
 
 /// `get_many` is one `MGET`, split by slot and reassembled in the caller's order by redis-rs
-/// (see [`RedisClusterStore`]); `delete_if` runs its one-key script on the key's primary.
+/// (see [`RedisClusterStore`]), read key by key when slots move under it; `delete_if` runs its
+/// one-key script on the key's primary.
 impl RemoteStore for RedisClusterStore {
     fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Bytes>> {
         Box::pin(commands::get(self, key))
     }
 
     fn get_many<'a>(&'a self, keys: &'a [Vec<u8>]) -> StoreFuture<'a, Vec<Option<Bytes>>> {
-        Box::pin(commands::get_many(self, keys))
+        Box::pin(async move {
+            match commands::get_many(self, keys).await {
+                // redis-rs could not put a multi-slot `MGET` back together (a slot moved while
+                // its part was in flight): each key alone follows its own redirect, all of them
+                // within one more response timeout.
+                Err(StoreError::Unavailable(message)) if message.contains("multi-slot") => {
+                    let one_by_one = async {
+                        let mut values = Vec::with_capacity(keys.len());
+                        for key in keys {
+                            values.push(commands::get(self, key).await?);
+                        }
+                        Ok(values)
+                    };
+                    tokio::time::timeout(self.response_timeout, one_by_one)
+                        .await
+                        .unwrap_or(Err(StoreError::Timeout(self.response_timeout)))
+                }
+                batch => batch,
+            }
+        })
     }
 
     fn set<'a>(

@@ -310,18 +310,25 @@ impl RedisCluster {
         ports
     }
 
-    /// The port of a replica of the primary on `primary_port`.
+    /// The port of a replica of the primary on `primary_port`, once the node asked has heard of
+    /// one (gossip can lag the replica's own sync by a moment; bounded at 10 s).
     pub fn replica_of(&self, primary_port: u16) -> u16 {
-        let topology = self.topology();
-        let primary = topology
-            .iter()
-            .find(|node| node.port == primary_port)
-            .expect("no such node");
-        topology
-            .iter()
-            .find(|node| node.primary_id.as_deref() == Some(primary.id.as_str()))
-            .map(|node| node.port)
-            .unwrap_or_else(|| panic!("the primary on {primary_port} has no replica"))
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let topology = self.topology();
+            let primary = topology
+                .iter()
+                .find(|node| node.port == primary_port)
+                .expect("no such node");
+            let replica = topology
+                .iter()
+                .find(|node| node.primary_id.as_deref() == Some(primary.id.as_str()));
+            match replica {
+                Some(replica) => return replica.port,
+                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                None => panic!("the primary on {primary_port} has no replica"),
+            }
+        }
     }
 
     /// The node id of the node on `port`.
