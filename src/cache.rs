@@ -100,8 +100,8 @@ impl<N: Namespace> Cache<N> {
     /// The verified value for `key`, or `None` on a miss.
     ///
     /// Reads never fail: a remote failure or a refused value is a miss too (counted in
-    /// [`Stats`]; a refused value is also reported to the violation sink and deleted from its
-    /// tier). A remote hit is promoted to the in-process tier, expiring no later than its
+    /// [`Stats`]; an integrity violation is also reported to the violation sink and deleted from
+    /// its tier). A remote hit is promoted to the in-process tier, expiring no later than its
     /// envelope. With [`Policy::Bypass`] every call is a miss that touches neither tier (counted
     /// in `misses`, as every read the cache did not answer); while the breaker of
     /// [`Policy::AutoBypass`] is open, only the in-process tier is read.
