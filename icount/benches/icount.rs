@@ -33,8 +33,8 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use gungraun::{LibraryBenchmarkConfig, library_benchmark, library_benchmark_group, main};
 use hmac::{Hmac, KeyInit, Mac};
-use scoped_cache::{DeviceId, Key, KeyId, KeyRing, LocalCache, Namespace, RawBytes, TenantId};
 use scoped_cache::envelope::{Envelope, NEVER};
+use scoped_cache::{DeviceId, Key, KeyId, KeyRing, LocalCache, Namespace, RawBytes, TenantId};
 use sha2::Sha256;
 use std::hint::black_box;
 
