@@ -8,7 +8,7 @@ use scoped_cache::{Cache, Client, Key, LoadError, LocalCache, MemoryStore, Polic
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use support::fixture::{Thumbs, client, key, truth};
+use support::fixture::{Thumbs, client, concurrent_loads, key, truth};
 
 fn cache(remote: bool, local_capacity: u64) -> Cache<Thumbs> {
     let client = if remote {
@@ -27,27 +27,9 @@ fn cache(remote: bool, local_capacity: u64) -> Cache<Thumbs> {
 async fn a_thousand_callers_of_one_cold_key_run_one_load() {
     for (remote, local_capacity) in [(true, 10_000), (true, 0), (false, 10_000)] {
         let cache = cache(remote, local_capacity);
-        let calls = Arc::new(AtomicUsize::new(0));
-        let k = key(1, 2, 3);
-        let tasks: Vec<_> = (0..1_000)
-            .map(|_| {
-                let (cache, calls, k) = (cache.clone(), Arc::clone(&calls), k.clone());
-                tokio::spawn(async move {
-                    let load = || async {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        Ok::<_, std::io::Error>(truth(&k))
-                    };
-                    cache.get_or_load(&k, load).await
-                })
-            })
-            .collect();
-        for task in tasks {
-            assert_eq!(task.await.unwrap().unwrap(), truth(&k));
-        }
+        let calls = concurrent_loads(&cache, std::iter::repeat_n(key(1, 2, 3), 1_000)).await;
         assert_eq!(
-            calls.load(Ordering::SeqCst),
-            1,
+            calls, 1,
             "remote={remote} local={local_capacity}: one loader call"
         );
         assert_eq!(cache.stats().loads, 1);
@@ -102,29 +84,12 @@ fn near_keys() -> [Key<Thumbs>; 4] {
 async fn keys_that_differ_only_in_item_or_by_exchange_never_share_a_load() {
     for (remote, local_capacity) in [(true, 10_000), (true, 0), (false, 0)] {
         let cache = cache(remote, local_capacity);
-        let calls = Arc::new(AtomicUsize::new(0));
         // Every key's callers start together and its load takes a while, so they overlap.
-        let tasks: Vec<_> = near_keys()
+        let keys = near_keys()
             .into_iter()
-            .flat_map(|k| std::iter::repeat_n(k, 25))
-            .map(|k| {
-                let (cache, calls) = (cache.clone(), Arc::clone(&calls));
-                tokio::spawn(async move {
-                    let load = || async {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        Ok::<_, std::io::Error>(truth(&k))
-                    };
-                    (cache.get_or_load(&k, load).await, k)
-                })
-            })
-            .collect();
-        for task in tasks {
-            let (value, k) = task.await.unwrap();
-            assert_eq!(value.unwrap(), truth(&k), "{k:?} got another key's value");
-        }
+            .flat_map(|k| std::iter::repeat_n(k, 25));
         assert_eq!(
-            calls.load(Ordering::SeqCst),
+            concurrent_loads(&cache, keys).await,
             4,
             "remote={remote} local={local_capacity}: one load per key, not per owner or pair"
         );

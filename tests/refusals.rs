@@ -12,10 +12,11 @@ use scoped_cache::{
     BreakerEvent, BreakerScope, BreakerState, BuildError, Cache, Client, FreshnessKind, KeyId,
     KeyRing, ManualClock, MemoryStore, Namespace, Policy, RawBytes, StoreBreaker,
 };
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::fixture::{Reports, SECRET, START_MS, Thumbs, key, key_in, ring, truth};
+use support::fixture::{
+    Reports, SECRET, START_MS, Thumbs, concurrent_loads, key, key_in, ring, truth,
+};
 
 /// A breaker that one violation opens: any refusal fed to it by mistake would trip it.
 const HAIR_TRIGGER: Policy = Policy::AutoBypass {
@@ -284,24 +285,8 @@ async fn an_open_breaker_still_coalesces_loads_and_keeps_the_in_process_tier() {
     assert_eq!(cache.get(&k).await, None, "the swapped value is refused");
     assert_eq!(cache.stats().breaker_state, BreakerState::Open);
 
-    let calls = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..50)
-        .map(|_| {
-            let (cache, calls, k) = (cache.clone(), Arc::clone(&calls), k.clone());
-            tokio::spawn(async move {
-                let load = || async {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    Ok::<_, std::io::Error>(truth(&k))
-                };
-                cache.get_or_load(&k, load).await
-            })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap().unwrap(), truth(&k));
-    }
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "one load while open");
+    let calls = concurrent_loads(&cache, std::iter::repeat_n(k.clone(), 50)).await;
+    assert_eq!(calls, 1, "one load while open");
     // The loaded value went to the in-process tier only, which serves it while open.
     let load_again = || async { Ok::<_, std::io::Error>(Bytes::from_static(b"reloaded")) };
     assert_eq!(cache.get_or_load(&k, load_again).await.unwrap(), truth(&k));

@@ -5,6 +5,7 @@
 //! A test that is *about* another namespace (another `SCHEMA`, `Item` or `Value` type, an
 //! `Owned` value) declares that namespace itself, next to the test.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -260,4 +261,37 @@ impl Fixture {
             .await
             .expect("memory store read")
     }
+}
+
+/// Calls `get_or_load` once per entry of `keys`, all at once, each with a loader that takes
+/// 20 ms (so callers of one key overlap) and returns its key's [`truth`]. Every caller must get
+/// its own key's value; returns how many times a loader ran.
+pub async fn concurrent_loads(
+    cache: &Cache<Thumbs>,
+    keys: impl IntoIterator<Item = Key<Thumbs>>,
+) -> usize {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = keys
+        .into_iter()
+        .map(|k| {
+            let (cache, calls) = (cache.clone(), Arc::clone(&calls));
+            tokio::spawn(async move {
+                let load = || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Ok::<_, std::io::Error>(truth(&k))
+                };
+                (cache.get_or_load(&k, load).await, k)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (value, k) = task.await.expect("a caller panicked");
+        assert_eq!(
+            value.expect("the load succeeds"),
+            truth(&k),
+            "{k:?} got another key's value"
+        );
+    }
+    calls.load(Ordering::SeqCst)
 }
