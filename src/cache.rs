@@ -3,13 +3,17 @@
 //! `cache/remote_tier.rs`, configuration in `cache/builder.rs`, loading in `load.rs`.
 
 mod builder;
+mod fail_safe;
 mod remote_tier;
 
 pub use builder::{CacheBuilder, Policy};
+use fail_safe::FailSafe;
+pub use fail_safe::{Fetched, StaleReason};
 
 use crate::breaker::{Admission, Breaker};
 use crate::clock::deadline;
 use crate::error::{Error, LoadError};
+use crate::found::{Found, FreshFor};
 use crate::key::Key;
 use crate::load::{self, LoadFlights, Source, Wait};
 use crate::local::LocalCache;
@@ -73,18 +77,25 @@ pub struct Cache<N: Namespace> {
 struct Inner<N: Namespace> {
     shared: Arc<Shared>,
     local: Option<LocalCache<N>>,
-    /// How long a value is valid: the expiry sealed into its envelope.
+    /// How long a value is fresh.
     ttl: Option<Duration>,
-    /// How long the tiers keep it: the TTL less the expiry margin, so that the store and the
-    /// in-process tier drop a value before any reader within the clock-skew allowance finds its
-    /// envelope expired.
+    /// How long a value may be served at all: the TTL, plus its stale time for a namespace that
+    /// serves stale values when its loader fails. The expiry sealed into its envelope.
+    lifetime: Option<Duration>,
+    /// How long the tiers keep it: the lifetime less the expiry margin, so that the store and
+    /// the in-process tier drop a value before any reader within the clock-skew allowance finds
+    /// its envelope expired.
     keep_for: Option<Duration>,
+    /// When a value is fresh: for [`Found::fresh`] of both tiers.
+    fresh_for: FreshFor,
+    /// Stale answers and refreshes ahead, for [`Cache::get_or_refresh`].
+    fail_safe: FailSafe,
     policy: Policy,
     breaker: Option<Arc<Breaker>>,
     load_timeout: Option<Duration>,
     /// Where both tiers' refusals go.
     refusals: Refusals,
-    flights: LoadFlights<N>,
+    flights: crate::sync::Arc<LoadFlights<N>>,
     counters: Counters,
 }
 
@@ -143,12 +154,8 @@ impl<N: Namespace> Cache<N> {
                     self.inner.counters.record(Event::Miss);
                     (None, Outcome::Bypass)
                 }
-                Reach::Local => {
-                    let (value, tier) = self.get_local(key);
-                    (value, Outcome::read(tier))
-                }
-                Reach::Both(admission) => {
-                    let (value, tier) = self.get_admitted(key, admission).await;
+                reach => {
+                    let (value, tier) = fresh(self.find(key, reach).await);
                     (value, Outcome::read(tier))
                 }
             }
@@ -173,50 +180,52 @@ impl<N: Namespace> Cache<N> {
         }
     }
 
-    /// The in-process tier's verified value for `key`, counted (a miss when it has none).
-    fn get_local(&self, key: &Key<N>) -> (Option<N::Value>, Option<Tier>) {
-        match self.inner.local.as_ref().and_then(|local| local.get(key)) {
-            Some(value) => (Some(value), Some(Tier::Local)),
-            None => {
-                self.inner.counters.record(Event::Miss);
-                (None, None)
-            }
-        }
-    }
-
-    async fn get_admitted(
-        &self,
-        key: &Key<N>,
-        admission: Admission,
-    ) -> (Option<N::Value>, Option<Tier>) {
+    /// The verified value for `key` from the tiers `reach` allows (see [`Cache::lookup`]),
+    /// counted: a hit of the tier that had it fresh, else a miss.
+    pub(crate) async fn find(&self, key: &Key<N>, reach: Reach) -> Option<(Found<N::Value>, Tier)> {
         let inner = &*self.inner;
-        let (value, tier) = self.lookup(key).await;
-        match tier {
-            Some(Tier::Local) => {} // counted by the in-process tier
-            Some(Tier::Remote) => inner.counters.record(Event::HitRemote),
-            None => inner.counters.record(Event::Miss),
+        let found = match reach {
+            Reach::Both(_) => self.lookup(key).await,
+            Reach::Local | Reach::Nothing => {
+                let local = inner.local.as_ref().and_then(|local| local.find(key));
+                local.map(|found| (found, Tier::Local))
+            }
+        };
+        match &found {
+            Some((found, Tier::Local)) if found.fresh => {} // counted by the in-process tier
+            Some((found, Tier::Remote)) if found.fresh => inner.counters.record(Event::HitRemote),
+            _ => inner.counters.record(Event::Miss),
         }
-        if let (Admission::Probe, Some(breaker)) = (admission, &inner.breaker) {
+        if let (Reach::Both(Admission::Probe), Some(breaker)) = (reach, &inner.breaker) {
             // A violation during this read has already reopened the breaker; then this is a no-op.
             inner
                 .shared
                 .breaker_event(N::NAME, breaker.record_clean_probe());
         }
-        (value, tier)
+        found
     }
 
-    /// The verified value for `key` from either tier, and the tier that had it.
-    async fn lookup(&self, key: &Key<N>) -> (Option<N::Value>, Option<Tier>) {
-        if let Some(value) = self.inner.local.as_ref().and_then(|local| local.get(key)) {
-            return (Some(value), Some(Tier::Local));
+    /// The verified value for `key` from either tier, and the tier that had it: a fresh one if
+    /// either has one, else the younger stale one (kept only by a namespace with
+    /// [`stale_for`](CacheBuilder::stale_for)).
+    async fn lookup(&self, key: &Key<N>) -> Option<(Found<N::Value>, Tier)> {
+        let local = self.inner.local.as_ref().and_then(|local| local.find(key));
+        if local.as_ref().is_some_and(|local| local.fresh) {
+            return local.map(|found| (found, Tier::Local));
         }
-        let value = self.remote_get(key).await;
+        let remote = self.remote_get(key).await;
         if self.inner.shared.remote.is_some() {
-            observe::lookup(N::NAME, Tier::Remote, value.is_some());
+            let fresh = remote.as_ref().is_some_and(|remote| remote.fresh);
+            observe::lookup(N::NAME, Tier::Remote, fresh);
         }
-        match value {
-            Some(value) => (Some(value), Some(Tier::Remote)),
-            None => (None, None),
+        match (local, remote) {
+            (Some(local), Some(remote))
+                if !remote.fresh && local.created_ms > remote.created_ms =>
+            {
+                Some((local, Tier::Local))
+            }
+            (_, Some(remote)) => Some((remote, Tier::Remote)),
+            (local, None) => local.map(|found| (found, Tier::Local)),
         }
     }
 
@@ -308,21 +317,12 @@ impl<N: Namespace> Cache<N> {
         // in-process tier: it must not stampede the origin.
         let reach = self.reach();
         let ticket = inner.flights.ticket(key);
-        let found = match reach {
-            Reach::Both(admission) => self.get_admitted(key, admission).await,
-            _ => self.get_local(key),
-        };
-        if let (Some(value), tier) = found {
+        if let (Some(value), tier) = fresh(self.find(key, reach).await) {
             return (Ok(value), Outcome::read(tier));
         }
         // Only when a load ended since our miss: it may have stored the value (in-process,
         // where a small tier may already have evicted it, and remotely).
-        let recheck = || async move {
-            match reach {
-                Reach::Both(_) => self.lookup(key).await.0,
-                _ => self.get_local(key).0,
-            }
-        };
+        let recheck = || async move { fresh(self.find(key, reach).await).0 };
         // Where the breaker lets it (in-process only while it is open); a failed remote write
         // is counted and the value still returned.
         let store = |value| async move {
@@ -530,7 +530,7 @@ impl<N: Namespace> Cache<N> {
         };
         inner.counters.record(Event::Insert);
         if let Some(local) = &inner.local {
-            local.insert_until(key, value, deadline(now_ms, inner.keep_for));
+            local.insert_until(key, value, now_ms, deadline(now_ms, inner.keep_for));
         }
         if let Some((encoded, sealed)) = sealed {
             self.remote_set(&encoded, sealed).await?;
@@ -677,9 +677,17 @@ impl<N: Namespace> fmt::Debug for Cache<N> {
     }
 }
 
+/// The value and tier of a find, if it is fresh.
+fn fresh<V>(found: Option<(Found<V>, Tier)>) -> (Option<V>, Option<Tier>) {
+    match found {
+        Some((found, tier)) if found.fresh => (Some(found.value), Some(tier)),
+        _ => (None, None),
+    }
+}
+
 /// Which tiers an operation may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reach {
+pub(crate) enum Reach {
     /// None: [`Policy::Bypass`].
     Nothing,
     /// The in-process tier only: the breaker is open, so the remote tier is skipped.

@@ -570,6 +570,16 @@ struct Fields {
     payload_start: usize,
 }
 
+/// The expiry a sealed value claims, *unverified*: for the test doubles, which hand back values
+/// a reader must find expired (the store's own TTL ends earlier, by the expiry margin).
+#[cfg(feature = "testing")]
+pub(crate) fn claimed_expiry(sealed: &[u8]) -> Option<u64> {
+    Envelope::default()
+        .parse(sealed)
+        .ok()
+        .map(|fields| fields.expires_ms)
+}
+
 /// Classifies an authentic envelope written for another key.
 fn key_mismatch<N: Namespace>(embedded_key: &[u8], expected: &Key<N>) -> Violation {
     let Ok(found) = RawKey::decode(embedded_key) else {

@@ -115,6 +115,10 @@ pub enum BuildError {
         /// The longest allowance accepted.
         max: Duration,
     },
+    /// Fail-safe settings that cannot work together (see
+    /// [`CacheBuilder::stale_for`](crate::CacheBuilder::stale_for)).
+    #[error("fail-safe settings: {0}")]
+    FailSafe(&'static str),
     /// A remote store was configured without a key ring to seal its values.
     #[error("a remote store needs a key ring: call key_ring() with the deployment's secret")]
     MissingKeyRing,

@@ -169,8 +169,10 @@ mod cache;
 mod client;
 mod clock;
 mod codec;
+mod detach;
 pub mod envelope;
 mod error;
+mod found;
 mod freshness;
 #[cfg(fuzzing)]
 #[doc(hidden)]
@@ -201,7 +203,7 @@ mod violation;
 pub struct ReadmeDoctests;
 
 pub use breaker::{BreakerEvent, BreakerScope, BreakerState};
-pub use cache::{Cache, CacheBuilder, Policy};
+pub use cache::{Cache, CacheBuilder, Fetched, Policy, StaleReason};
 pub use client::{Client, ClientBuilder, DEFAULT_CLOCK_SKEW_ALLOWANCE, StoreBreaker};
 pub use clock::{Clock, MAX_TTL, ManualClock};
 #[cfg(feature = "serde")]

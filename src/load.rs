@@ -5,12 +5,16 @@ use crate::key::Key;
 use crate::namespace::Namespace;
 use crate::observe;
 use crate::owned;
-use crate::single_flight::{Flights, Role, Ticket};
+use crate::single_flight::{Flights, Leader, Role, Ticket};
 use crate::stats::{Counters, Event};
+use crate::sync::Arc;
 use std::future::Future;
 
 /// The flights of one cache: at most one load per full key.
 pub(crate) type LoadFlights<N> = Flights<Key<N>, Result<<N as Namespace>::Value, LoadError>>;
+
+/// The leader of one load.
+pub(crate) type LoadLeader<N> = Leader<Key<N>, Result<<N as Namespace>::Value, LoadError>>;
 
 /// How a caller waits for another caller's load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,19 +36,11 @@ pub(crate) enum Source {
     Loaded,
 }
 
-/// Gets the value of `key` for a caller who found none in the cache.
-///
-/// `ticket` is what the caller noted before it looked in the cache
-/// ([`Flights::ticket`](crate::single_flight::Flights::ticket)). It waits on another caller's load
-/// of the same full key until one finishes, and shares its outcome; or it leads: if a load ended
-/// since its ticket it looks in the cache again (`recheck`), else (or if that misses) it calls
-/// `load` and, when the value is the key's own ([`Owned`](crate::Owned)) and the key was not
-/// invalidated meanwhile, `store`s it before the flight ends, so later callers find it. A waiter
-/// whose leader gave up (cancelled or panicked) leads in its turn. `load` is called only by a
-/// leader, so a load timeout inside it starts when the load does.
+/// Gets the value of `key` for a caller who found none in the cache: [`join`]s the key's flight,
+/// then [`lead`]s if no other caller's load gave it an outcome.
 #[allow(clippy::too_many_arguments)] // one path for two callers: each argument is what differs
 pub(crate) async fn get_or_load<N, R, RFut, L, Fut, S, SFut>(
-    flights: &LoadFlights<N>,
+    flights: &Arc<LoadFlights<N>>,
     counters: &Counters,
     key: &Key<N>,
     ticket: Ticket,
@@ -62,9 +58,34 @@ where
     S: FnOnce(N::Value) -> SFut,
     SFut: Future<Output = ()>,
 {
-    let leader = loop {
-        match flights.join(key) {
-            Role::Leader(leader) => break leader,
+    match join(flights, counters, key, wait).await {
+        Joined::Shared(outcome) => (outcome, Source::Coalesced),
+        Joined::Lead(leader) => lead(leader, counters, key, ticket, recheck, load, store).await,
+    }
+}
+
+/// What [`join`] gives a caller.
+pub(crate) enum Joined<N: Namespace> {
+    /// This caller leads the key's flight: it must [`lead`] (or drop the leader to hand over).
+    Lead(LoadLeader<N>),
+    /// The outcome of another caller's load of the same full key.
+    Shared(Result<N::Value, LoadError>),
+}
+
+/// Waits on other callers' loads of the same full key until one finishes, and shares its
+/// outcome; or leads: at once when no load is in flight, or when the one it waited for was
+/// given up (its leader cancelled or panicked).
+///
+/// Cancel safe: a dropped waiter only stops waiting.
+pub(crate) async fn join<N: Namespace>(
+    flights: &Arc<LoadFlights<N>>,
+    counters: &Counters,
+    key: &Key<N>,
+    wait: Wait,
+) -> Joined<N> {
+    loop {
+        match Flights::join(flights, key) {
+            Role::Leader(leader) => return Joined::Lead(leader),
             Role::Waiter(flight) => {
                 counters.record(Event::Coalesced);
                 let outcome = match wait {
@@ -72,13 +93,40 @@ where
                     Wait::Block => flight.wait_blocking(),
                 };
                 if let Some(outcome) = outcome {
-                    return (outcome, Source::Coalesced);
+                    return Joined::Shared(outcome);
                 }
                 // The leader gave up; try to lead with our own loader.
             }
         }
-    };
-    if flights.ended_since(ticket)
+    }
+}
+
+/// The leader's part. `ticket` is what the caller noted before it looked in the cache
+/// ([`Flights::ticket`](crate::single_flight::Flights::ticket)): if a load ended since then it
+/// looks in the cache again (`recheck`), else (or if that misses) it calls `load` and, when the
+/// value is the key's own ([`Owned`](crate::Owned)) and the key was not invalidated meanwhile,
+/// `store`s it before the flight ends, so later callers find it. `load` is called only by a
+/// leader, so a load timeout inside it starts when the load does. Dropping the future (or a
+/// panic in `load`) hands the flight over to a waiter.
+pub(crate) async fn lead<N, R, RFut, L, Fut, S, SFut>(
+    leader: LoadLeader<N>,
+    counters: &Counters,
+    key: &Key<N>,
+    ticket: Ticket,
+    recheck: R,
+    load: L,
+    store: S,
+) -> (Result<N::Value, LoadError>, Source)
+where
+    N: Namespace,
+    R: FnOnce() -> RFut,
+    RFut: Future<Output = Option<N::Value>>,
+    L: FnOnce() -> Fut,
+    Fut: Future<Output = Result<N::Value, LoadError>>,
+    S: FnOnce(N::Value) -> SFut,
+    SFut: Future<Output = ()>,
+{
+    if leader.ended_since(ticket)
         && let Some(value) = recheck().await
     {
         leader.finish(Ok(value.clone()));

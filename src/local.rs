@@ -3,6 +3,7 @@
 use crate::bounded::{BoundedMap, Lookup, Weigher};
 use crate::clock::{Clock, NEVER, deadline, validate_ttl};
 use crate::error::{BuildError, Error, LoadError};
+use crate::found::{Found, FreshFor};
 use crate::key::{Key, Owner};
 use crate::load::{self, LoadFlights, Wait};
 use crate::namespace::Namespace;
@@ -30,6 +31,8 @@ type EntryMap<N> = BoundedMap<Fingerprint, Entry<N>, BuildNoHashHasher<Fingerpri
 struct Entry<N: Namespace> {
     key: Key<N>,
     value: N::Value,
+    /// When the value was written: what its freshness is measured from.
+    created_ms: u64,
 }
 
 /// A bounded, concurrent, in-process cache whose every hit is checked against the requested key.
@@ -81,8 +84,11 @@ pub struct LocalCache<N: Namespace, S = ahash::RandomState> {
     /// Computes keys' fingerprints.
     hasher: S,
     ttl: Option<Duration>,
+    /// How long an entry is fresh; past it and before its deadline it is only kept for a
+    /// [`Cache`](crate::Cache) that serves stale values when its loader fails.
+    fresh_for: FreshFor,
     refusals: Refusals,
-    flights: LoadFlights<N>,
+    flights: crate::sync::Arc<LoadFlights<N>>,
     #[cfg(feature = "testing")]
     chaos: Option<LookupChaos<N>>,
 }
@@ -109,6 +115,7 @@ impl<N: Namespace> LocalCache<N> {
             capacity: 10_000,
             weigher: None,
             ttl: None,
+            fresh_for: FreshFor::ALWAYS,
             clock: Clock::system(),
             refusals: Refusals::new(N::NAME, None),
             hasher: ahash::RandomState::new(),
@@ -150,6 +157,12 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     // a plain `DashMap::get` does plus the checks: 219 against 218 instructions (`.ci/icount`).
     #[inline]
     pub fn get(&self, key: &Key<N>) -> Option<N::Value> {
+        self.find(key).and_then(Found::fresh)
+    }
+
+    /// The verified entry for `key`, fresh or stale (a stale one is counted as a miss).
+    #[inline]
+    pub(crate) fn find(&self, key: &Key<N>) -> Option<Found<N::Value>> {
         let fingerprint = self.fingerprint(key);
         // The test fault, when set, only changes where the map looks, out of line: `lookup`
         // keeps one caller, so a `testing` build (every bench and test of this crate) inlines it
@@ -172,7 +185,7 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
 
     /// Reads the entry the map files under `fingerprint` and verifies it against `key`.
     #[inline]
-    fn lookup(&self, fingerprint: Fingerprint, key: &Key<N>) -> Option<N::Value> {
+    fn lookup(&self, fingerprint: Fingerprint, key: &Key<N>) -> Option<Found<N::Value>> {
         // Verified against `key`, whatever entry the map hands back. Refusals are built out of
         // line, so the hit path moves only the value.
         let lookup = self.map.get_with(&fingerprint, |entry| {
@@ -182,13 +195,22 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
             if let Some(found) = owned::mismatch::<N>(key.owner(), &entry.value) {
                 return Err(EntryMismatch::Violation(value_owner_mismatch(key, found)));
             }
-            Ok(entry.value.clone())
+            Ok(Found {
+                value: entry.value.clone(),
+                created_ms: entry.created_ms,
+                fresh: self
+                    .fresh_for
+                    .is_fresh(entry.created_ms, || self.map.clock().expiry_now_ms()),
+            })
         });
         let counters = self.map.counters();
-        let value = match lookup {
-            Lookup::Hit(Ok(value)) => {
-                counters.record(Event::HitLocal);
-                Some(value)
+        let found = match lookup {
+            Lookup::Hit(Ok(found)) => {
+                counters.record(match found.fresh {
+                    true => Event::HitLocal,
+                    false => Event::Miss,
+                });
+                Some(found)
             }
             Lookup::Hit(Err(EntryMismatch::Violation(violation))) => {
                 self.refuse(key, *violation);
@@ -199,8 +221,12 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
                 None
             }
         };
-        observe::lookup(N::NAME, Tier::Local, value.is_some());
-        value
+        observe::lookup(
+            N::NAME,
+            Tier::Local,
+            found.as_ref().is_some_and(|f| f.fresh),
+        );
+        found
     }
 
     /// The value for `key`, or else the value `load` returns, which is then inserted.
@@ -355,11 +381,14 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     pub fn try_insert(&self, key: &Key<N>, value: N::Value) -> Result<bool, Error> {
         owned::check_write(key, &value)?;
         // Without a TTL the entry never expires, and reading the clock was ~10% of an insert.
-        let expires_ms = match self.ttl {
-            None => NEVER,
-            ttl => deadline(self.map.clock().now_ms(), ttl),
+        let (created_ms, expires_ms) = match self.ttl {
+            None => (0, NEVER),
+            ttl => {
+                let now_ms = self.map.clock().now_ms();
+                (now_ms, deadline(now_ms, ttl))
+            }
         };
-        Ok(self.insert_until(key, value, expires_ms))
+        Ok(self.insert_until(key, value, created_ms, expires_ms))
     }
 
     /// Like [`LocalCache::insert`], with this entry's own TTL (instead of the cache's).
@@ -393,14 +422,22 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
         if owned::check_write(key, &value).is_err() {
             return false;
         }
-        self.insert_until(key, value, deadline(self.map.clock().now_ms(), Some(ttl)))
+        let now_ms = self.map.clock().now_ms();
+        self.insert_until(key, value, now_ms, deadline(now_ms, Some(ttl)))
     }
 
-    /// Stores `value` until `expires_ms` (ms since the Unix epoch).
-    pub(crate) fn insert_until(&self, key: &Key<N>, value: N::Value, expires_ms: u64) -> bool {
+    /// Stores `value`, written at `created_ms`, until `expires_ms` (ms since the Unix epoch).
+    pub(crate) fn insert_until(
+        &self,
+        key: &Key<N>,
+        value: N::Value,
+        created_ms: u64,
+        expires_ms: u64,
+    ) -> bool {
         let entry = Entry {
             key: key.clone(),
             value,
+            created_ms,
         };
         self.map.insert(self.fingerprint(key), entry, expires_ms)
     }
@@ -685,6 +722,7 @@ pub struct LocalCacheBuilder<N: Namespace, S = ahash::RandomState> {
     capacity: u64,
     weigher: Option<Weigher<Key<N>, N::Value>>,
     ttl: Option<Duration>,
+    fresh_for: FreshFor,
     clock: Clock,
     refusals: Refusals,
     hasher: S,
@@ -729,6 +767,13 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCacheBuilder<N, S> {
     }
 
     /// Where refusals go: a `Cache` shares its own with its in-process tier.
+    /// How long an entry is fresh (by default as long as it is kept): for a
+    /// [`Cache`](crate::Cache) that keeps stale values for fail-safe answers.
+    pub(crate) fn fresh_for(mut self, fresh_for: FreshFor) -> Self {
+        self.fresh_for = fresh_for;
+        self
+    }
+
     pub(crate) fn refusals(mut self, refusals: Refusals) -> Self {
         self.refusals = refusals;
         self
@@ -783,6 +828,7 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCacheBuilder<N, S> {
             capacity: self.capacity,
             weigher: self.weigher,
             ttl: self.ttl,
+            fresh_for: self.fresh_for,
             clock: self.clock,
             refusals: self.refusals,
             hasher,
@@ -817,8 +863,9 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCacheBuilder<N, S> {
             ),
             hasher: self.hasher,
             ttl: self.ttl,
+            fresh_for: self.fresh_for,
             refusals: self.refusals,
-            flights: LoadFlights::<N>::default(),
+            flights: crate::sync::Arc::new(LoadFlights::<N>::default()),
             #[cfg(feature = "testing")]
             chaos: self.chaos,
         })

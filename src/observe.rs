@@ -28,6 +28,7 @@ pub(crate) enum OpKind {
     Insert,
     Invalidate,
     GetOrLoad,
+    GetOrRefresh,
 }
 
 impl OpKind {
@@ -39,6 +40,7 @@ impl OpKind {
             OpKind::Insert => "insert",
             OpKind::Invalidate => "invalidate",
             OpKind::GetOrLoad => "get_or_load",
+            OpKind::GetOrRefresh => "get_or_refresh",
         }
     }
 }
@@ -58,6 +60,8 @@ pub(crate) enum Outcome {
     Loaded,
     /// `get_or_load` shared another caller's load.
     Coalesced,
+    /// `get_or_refresh` served a stale value: the load failed or was slow.
+    Stale,
     /// `insert` stored the value.
     Stored,
     /// `invalidate` removed the key.
@@ -85,6 +89,7 @@ impl Outcome {
             Outcome::Bypass => "bypass",
             Outcome::Loaded => "loaded",
             Outcome::Coalesced => "coalesced",
+            Outcome::Stale => "stale",
             Outcome::Stored => "stored",
             Outcome::Invalidated => "invalidated",
             Outcome::Error => "error",

@@ -48,9 +48,9 @@ pub(crate) struct Ticket {
 }
 
 /// A caller's part in a flight.
-pub(crate) enum Role<'a, K: Hash + Eq, V> {
+pub(crate) enum Role<K: Hash + Eq, V> {
     /// Run the load and [`Leader::finish`] with its outcome.
-    Leader(Leader<'a, K, V>),
+    Leader(Leader<K, V>),
     /// Wait for the leader's outcome.
     Waiter(Arc<Flight<V>>),
 }
@@ -66,15 +66,10 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
         }
     }
 
-    /// Whether a flight of the ticket's stripe has ended since it was taken: a value may have
-    /// been stored after the caller looked.
-    pub(crate) fn ended_since(&self, ticket: Ticket) -> bool {
-        self.ended[ticket.stripe].load(Ordering::Acquire) != ticket.ended
-    }
-
-    /// Leads a new flight for `key`, or joins the one in progress.
-    pub(crate) fn join(&self, key: &K) -> Role<'_, K, V> {
-        let mut map = lock(&self.map);
+    /// Leads a new flight for `key`, or joins the one in progress. The leader owns its part
+    /// (it holds the flights), so a load can run in a task of its own.
+    pub(crate) fn join(flights: &Arc<Self>, key: &K) -> Role<K, V> {
+        let mut map = lock(&flights.map);
         if let Some(flight) = map.get(key) {
             return Role::Waiter(Arc::clone(flight));
         }
@@ -85,7 +80,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
         });
         map.insert(key.clone(), Arc::clone(&flight));
         Role::Leader(Leader {
-            flights: self,
+            flights: Arc::clone(flights),
             key: key.clone(),
             flight,
             finished: false,
@@ -118,14 +113,14 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
 }
 
 /// The leader's obligation to end its flight; dropping it unfinished abandons the flight.
-pub(crate) struct Leader<'a, K: Hash + Eq, V> {
-    flights: &'a Flights<K, V>,
+pub(crate) struct Leader<K: Hash + Eq, V> {
+    flights: Arc<Flights<K, V>>,
     key: K,
     flight: Arc<Flight<V>>,
     finished: bool,
 }
 
-impl<K: Hash + Eq, V> Leader<'_, K, V> {
+impl<K: Hash + Eq, V> Leader<K, V> {
     /// Whether the loaded value may be stored: `false` when the key was invalidated since the
     /// flight began. When `true`, an invalidation from now on waits until the flight ends, so
     /// store before [`finish`](Self::finish).
@@ -138,6 +133,12 @@ impl<K: Hash + Eq, V> Leader<'_, K, V> {
             }
             _ => false,
         }
+    }
+
+    /// Whether a flight of the ticket's stripe has ended since it was taken: a value may have
+    /// been stored after the caller looked.
+    pub(crate) fn ended_since(&self, ticket: Ticket) -> bool {
+        self.flights.ended[ticket.stripe].load(Ordering::Acquire) != ticket.ended
     }
 
     /// Hands `outcome` to every waiter and ends the flight.
@@ -168,7 +169,7 @@ impl<K: Hash + Eq, V> Leader<'_, K, V> {
     }
 }
 
-impl<K: Hash + Eq, V> Drop for Leader<'_, K, V> {
+impl<K: Hash + Eq, V> Drop for Leader<K, V> {
     fn drop(&mut self) {
         if !self.finished {
             self.end(State::Abandoned);
@@ -245,15 +246,15 @@ mod tests {
 
     #[test]
     fn leader_outcome_reaches_waiters_and_the_flight_ends() {
-        let flights = Flights::<u64, u32>::default();
-        let Role::Leader(leader) = flights.join(&1) else {
+        let flights = Arc::new(Flights::<u64, u32>::default());
+        let Role::Leader(leader) = Flights::join(&flights, &1) else {
             panic!("first caller must lead")
         };
-        let Role::Waiter(flight) = flights.join(&1) else {
+        let Role::Waiter(flight) = Flights::join(&flights, &1) else {
             panic!("second caller must wait")
         };
         assert!(
-            matches!(flights.join(&2), Role::Leader(_)),
+            matches!(Flights::join(&flights, &2), Role::Leader(_)),
             "another key is another flight"
         );
         leader.finish(7);
@@ -263,16 +264,16 @@ mod tests {
 
     #[test]
     fn an_invalidation_stops_a_loading_leader_and_waits_for_a_storing_one() {
-        let flights = Flights::<u64, u32>::default();
+        let flights = Arc::new(Flights::<u64, u32>::default());
         assert!(flights.invalidate(&1).is_none(), "no flight, nothing to do");
-        let Role::Leader(leader) = flights.join(&1) else {
+        let Role::Leader(leader) = Flights::join(&flights, &1) else {
             panic!("first caller must lead")
         };
         assert!(flights.invalidate(&1).is_none(), "loading: marked, no wait");
         assert!(!leader.may_store(), "invalidated while loading");
         leader.finish(7);
 
-        let Role::Leader(leader) = flights.join(&1) else {
+        let Role::Leader(leader) = Flights::join(&flights, &1) else {
             panic!("a new flight")
         };
         assert!(leader.may_store(), "not invalidated");
@@ -284,14 +285,14 @@ mod tests {
 
     #[test]
     fn a_dropped_leader_abandons_and_the_next_caller_leads() {
-        let flights = Flights::<u64, u32>::default();
-        let leader = flights.join(&1);
-        let Role::Waiter(flight) = flights.join(&1) else {
+        let flights = Arc::new(Flights::<u64, u32>::default());
+        let leader = Flights::join(&flights, &1);
+        let Role::Waiter(flight) = Flights::join(&flights, &1) else {
             panic!("second caller must wait")
         };
         drop(leader);
         assert_eq!(flight.wait_blocking(), None);
-        assert!(matches!(flights.join(&1), Role::Leader(_)));
+        assert!(matches!(Flights::join(&flights, &1), Role::Leader(_)));
     }
 }
 
@@ -314,10 +315,14 @@ mod loom_models {
 
     /// Joins the flight for `key`; a leader "loads" the key's own value (or abandons, when
     /// told to), a waiter takes the leader's outcome or, if abandoned, tries again.
-    fn get_or_load(flights: &Flights<Colliding, u8>, key: Colliding, abandon_first: bool) -> u8 {
+    fn get_or_load(
+        flights: &Arc<Flights<Colliding, u8>>,
+        key: Colliding,
+        abandon_first: bool,
+    ) -> u8 {
         let mut abandon = abandon_first;
         loop {
-            match flights.join(&key) {
+            match Flights::join(flights, &key) {
                 Role::Leader(leader) if abandon => {
                     abandon = false;
                     drop(leader); // cancelled mid-load
@@ -374,7 +379,7 @@ mod loom_models {
     #[test]
     fn loom_a_caller_that_missed_while_a_load_ended_finds_its_value_and_does_not_load() {
         fn miss_then_load(
-            flights: &Flights<Colliding, u8>,
+            flights: &Arc<Flights<Colliding, u8>>,
             cache: &Mutex<Option<u8>>,
             loads: &AtomicU64,
         ) -> u8 {
@@ -383,9 +388,9 @@ mod loom_models {
                 return value;
             }
             loop {
-                match flights.join(&Colliding(1)) {
+                match Flights::join(flights, &Colliding(1)) {
                     Role::Leader(leader) => {
-                        if flights.ended_since(ticket)
+                        if leader.ended_since(ticket)
                             && let Some(value) = *lock(cache)
                         {
                             leader.finish(value);
@@ -427,7 +432,7 @@ mod loom_models {
         loom::model(|| {
             let flights = Arc::new(Flights::<Colliding, u8>::default());
             let stored = Arc::new(Mutex::new(None));
-            let Role::Leader(leader) = flights.join(&Colliding(1)) else {
+            let Role::Leader(leader) = Flights::join(&flights, &Colliding(1)) else {
                 panic!("first caller must lead")
             };
             let invalidator = {

@@ -67,6 +67,12 @@ pub struct Stats {
     pub load_errors: u64,
     /// `get_or_load` calls that waited for another caller's load instead of loading.
     pub coalesced: u64,
+    /// Stale values served by [`Cache::get_or_refresh`](crate::Cache::get_or_refresh) because
+    /// the load failed or was slow (fail-safe answers).
+    pub served_stale: u64,
+    /// Background loads started by a hit past the namespace's
+    /// [`refresh_after`](crate::CacheBuilder::refresh_after) (each also counted in `loads`).
+    pub refreshes: u64,
     /// Values refused as integrity failures, by kind: each one was also reported to the
     /// violation sink. Zero in normal operation.
     pub violations: ViolationCounts,
@@ -155,11 +161,13 @@ pub(crate) enum Event {
     Load,
     LoadError,
     Coalesced,
+    ServedStale,
+    Refresh,
     Violation(ViolationKind),
     Freshness(FreshnessKind),
 }
 
-const PLAIN_EVENTS: usize = 11;
+const PLAIN_EVENTS: usize = 13;
 const SLOTS: usize = PLAIN_EVENTS + ViolationKind::ALL.len() + FreshnessKind::ALL.len();
 /// Under loom every atomic access is a scheduling point: one stripe keeps the models small.
 const STRIPES: usize = if cfg!(scoped_cache_loom) { 1 } else { 16 };
@@ -180,6 +188,8 @@ impl Event {
             Event::Load => 8,
             Event::LoadError => 9,
             Event::Coalesced => 10,
+            Event::ServedStale => 11,
+            Event::Refresh => 12,
             Event::Violation(kind) => PLAIN_EVENTS + kind.index(),
             Event::Freshness(kind) => PLAIN_EVENTS + ViolationKind::ALL.len() + kind.index(),
         }
@@ -246,6 +256,8 @@ impl Counters {
             loads: self.sum(Event::Load.slot()),
             load_errors: self.sum(Event::LoadError.slot()),
             coalesced: self.sum(Event::Coalesced.slot()),
+            served_stale: self.sum(Event::ServedStale.slot()),
+            refreshes: self.sum(Event::Refresh.slot()),
             violations,
             freshness_misses,
             ..Stats::default()
@@ -277,6 +289,8 @@ impl std::ops::Add for Stats {
             loads: self.loads + other.loads,
             load_errors: self.load_errors + other.load_errors,
             coalesced: self.coalesced + other.coalesced,
+            served_stale: self.served_stale + other.served_stale,
+            refreshes: self.refreshes + other.refreshes,
             violations,
             freshness_misses,
             breaker_state: self.breaker_state,

@@ -1,6 +1,6 @@
 //! The run's parameters: the storm's flags, with their defaults and help.
 
-use crate::flags::{duration, number, positive, positive_duration};
+use crate::flags::{duration, number, positive, positive_duration, slow_window, window};
 use crate::population::Population;
 use clap::{Parser, ValueEnum};
 use scoped_cache::Policy;
@@ -59,6 +59,23 @@ pub struct Config {
     /// Time the origin takes per load
     #[arg(long, value_name = "D", default_value = "1ms", value_parser = duration)]
     pub origin_latency: Duration,
+    /// Every load fails from AT after the start, for FOR (e.g. 8s+5s)
+    #[arg(long, value_name = "AT+FOR", value_parser = window)]
+    pub origin_outage: Option<Window>,
+    /// Loads take LATENCY from AT after the start, for FOR (e.g. 8s+5s@2s)
+    #[arg(long, value_name = "AT+FOR@LATENCY", value_parser = slow_window)]
+    pub origin_slow: Option<(Window, Duration)>,
+    /// Fail-safe: serve a value up to D past its TTL when its load fails or is slow
+    /// (reads use get_or_refresh)
+    #[arg(long, value_name = "D", value_parser = positive_duration)]
+    pub stale_for: Option<Duration>,
+    /// Refresh-ahead: reload a value in the background once it is D old (reads use
+    /// get_or_refresh)
+    #[arg(long, value_name = "D", value_parser = positive_duration)]
+    pub refresh_after: Option<Duration>,
+    /// With --stale-for: answer stale once a load has taken D (it goes on in the background)
+    #[arg(long, value_name = "D", value_parser = positive_duration)]
+    pub soft_timeout: Option<Duration>,
     /// Loads the origin serves at once
     #[arg(long, value_name = "N", default_value = "64", value_parser = positive::<usize>)]
     pub origin_concurrency: usize,
@@ -108,6 +125,29 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self::parse_from(["storm"])
+    }
+}
+
+/// A stretch of the run: from `at` after the barrier, for `length`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub at: Duration,
+    pub length: Duration,
+}
+
+impl Window {
+    pub fn end(&self) -> Duration {
+        self.at + self.length
+    }
+
+    pub fn contains(&self, since_start: Duration) -> bool {
+        (self.at..self.end()).contains(&since_start)
+    }
+}
+
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}+{:?}", self.at, self.length)
     }
 }
 
@@ -213,6 +253,12 @@ impl Config {
                 cool_down: self.breaker_cool_down,
             },
         }
+    }
+
+    /// Whether reads go through `get_or_refresh` (fail-safe or refresh-ahead) rather than
+    /// `get_or_load`.
+    pub fn refreshing(&self) -> bool {
+        self.stale_for.is_some() || self.refresh_after.is_some()
     }
 
     pub fn backend_name(&self) -> &str {

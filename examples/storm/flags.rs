@@ -1,7 +1,7 @@
 //! Reading the command line into a `Config`: the syntax of numbers and durations, and the checks
 //! that involve more than one flag.
 
-use crate::config::Config;
+use crate::config::{Config, Window};
 use clap::CommandFactory;
 use clap::Parser;
 use clap::error::ErrorKind;
@@ -45,6 +45,15 @@ fn check(config: &Config) -> Result<(), String> {
     if keys.is_none_or(|keys| keys > u64::from(u32::MAX)) {
         return Err("tenants x devices x items x sessions is too large".into());
     }
+    if config
+        .refresh_after
+        .is_some_and(|after| after >= config.ttl)
+    {
+        return Err("--refresh-after must be shorter than --ttl".into());
+    }
+    if config.soft_timeout.is_some() && config.stale_for.is_none() {
+        return Err("--soft-timeout needs --stale-for (it answers with a stale value)".into());
+    }
     Ok(())
 }
 
@@ -84,6 +93,25 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(number * seconds).map_err(|_| bad())
 }
 
+/// A stretch of the run, `AT+FOR` (e.g. `8s+5s`), FOR longer than zero.
+pub fn window(text: &str) -> Result<Window, String> {
+    let (at, length) = text
+        .split_once('+')
+        .ok_or_else(|| "write AT+FOR, e.g. 8s+5s".to_owned())?;
+    Ok(Window {
+        at: duration(at)?,
+        length: positive_duration(length)?,
+    })
+}
+
+/// A stretch of the run and a latency, `AT+FOR@LATENCY` (e.g. `8s+5s@2s`).
+pub fn slow_window(text: &str) -> Result<(Window, Duration), String> {
+    let (stretch, latency) = text
+        .split_once('@')
+        .ok_or_else(|| "write AT+FOR@LATENCY, e.g. 8s+5s@2s".to_owned())?;
+    Ok((window(stretch)?, duration(latency)?))
+}
+
 /// A duration longer than zero.
 pub fn positive_duration(text: &str) -> Result<Duration, String> {
     match duration(text)? {
@@ -117,6 +145,18 @@ mod tests {
             config.faults.duration(FaultKind::Delay),
             Some(Duration::from_millis(3))
         );
+        let fail_safe = parse("--origin-outage 8s+5s --origin-slow 1s+2s@3s --stale-for 60s")
+            .unwrap_or_else(|error| unreachable!("valid flags refused: {error}"));
+        let outage = fail_safe.origin_outage.unwrap_or_else(|| unreachable!());
+        assert_eq!(
+            (outage.at, outage.end()),
+            (Duration::from_secs(8), Duration::from_secs(13))
+        );
+        assert_eq!(
+            fail_safe.origin_slow.map(|(_, latency)| latency),
+            Some(Duration::from_secs(3))
+        );
+        assert!(fail_safe.refreshing());
         assert!(
             Config::default().faults.iter().all(|(_, rate)| rate > 0.0),
             "every kind on by default"
@@ -131,6 +171,11 @@ mod tests {
             "--sessions-per-device 0",
             "--ttl 0s",
             "--breaker-threshold 5_000_000_000",
+            "--origin-outage 8s",
+            "--origin-outage 8s+0s",
+            "--origin-slow 8s+5s",
+            "--refresh-after 600s",
+            "--soft-timeout 1s",
             "--nonsense",
         ] {
             let error = parse(bad).err();

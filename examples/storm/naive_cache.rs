@@ -6,7 +6,6 @@ use bytes::Bytes;
 use scoped_cache::envelope::Envelope;
 use scoped_cache::store::RemoteStore;
 use scoped_cache::{Key, KeyRing};
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -27,9 +26,14 @@ pub struct NaiveCache {
 }
 
 impl NaiveCache {
-    pub async fn get_or_load<Fut>(&self, key: &Key<Thumbnails>, load: Fut) -> Result<Bytes, String>
+    pub async fn get_or_load<Fut, E>(
+        &self,
+        key: &Key<Thumbnails>,
+        load: Fut,
+    ) -> Result<Bytes, String>
     where
-        Fut: Future<Output = Result<Bytes, Infallible>>,
+        Fut: Future<Output = Result<Bytes, E>>,
+        E: std::fmt::Display,
     {
         let encoded = key.encode();
         if let Some(value) = self.l1.as_ref().and_then(|l1| l1.get(&encoded)) {
@@ -55,7 +59,7 @@ impl NaiveCache {
             }
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let Ok(value) = load.await;
+        let value = load.await.map_err(|error| error.to_string())?;
         let now = now_ms();
         let expires = now.saturating_add(self.ttl.as_millis() as u64);
         let sealed = Envelope::default()

@@ -1,13 +1,12 @@
 //! The origin: the slow, limited source of truth, counting its loads per key and per fill.
 
-use crate::config::Config;
+use crate::config::{Config, Window};
 use crate::ground_truth::thumbnail;
 use crate::population::Population;
 use bytes::Bytes;
 use serde::Serialize;
-use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
@@ -30,9 +29,20 @@ pub struct Origin {
     /// Per key: when its last load started, in ms since the origin opened.
     last_load_ms: Box<[AtomicU64]>,
     opened: Instant,
-    /// How long the cache keeps a loaded value (its TTL less the expiry margin, in ms): a load
-    /// that long after the key's last one starts a new fill.
-    keep_ms: u64,
+    /// How long after a load the cache loads its key again by design (in ms): when the value
+    /// leaves the cache, goes stale, or is due for refresh-ahead. A load that long after the
+    /// key's last one starts a new fill.
+    refill_ms: u64,
+    /// When every load fails.
+    outage: Option<Window>,
+    /// When loads take longer, and how long.
+    slow: Option<(Window, Duration)>,
+    /// When the barrier released the sessions: the outage and the slow stretch count from it.
+    released: OnceLock<Instant>,
+    /// Per key, loads in the first second after the outage (empty without one).
+    after_outage: Box<[AtomicU32]>,
+    loads_after_outage: AtomicU64,
+    max_per_key_after_outage: AtomicU32,
     /// Breaker transitions so far: each ends every key's fill (while the breaker is open, or
     /// turning, loaded values are not written, so they load again once it closes).
     pub breaker_transitions: AtomicU32,
@@ -60,7 +70,16 @@ impl Origin {
             fill_loads: (0..keys).map(|_| AtomicU64::new(0)).collect(),
             last_load_ms: (0..keys).map(|_| AtomicU64::new(0)).collect(),
             opened: Instant::now(),
-            keep_ms: keep_ms(config.ttl),
+            refill_ms: refill_ms(config),
+            outage: config.origin_outage,
+            slow: config.origin_slow,
+            released: OnceLock::new(),
+            after_outage: match config.origin_outage {
+                Some(_) => zeroed32(),
+                None => Box::default(),
+            },
+            loads_after_outage: AtomicU64::new(0),
+            max_per_key_after_outage: AtomicU32::new(0),
             total: AtomicU64::new(0),
             max_per_fill: AtomicU32::new(0),
             reloads_after_fill_ended: AtomicU64::new(0),
@@ -83,16 +102,35 @@ impl Origin {
         }
     }
 
-    /// Loads a thumbnail, as slowly as the origin is.
+    /// The sessions were released at `at`: the outage and the slow stretch count from then.
+    pub fn release(&self, at: Instant) {
+        let _ = self.released.set(at);
+    }
+
+    /// Loads a thumbnail, as slowly as the origin is; fails during the outage.
     pub async fn load(
         &self,
         tenant: u64,
         device_index: u64,
         item: u64,
-    ) -> Result<Bytes, Infallible> {
-        self.count(self.population.key_index(tenant, device_index, item));
-        if !self.latency.is_zero() {
-            let (permits, latency) = (Arc::clone(&self.permits), self.latency);
+    ) -> Result<Bytes, OriginDown> {
+        let index = self.population.key_index(tenant, device_index, item);
+        let since = self.released.get().map(Instant::elapsed);
+        self.count(index, since);
+        let within = |window: Window| since.is_some_and(|since| window.contains(since));
+        if self.outage.is_some_and(within) {
+            // A failed load stores nothing: the key's next load is a new fill.
+            if let Some(ended) = self.fills_ended.get(index) {
+                ended.fetch_add(1, Ordering::AcqRel);
+            }
+            return Err(OriginDown);
+        }
+        let latency = match self.slow {
+            Some((window, latency)) if within(window) => latency,
+            _ => self.latency,
+        };
+        if !latency.is_zero() {
+            let permits = Arc::clone(&self.permits);
             let served = self.server.spawn(async move {
                 // The semaphore is never closed; were it, the load would just not wait.
                 let _permit = permits.acquire().await;
@@ -105,8 +143,17 @@ impl Origin {
         Ok(thumbnail(tenant, device, item))
     }
 
-    fn count(&self, index: usize) {
+    fn count(&self, index: usize, since_release: Option<Duration>) {
         self.total.fetch_add(1, Ordering::Relaxed);
+        if let (Some(outage), Some(since), Some(loads)) =
+            (self.outage, since_release, self.after_outage.get(index))
+            && (outage.end()..outage.end() + Duration::from_secs(1)).contains(&since)
+        {
+            self.loads_after_outage.fetch_add(1, Ordering::Relaxed);
+            let loads = loads.fetch_add(1, Ordering::Relaxed) + 1;
+            self.max_per_key_after_outage
+                .fetch_max(loads, Ordering::Relaxed);
+        }
         let (Some(loads), Some(ended), Some(fill_loads), Some(last_load_ms)) = (
             self.loads.get(index),
             self.fills_ended.get(index),
@@ -120,7 +167,7 @@ impl Origin {
         // cache keeps it for `keep_ms`: a load that much later refills an expired value.
         let now_ms = self.opened.elapsed().as_millis() as u64;
         let previous_ms = last_load_ms.swap(now_ms, Ordering::AcqRel);
-        let expired = earlier > 0 && now_ms >= previous_ms.saturating_add(self.keep_ms);
+        let expired = earlier > 0 && now_ms >= previous_ms.saturating_add(self.refill_ms);
         if expired {
             ended.fetch_add(1, Ordering::AcqRel);
         }
@@ -169,6 +216,12 @@ impl Origin {
             reloads_after_expiry: self.reloads_after_expiry.load(Ordering::Relaxed),
             reloads_unexplained: self.reloads_unexplained.load(Ordering::Relaxed),
             loads_while_breaker_open: self.loads_while_open.load(Ordering::Relaxed),
+            loads_first_second_after_outage: self
+                .outage
+                .map(|_| self.loads_after_outage.load(Ordering::Relaxed)),
+            loads_per_key_max_first_second_after_outage: self
+                .outage
+                .map(|_| self.max_per_key_after_outage.load(Ordering::Relaxed)),
         }
     }
 }
@@ -191,13 +244,38 @@ pub struct OriginSummary {
     pub reloads_unexplained: u64,
     /// Bypassed loads while the breaker was open.
     pub loads_while_breaker_open: u64,
+    /// Loads in the first second after `--origin-outage` ended (none without one): a herd
+    /// would be every key at once, and several loads of one key.
+    pub loads_first_second_after_outage: Option<u64>,
+    pub loads_per_key_max_first_second_after_outage: Option<u32>,
 }
 
-/// How long a `Cache` with a remote tier keeps a value of this TTL: the TTL less the expiry
-/// margin, which is the client's clock-skew allowance (the default, as the storm uses it) but
-/// at most a quarter of the TTL, in whole ms.
-fn keep_ms(ttl: Duration) -> u64 {
-    let ttl_ms = ttl.as_millis().min(u128::from(u64::MAX)) as u64;
-    let allowance_ms = scoped_cache::DEFAULT_CLOCK_SKEW_ALLOWANCE.as_millis() as u64;
-    ttl_ms - allowance_ms.min(ttl_ms / 4)
+/// The origin failed a load: `--origin-outage`.
+#[derive(Debug, Clone, Copy)]
+pub struct OriginDown;
+
+impl std::fmt::Display for OriginDown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("origin unavailable (outage)")
+    }
+}
+
+impl std::error::Error for OriginDown {}
+
+/// How long after a load the cache loads its key again by design: once a value is due for
+/// refresh-ahead; else once it is stale (with fail-safe: a load then is what serves a fresh value
+/// again); else once it left the cache, which keeps a value of this TTL for the TTL less the
+/// expiry margin: the client's clock-skew allowance (the default, as the storm uses it) but at
+/// most a quarter of the TTL, in whole ms.
+fn refill_ms(config: &Config) -> u64 {
+    let ms = |duration: Duration| duration.as_millis().min(u128::from(u64::MAX)) as u64;
+    let ttl_ms = ms(config.ttl);
+    match (config.refresh_after, config.stale_for) {
+        (Some(refresh_after), _) => ms(refresh_after),
+        (None, Some(_)) => ttl_ms,
+        (None, None) => {
+            let allowance_ms = ms(scoped_cache::DEFAULT_CLOCK_SKEW_ALLOWANCE);
+            ttl_ms - allowance_ms.min(ttl_ms / 4)
+        }
+    }
 }

@@ -54,6 +54,16 @@ pub struct ConfigSummary {
     #[serde(serialize_with = "fields::micros")]
     pub origin_latency_us: Duration,
     pub origin_concurrency: usize,
+    /// `--origin-outage`, as `AT+FOR`; none without it.
+    pub origin_outage: Option<String>,
+    /// `--origin-slow`, as `AT+FOR@LATENCY`; none without it.
+    pub origin_slow: Option<String>,
+    #[serde(serialize_with = "fields::seconds_or_null")]
+    pub stale_for_s: Option<Duration>,
+    #[serde(serialize_with = "fields::seconds_or_null")]
+    pub refresh_after_s: Option<Duration>,
+    #[serde(serialize_with = "fields::seconds_or_null")]
+    pub soft_timeout_s: Option<Duration>,
     #[serde(serialize_with = "fields::policy")]
     pub policy: Policy,
     pub backend: String,
@@ -74,6 +84,12 @@ pub struct RunSummary {
     pub served: u64,
     /// Calls that returned an error.
     pub errors: u64,
+    /// Values served past their TTL because their load failed or was slow (`--stale-for`).
+    pub served_stale: u64,
+    /// The oldest of them, by the age the cache reported.
+    pub stale_age_ms_max: u64,
+    /// Background loads started by `--refresh-after`.
+    pub refreshes: u64,
     pub error_examples: Vec<String>,
     pub hits_l1: u64,
     pub hits_l2: u64,

@@ -30,22 +30,46 @@ pub enum Path {
     Naive(NaiveCache),
 }
 
+/// A value a session was served: its bytes, and its age when it was stale.
+pub struct Served {
+    pub value: Bytes,
+    pub stale_age: Option<Duration>,
+}
+
 impl Path {
+    /// One read: `get_or_load`, or `get_or_refresh` when the run is `refreshing`.
     pub async fn fetch(
         &self,
         key: &Key<Thumbnails>,
-        origin: &Origin,
-        tenant: u64,
-        device_index: u64,
-        item: u64,
-    ) -> Result<Bytes, String> {
-        let load = || origin.load(tenant, device_index, item);
+        origin: &Arc<Origin>,
+        refreshing: bool,
+        (tenant, device_index, item): (u64, u64, u64),
+    ) -> Result<Served, String> {
+        let fresh = |value| Served {
+            value,
+            stale_age: None,
+        };
         match self {
-            Path::Verified(cache) => cache
-                .get_or_load(key, load)
-                .await
-                .map_err(|error| error.to_string()),
-            Path::Naive(naive) => naive.get_or_load(key, load()).await,
+            Path::Verified(cache) if refreshing => {
+                let origin = Arc::clone(origin);
+                let load = move || async move { origin.load(tenant, device_index, item).await };
+                match cache.get_or_refresh(key, load).await {
+                    Ok(fetched) => Ok(Served {
+                        stale_age: fetched.is_stale().then_some(fetched.age),
+                        value: fetched.value,
+                    }),
+                    Err(error) => Err(error.to_string()),
+                }
+            }
+            Path::Verified(cache) => {
+                let load = || origin.load(tenant, device_index, item);
+                let loaded = cache.get_or_load(key, load).await;
+                loaded.map(fresh).map_err(|error| error.to_string())
+            }
+            Path::Naive(naive) => {
+                let loaded = naive.get_or_load(key, origin.load(tenant, device_index, item));
+                loaded.await.map(fresh)
+            }
         }
     }
 }
@@ -89,6 +113,8 @@ impl Path {
 /// Everything the sessions of one run share.
 pub struct Run {
     pub path: Path,
+    /// Reads go through `get_or_refresh` (fail-safe or refresh-ahead).
+    pub refreshing: bool,
     pub origin: Arc<Origin>,
     pub population: Population,
     /// Requests finished so far (for the progress bar).
@@ -178,18 +204,25 @@ pub async fn run(
             })
             .build()
             .map_err(|e| e.to_string())?;
-        Path::Verified(
-            client
-                .cache::<Thumbnails>()
-                .local_capacity(config.l1_capacity)
-                .ttl(config.ttl)
-                .policy(config.policy())
-                .build()
-                .map_err(|e| e.to_string())?,
-        )
+        let mut cache = client
+            .cache::<Thumbnails>()
+            .local_capacity(config.l1_capacity)
+            .ttl(config.ttl)
+            .policy(config.policy());
+        if let Some(stale_for) = config.stale_for {
+            cache = cache.stale_for(stale_for);
+        }
+        if let Some(refresh_after) = config.refresh_after {
+            cache = cache.refresh_after(refresh_after);
+        }
+        if let Some(soft_timeout) = config.soft_timeout {
+            cache = cache.soft_load_timeout(soft_timeout);
+        }
+        Path::Verified(cache.build().map_err(|e| e.to_string())?)
     };
     let run = Arc::new(Run {
         path,
+        refreshing: config.refreshing(),
         origin: Arc::clone(&origin),
         population: config.population(),
         done: AtomicU64::new(0),
@@ -229,6 +262,7 @@ pub async fn run(
     barrier.wait().await;
     let prepared = preparing.elapsed();
     let started = *run.started.get_or_init(Instant::now);
+    origin.release(started);
     // The sessions stop themselves (each checks the clock); the ticker only shows progress.
     let ticker = {
         let (run, progress, sink, stop) = (

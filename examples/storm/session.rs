@@ -3,7 +3,7 @@
 
 use crate::config::Stop;
 use crate::ground_truth::{named_owner, thumbnail};
-use crate::run::Run;
+use crate::run::{Run, Served};
 use scoped_cache::{DeviceId, Key, TenantId};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,6 +19,9 @@ pub struct Tally {
     pub leaks: u64,
     pub leaks_other_owner: u64,
     pub errors: u64,
+    /// Stale values served (fail-safe answers), and the oldest of them.
+    pub served_stale: u64,
+    pub stale_age_max: std::time::Duration,
     pub leak_examples: Vec<String>,
     pub error_examples: Vec<String>,
 }
@@ -30,6 +33,8 @@ impl Tally {
         self.leaks += other.leaks;
         self.leaks_other_owner += other.leaks_other_owner;
         self.errors += other.errors;
+        self.served_stale += other.served_stale;
+        self.stale_age_max = self.stale_age_max.max(other.stale_age_max);
         self.leak_examples.extend(other.leak_examples);
         self.leak_examples.truncate(MAX_EXAMPLES);
         self.error_examples.extend(other.error_examples);
@@ -65,6 +70,7 @@ pub async fn session(
     let mut latencies = Vec::with_capacity(LATENCY_BATCH);
     barrier.wait().await;
     let released = *run.started.get_or_init(Instant::now);
+    run.origin.release(released);
     let mut sent = 0u64;
     loop {
         tokio::task::coop::consume_budget().await;
@@ -79,18 +85,20 @@ pub async fn session(
         let item = sent % population.items_per_device;
         sent += 1;
         let key = Key::new(TenantId::from_u64(tenant), DeviceId::from_u64(device), item);
-        let fetched = run
-            .path
-            .fetch(&key, &run.origin, tenant, device_index, item)
-            .await;
+        let ids = (tenant, device_index, item);
+        let fetched = run.path.fetch(&key, &run.origin, run.refreshing, ids).await;
         latencies.push(started.elapsed().as_micros() as u64);
         if latencies.len() == LATENCY_BATCH {
             record_latencies(&run, &mut latencies);
         }
         tally.requests += 1;
         match fetched {
-            Ok(value) => {
+            Ok(Served { value, stale_age }) => {
                 tally.served += 1;
+                if let Some(age) = stale_age {
+                    tally.served_stale += 1;
+                    tally.stale_age_max = tally.stale_age_max.max(age);
+                }
                 // Ground truth is recomputed here, independently of the cache's verdict.
                 if value != thumbnail(tenant, device, item) {
                     tally.leaks += 1;
@@ -173,6 +181,7 @@ mod tests {
             .unwrap_or_else(|e| unreachable!("{e}"));
         Run {
             path: Path::Verified(cache),
+            refreshing: false,
             origin: Arc::new(Origin::new(&config, tokio::runtime::Handle::current())),
             population: config.population(),
             done: AtomicU64::new(0),

@@ -1,9 +1,10 @@
 //! `CacheBuilder` and `Policy`: how the cache of one namespace is configured.
 
-use super::{Cache, Inner};
+use super::{Cache, FailSafe, Inner};
 use crate::breaker::{Breaker, BreakerScope, BreakerState};
 use crate::clock::{expiry_margin, validate_ttl};
 use crate::error::BuildError;
+use crate::found::FreshFor;
 use crate::load::LoadFlights;
 use crate::local::LocalCache;
 use crate::namespace::Namespace;
@@ -113,6 +114,7 @@ pub struct CacheBuilder<N: Namespace> {
     ttl: Option<Duration>,
     policy: Policy,
     load_timeout: Option<Duration>,
+    fail_safe: FailSafe,
     namespace: std::marker::PhantomData<fn() -> N>,
 }
 
@@ -124,6 +126,7 @@ impl<N: Namespace> CacheBuilder<N> {
             ttl: Some(Duration::from_secs(600)),
             policy: Policy::Cache,
             load_timeout: Some(Duration::from_secs(30)),
+            fail_safe: FailSafe::default(),
             namespace: std::marker::PhantomData,
         }
     }
@@ -170,17 +173,62 @@ impl<N: Namespace> CacheBuilder<N> {
         self
     }
 
+    /// How long past its TTL a value is kept to answer [`Cache::get_or_refresh`] when the
+    /// loader fails or is slow (*fail-safe*; default: not kept).
+    ///
+    /// The value is sealed to expire at TTL + `stale_for`, so no tier ever serves it later, and
+    /// it is the key's own value, verified like any other. Only `get_or_refresh` serves a stale
+    /// value, and says so ([`Fetched::stale`]); [`Cache::get`], [`Cache::get_many`] and
+    /// [`Cache::get_or_load`] treat it as a miss. The store holds each value that much longer.
+    pub fn stale_for(mut self, stale_for: Duration) -> Self {
+        self.fail_safe.stale_for = Some(stale_for);
+        self
+    }
+
+    /// How old a fresh value may get before a [`Cache::get_or_refresh`] that finds it starts
+    /// one load for the key in the background (*refresh-ahead*; default: never). That call, and
+    /// others meanwhile, still get the value at once. Shorter than the TTL.
+    pub fn refresh_after(mut self, age: Duration) -> Self {
+        self.fail_safe.refresh_after = Some(age);
+        self
+    }
+
+    /// How long [`Cache::get_or_refresh`] waits for a load before it answers with a stale value,
+    /// when it has one (default: until the load ends). The load goes on in the background, up
+    /// to the [load timeout](Self::load_timeout), and refreshes the cache. Needs
+    /// [`stale_for`](Self::stale_for), and is shorter than the load timeout.
+    pub fn soft_load_timeout(mut self, limit: Duration) -> Self {
+        self.fail_safe.soft_timeout = Some(limit);
+        self
+    }
+
     /// Builds the cache.
     ///
     /// # Errors
     ///
     /// [`BuildError::TtlTooShort`] for a TTL under 1 ms, [`BuildError::TtlTooLong`] for one
-    /// over [`MAX_TTL`](crate::MAX_TTL); [`BuildError::NamespaceNameTaken`] when another
-    /// namespace type with the same [`NAME`](Namespace::NAME) already has a cache on this client.
+    /// (with its stale time) over [`MAX_TTL`](crate::MAX_TTL);
+    /// [`BuildError::NamespaceNameTaken`] when another namespace type with the same
+    /// [`NAME`](Namespace::NAME) already has a cache on this client;
+    /// [`BuildError::FailSafe`] for fail-safe settings that cannot work together (see
+    /// [`stale_for`](Self::stale_for), [`refresh_after`](Self::refresh_after),
+    /// [`soft_load_timeout`](Self::soft_load_timeout)).
     pub fn build(self) -> Result<Cache<N>, BuildError> {
         if let Some(ttl) = self.ttl {
             validate_ttl(ttl)?;
         }
+        self.fail_safe
+            .validate(self.ttl, self.load_timeout, self.policy)?;
+        let lifetime = self
+            .ttl
+            .map(|ttl| ttl + self.fail_safe.stale_for.unwrap_or_default());
+        if let Some(lifetime) = lifetime {
+            validate_ttl(lifetime)?;
+        }
+        let fresh_for = match (self.fail_safe.stale_for, self.ttl) {
+            (Some(_), Some(ttl)) => FreshFor::ttl(ttl),
+            _ => FreshFor::ALWAYS,
+        };
         self.shared.claim_namespace::<N>()?;
         let breaker = match self.policy {
             Policy::AutoBypass {
@@ -207,13 +255,13 @@ impl<N: Namespace> CacheBuilder<N> {
             }
         };
         let refusals = Refusals::new(N::NAME, sink);
-        let keep_for = self.ttl.map(|ttl| {
+        let keep_for = lifetime.map(|lifetime| {
             let allowance = self
                 .shared
                 .remote
                 .as_ref()
                 .map_or(0, |remote| remote.skew_allowance_ms);
-            ttl - expiry_margin(ttl, allowance)
+            lifetime - expiry_margin(lifetime, allowance)
         });
         let local = match self.local_capacity {
             0 => None,
@@ -221,6 +269,7 @@ impl<N: Namespace> CacheBuilder<N> {
                 LocalCache::builder()
                     .max_entries(capacity)
                     .clock(self.shared.clock.clone())
+                    .fresh_for(fresh_for)
                     .refusals(refusals.clone())
                     .build()?,
             ),
@@ -230,12 +279,15 @@ impl<N: Namespace> CacheBuilder<N> {
                 shared: self.shared,
                 local,
                 ttl: self.ttl,
+                lifetime,
                 keep_for,
+                fresh_for,
+                fail_safe: self.fail_safe,
                 policy: self.policy,
                 breaker,
                 load_timeout: self.load_timeout,
                 refusals,
-                flights: LoadFlights::<N>::default(),
+                flights: crate::sync::Arc::new(LoadFlights::<N>::default()),
                 counters: Counters::default(),
             }),
         })

@@ -5,6 +5,7 @@ use super::Cache;
 use crate::clock::{NEVER, deadline, expiry_margin};
 use crate::codec::Codec;
 use crate::error::Error;
+use crate::found::Found;
 use crate::key::Key;
 use crate::namespace::Namespace;
 use crate::observe;
@@ -16,8 +17,9 @@ use bytes::Bytes;
 use std::time::Duration;
 
 impl<N: Namespace> Cache<N> {
-    /// The verified value for `key` from the store (promoted to the in-process tier), or `None`.
-    pub(super) async fn remote_get(&self, key: &Key<N>) -> Option<N::Value> {
+    /// The verified value for `key` from the store (promoted to the in-process tier when
+    /// fresh), or `None`.
+    pub(super) async fn remote_get(&self, key: &Key<N>) -> Option<Found<N::Value>> {
         let inner = &*self.inner;
         let remote = inner.shared.remote.as_ref()?;
         let encoded = key.encode();
@@ -53,7 +55,8 @@ impl<N: Namespace> Cache<N> {
             Ok(found) if found.len() == encoded.len() => {
                 for ((&i, encoded), sealed) in missing.iter().zip(&encoded).zip(found) {
                     if let Some(sealed) = sealed {
-                        values[i] = self.accept(&keys[i], encoded, &sealed).await;
+                        let found = self.accept(&keys[i], encoded, &sealed).await;
+                        values[i] = found.and_then(Found::fresh);
                         if values[i].is_some() {
                             inner.counters.record(Event::HitRemote);
                         }
@@ -69,9 +72,14 @@ impl<N: Namespace> Cache<N> {
         }
     }
 
-    /// Opens a remote value for `key` and decodes it (promoting it to the in-process tier), or
-    /// refuses it.
-    async fn accept(&self, key: &Key<N>, encoded: &[u8], sealed: &Bytes) -> Option<N::Value> {
+    /// Opens a remote value for `key` and decodes it (promoting it to the in-process tier when it
+    /// is fresh), or refuses it.
+    async fn accept(
+        &self,
+        key: &Key<N>,
+        encoded: &[u8],
+        sealed: &Bytes,
+    ) -> Option<Found<N::Value>> {
         let inner = &*self.inner;
         let remote = inner.shared.remote.as_ref()?;
         let now_ms = inner.shared.clock.now_ms();
@@ -86,7 +94,9 @@ impl<N: Namespace> Cache<N> {
         });
         match decoded {
             Ok((value, created_ms, expires_ms)) => {
-                if let Some(local) = &inner.local {
+                let fresh = inner.fresh_for.is_fresh(created_ms, || now_ms);
+                // A stale value is not promoted: it would replace a younger stale copy.
+                if let (Some(local), true) = (&inner.local, fresh) {
                     // Kept in-process no longer than the store keeps it (the writer's expiry
                     // margin before its sealed expiry) nor than this cache's own keep time.
                     let kept_until = match expires_ms {
@@ -98,9 +108,13 @@ impl<N: Namespace> Cache<N> {
                         }
                     };
                     let until = kept_until.min(deadline(now_ms, inner.keep_for));
-                    local.insert_until(key, value.clone(), until);
+                    local.insert_until(key, value.clone(), created_ms, until);
                 }
-                Some(value)
+                Some(Found {
+                    value,
+                    created_ms,
+                    fresh,
+                })
             }
             Err(refusal) => {
                 self.refuse(key, encoded, sealed, refusal).await;
@@ -143,7 +157,7 @@ impl<N: Namespace> Cache<N> {
         };
         let payload = N::Codec::encode(value)?;
         let encoded = key.encode();
-        let expires_ms = deadline(now_ms, inner.ttl);
+        let expires_ms = deadline(now_ms, inner.lifetime);
         let sealed = remote.envelope.seal_encoded(
             N::SCHEMA,
             &encoded,

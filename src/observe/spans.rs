@@ -23,6 +23,12 @@ pub(super) fn operation(namespace: &'static str, kind: OpKind) -> tracing::Span 
         OpKind::GetOrLoad => {
             tracing::debug_span!(target: "scoped_cache", "get_or_load", namespace, outcome = Empty)
         }
+        OpKind::GetOrRefresh => tracing::debug_span!(
+            target: "scoped_cache",
+            "get_or_refresh",
+            namespace,
+            outcome = Empty
+        ),
     }
 }
 

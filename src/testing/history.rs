@@ -13,8 +13,8 @@ const SHARDS: usize = 16;
 /// One value written under a key.
 struct Written {
     value: Bytes,
-    /// When its TTL passes, in ms on the store's clock ([`NEVER`](crate::envelope::NEVER) for
-    /// no TTL).
+    /// When it expires, in ms: the expiry its envelope claims, else when its TTL in the store
+    /// passes ([`NEVER`](crate::envelope::NEVER) for no TTL).
     expires_ms: u64,
 }
 
@@ -52,10 +52,11 @@ impl History {
         let Some(shard) = self.shard(&key) else {
             return;
         };
-        let written = Written {
-            value,
-            expires_ms: deadline(now_ms, ttl),
-        };
+        // An envelope expires when it says, not when the store drops it (earlier, by the
+        // writer's expiry margin): only then will a reader refuse it as expired.
+        let expires_ms = crate::envelope::claimed_expiry(&value)
+            .unwrap_or_else(|| deadline(now_ms, ttl));
+        let written = Written { value, expires_ms };
         let mut shard = lock(shard);
         if let Some(values) = shard.get_mut(&key) {
             if values.len() >= self.depth {

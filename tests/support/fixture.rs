@@ -170,6 +170,24 @@ impl Fixture {
         Self::behind(|store| store)
     }
 
+    /// A fixture whose client has no store: the in-process tier alone, on the manual clock
+    /// (`store` is a `MemoryStore` nothing reaches).
+    pub fn without_store() -> Self {
+        let clock = ManualClock::new(START_MS);
+        let reports = Reports::default();
+        let client = Client::builder()
+            .clock(clock.clock())
+            .on_violation(reports.sink())
+            .build()
+            .expect("valid client");
+        Self {
+            store: Arc::new(MemoryStore::with_clock(1 << 20, clock.clock())),
+            clock,
+            reports,
+            client,
+        }
+    }
+
     /// A fixture whose client reaches its `MemoryStore` through `transport`, given that store.
     pub fn behind(transport: impl FnOnce(Arc<MemoryStore>) -> Arc<dyn RemoteStore>) -> Self {
         let clock = ManualClock::new(START_MS);

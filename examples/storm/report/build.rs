@@ -43,6 +43,13 @@ impl ConfigSummary {
             ttl_s: config.ttl,
             origin_latency_us: config.origin_latency,
             origin_concurrency: config.origin_concurrency,
+            origin_outage: config.origin_outage.map(|window| window.to_string()),
+            origin_slow: config
+                .origin_slow
+                .map(|(window, latency)| format!("{window}@{latency:?}")),
+            stale_for_s: config.stale_for,
+            refresh_after_s: config.refresh_after,
+            soft_timeout_s: config.soft_timeout,
             policy: config.policy(),
             backend: config.backend_name().to_owned(),
             seed: config.seed,
@@ -96,6 +103,9 @@ impl RunSummary {
             requests: run.tally.requests,
             served: run.tally.served,
             errors: run.tally.errors,
+            served_stale: run.tally.served_stale,
+            stale_age_ms_max: run.tally.stale_age_max.as_millis() as u64,
+            refreshes: run.stats.map_or(0, |s| s.refreshes),
             error_examples: run.tally.error_examples,
             hits_l1: run.counts.hits_l1,
             hits_l2: run.counts.hits_l2,

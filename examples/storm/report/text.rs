@@ -35,6 +35,21 @@ impl Report {
             c.seed
         );
         let _ = writeln!(out, "       faults {}", c.faults);
+        let fail_safe: Vec<String> = [
+            c.origin_outage
+                .as_ref()
+                .map(|w| format!("origin outage {w}")),
+            c.origin_slow.as_ref().map(|w| format!("origin slow {w}")),
+            c.stale_for_s.map(|d| format!("stale for {d:?}")),
+            c.refresh_after_s.map(|d| format!("refresh after {d:?}")),
+            c.soft_timeout_s.map(|d| format!("soft timeout {d:?}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !fail_safe.is_empty() {
+            let _ = writeln!(out, "       {}", fail_safe.join("; "));
+        }
         let _ = writeln!(out);
         let pct = |n: u64| 100.0 * n as f64 / v.requests.max(1) as f64;
         let _ = writeln!(
@@ -60,6 +75,14 @@ impl Report {
                 "coalesced",
                 v.coalesced,
                 "waited for another caller's load of the same key".into(),
+            ),
+            (
+                "served stale",
+                v.served_stale,
+                format!(
+                    "fail-safe answers, oldest {} ms; {} refreshes ahead",
+                    v.stale_age_ms_max, v.refreshes
+                ),
             ),
             (
                 "errors",
@@ -134,6 +157,15 @@ impl Report {
              whole run: {})",
             o.loads_per_key_max_per_fill, o.loads_per_key_max_over_run
         );
+        if let (Some(loads), Some(per_key)) = (
+            o.loads_first_second_after_outage,
+            o.loads_per_key_max_first_second_after_outage,
+        ) {
+            let _ = writeln!(
+                out,
+                "  after outage   {loads:>10} loads in its first second, at most {per_key} of one key"
+            );
+        }
         if matches!(c.policy, Policy::AutoBypass { .. }) {
             let _ = writeln!(
                 out,
