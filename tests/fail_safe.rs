@@ -79,7 +79,11 @@ async fn a_failed_load_is_answered_with_the_keys_own_stale_value_and_says_so() {
         assert_eq!(cache.stats().served_stale, 1, "{layout}");
         // Only get_or_refresh answers stale.
         assert_eq!(cache.get(&mine).await, None, "{layout}: get");
-        assert_eq!(cache.get_many(std::slice::from_ref(&mine)).await, [None], "{layout}");
+        assert_eq!(
+            cache.get_many(std::slice::from_ref(&mine)).await,
+            [None],
+            "{layout}"
+        );
         assert!(
             cache.get_or_load(&mine, origin_down).await.is_err(),
             "{layout}: get_or_load"

@@ -54,8 +54,8 @@ impl History {
         };
         // An envelope expires when it says, not when the store drops it (earlier, by the
         // writer's expiry margin): only then will a reader refuse it as expired.
-        let expires_ms = crate::envelope::claimed_expiry(&value)
-            .unwrap_or_else(|| deadline(now_ms, ttl));
+        let expires_ms =
+            crate::envelope::claimed_expiry(&value).unwrap_or_else(|| deadline(now_ms, ttl));
         let written = Written { value, expires_ms };
         let mut shard = lock(shard);
         if let Some(values) = shard.get_mut(&key) {
