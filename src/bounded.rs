@@ -32,7 +32,10 @@ struct Slot<V> {
     value: V,
     expires_ms: u64,
     id: u64,
-    weight: u64,
+    /// At most `u32::MAX` (heavier entries are not stored): with the 1-byte `freq` it fills
+    /// what would be padding, so a map bucket stays a power of two in size (128 bytes for
+    /// `LocalCache`'s entries), which its probe addresses with a shift.
+    weight: u32,
     /// Reads since queued, saturating at 3.
     freq: AtomicU8,
 }
@@ -146,7 +149,7 @@ where
     }
 
     /// Inserts or replaces the entry for `key`, then evicts to fit. Returns `false` (and stores
-    /// nothing) when the entry alone outweighs its shard.
+    /// nothing) when the entry alone outweighs its shard, or `u32::MAX` units.
     pub(crate) fn insert(&self, key: K, value: V, expires_ms: u64) -> bool {
         let weight = self
             .weigher
@@ -155,12 +158,15 @@ where
             .max(1);
         let hash = self.map.hasher().hash_one(&key);
         let mut policy = lock(&self.policy[self.shard_of(hash)]);
-        if weight > policy.capacity() {
+        let Some(weight) = u32::try_from(weight)
+            .ok()
+            .filter(|&weight| u64::from(weight) <= policy.capacity())
+        else {
             drop(policy);
             self.remove(&key);
             return false;
-        }
-        let id = policy.admit(key.clone(), hash, weight);
+        };
+        let id = policy.admit(key.clone(), hash, u64::from(weight));
         let slot = Slot {
             value,
             expires_ms,
@@ -169,7 +175,7 @@ where
             freq: AtomicU8::new(0),
         };
         if let Some(old) = self.map.insert(key, slot) {
-            policy.forget(old.weight);
+            policy.forget(u64::from(old.weight));
         }
         self.counters.record(Event::Insert);
         // Read the clock once, and only when a visited entry has a TTL: a cache without TTLs
@@ -231,7 +237,7 @@ where
         let mut policy = lock(&self.policy[self.shard_of(hash)]);
         match self.map.remove_if(key, |_, slot| condition(slot)) {
             Some((_, slot)) => {
-                policy.forget(slot.weight);
+                policy.forget(u64::from(slot.weight));
                 true
             }
             None => false,

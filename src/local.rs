@@ -154,25 +154,54 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     // Inlined into the caller with `lookup` and `BoundedMap::get_with`, so that a hit costs what
-    // a plain `DashMap::get` does plus the checks: 219 against 218 instructions (`.ci/icount`).
+    // a plain `DashMap::get` does plus the checks (`.ci/icount`).
     #[inline]
     pub fn get(&self, key: &Key<N>) -> Option<N::Value> {
-        self.find(key).and_then(Found::fresh)
+        let lookup = self.lookup(key, |entry| match self.is_fresh(entry) {
+            true => Ok(entry.value.clone()),
+            false => Err(EntryMismatch::Stale),
+        });
+        let value = match lookup {
+            Lookup::Hit(Ok(value)) => {
+                self.map.counters().record(Event::HitLocal);
+                Some(value)
+            }
+            Lookup::Hit(Err(mismatch)) => self.mismatched(key, mismatch),
+            Lookup::Miss => {
+                self.map.counters().record(Event::Miss);
+                None
+            }
+        };
+        observe::lookup(N::NAME, Tier::Local, value.is_some());
+        value
     }
 
     /// The verified entry for `key`, fresh or stale (a stale one is counted as a miss).
-    #[inline]
     pub(crate) fn find(&self, key: &Key<N>) -> Option<Found<N::Value>> {
-        let fingerprint = self.fingerprint(key);
-        // The test fault, when set, only changes where the map looks, out of line: `lookup`
-        // keeps one caller, so a `testing` build (every bench and test of this crate) inlines it
-        // as the default build does and pays one branch per hit for the hook.
-        #[cfg(feature = "testing")]
-        let fingerprint = match &self.chaos {
-            Some(chaos) => self.redirected(key, chaos).unwrap_or(fingerprint),
-            None => fingerprint,
+        let lookup = self.lookup(key, |entry| {
+            Ok(Found {
+                value: entry.value.clone(),
+                created_ms: entry.created_ms,
+                fresh: self.is_fresh(entry),
+            })
+        });
+        let found = match lookup {
+            Lookup::Hit(Ok(found)) => Some(found),
+            Lookup::Hit(Err(mismatch)) => self.mismatched(key, mismatch),
+            Lookup::Miss => None,
         };
-        self.lookup(fingerprint, key)
+        let fresh = found.as_ref().is_some_and(|found| found.fresh);
+        let event = if fresh { Event::HitLocal } else { Event::Miss };
+        self.map.counters().record(event);
+        observe::lookup(N::NAME, Tier::Local, fresh);
+        found
+    }
+
+    /// Whether an entry is within its fresh time (always, unless the cache keeps stale values).
+    #[inline]
+    fn is_fresh(&self, entry: &Entry<N>) -> bool {
+        self.fresh_for
+            .is_fresh(entry.created_ms, || self.map.clock().expiry_now_ms())
     }
 
     /// Under the test fault: the fingerprint of the key `chaos` names instead of `key`, if any.
@@ -183,50 +212,46 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
         chaos(key).map(|redirected| self.fingerprint(&redirected))
     }
 
-    /// Reads the entry the map files under `fingerprint` and verifies it against `key`.
+    /// Reads the entry the map files under `key`'s fingerprint through `read`, once it is
+    /// verified against `key`.
     #[inline]
-    fn lookup(&self, fingerprint: Fingerprint, key: &Key<N>) -> Option<Found<N::Value>> {
+    fn lookup<R>(
+        &self,
+        key: &Key<N>,
+        read: impl FnOnce(&Entry<N>) -> Result<R, EntryMismatch>,
+    ) -> Lookup<Result<R, EntryMismatch>> {
+        let fingerprint = self.fingerprint(key);
+        // The test fault, when set, only changes where the map looks, out of line, so that a
+        // `testing` build (every bench and test of this crate) inlines the lookup as the
+        // default build does and pays one branch per hit for the hook.
+        #[cfg(feature = "testing")]
+        let fingerprint = match &self.chaos {
+            Some(chaos) => self.redirected(key, chaos).unwrap_or(fingerprint),
+            None => fingerprint,
+        };
         // Verified against `key`, whatever entry the map hands back. Refusals are built out of
         // line, so the hit path moves only the value.
-        let lookup = self.map.get_with(&fingerprint, |entry| {
+        self.map.get_with(&fingerprint, |entry| {
             if entry.key.owner() != key.owner() || entry.key.item() != key.item() {
                 return Err(self.refusal(key, entry));
             }
             if let Some(found) = owned::mismatch::<N>(key.owner(), &entry.value) {
                 return Err(EntryMismatch::Violation(value_owner_mismatch(key, found)));
             }
-            Ok(Found {
-                value: entry.value.clone(),
-                created_ms: entry.created_ms,
-                fresh: self
-                    .fresh_for
-                    .is_fresh(entry.created_ms, || self.map.clock().expiry_now_ms()),
-            })
-        });
-        let counters = self.map.counters();
-        let found = match lookup {
-            Lookup::Hit(Ok(found)) => {
-                counters.record(match found.fresh {
-                    true => Event::HitLocal,
-                    false => Event::Miss,
-                });
-                Some(found)
-            }
-            Lookup::Hit(Err(EntryMismatch::Violation(violation))) => {
-                self.refuse(key, *violation);
-                None
-            }
-            Lookup::Hit(Err(EntryMismatch::Collision)) | Lookup::Miss => {
-                counters.record(Event::Miss);
-                None
-            }
-        };
-        observe::lookup(
-            N::NAME,
-            Tier::Local,
-            found.as_ref().is_some_and(|f| f.fresh),
-        );
-        found
+            read(entry)
+        })
+    }
+
+    /// A lookup that found an entry it cannot use: a violation is refused; all are misses.
+    #[cold]
+    #[inline(never)]
+    fn mismatched<R>(&self, key: &Key<N>, mismatch: EntryMismatch) -> Option<R> {
+        match mismatch {
+            EntryMismatch::Violation(violation) => self.refuse(key, *violation),
+            EntryMismatch::Collision | EntryMismatch::Stale => {}
+        }
+        self.map.counters().record(Event::Miss);
+        None
     }
 
     /// The value for `key`, or else the value `load` returns, which is then inserted.
@@ -643,11 +668,12 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     #[cold]
     #[inline(never)]
     fn refuse(&self, key: &Key<N>, violation: Violation) {
-        let counters = self.map.counters();
-        counters.record(Event::Miss);
-        let disposal = self
-            .refusals
-            .refuse(counters, Tier::Local, key.owner(), violation.into());
+        let disposal = self.refusals.refuse(
+            self.map.counters(),
+            Tier::Local,
+            key.owner(),
+            violation.into(),
+        );
         if disposal == Disposal::Delete {
             // What the map files under `key`'s fingerprint, whichever key its entry carries.
             self.map.remove(&self.fingerprint(key));
@@ -655,12 +681,14 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     }
 }
 
-/// Why a read refused the entry the map handed back.
+/// Why a read did not use the entry the map handed back.
 enum EntryMismatch {
     /// The entry is another key's whose fingerprint is the same: a miss.
     Collision,
     /// The entry is not what `key` may read: counted, reported, removed.
     Violation(Box<Violation>),
+    /// The entry is past its fresh time, kept only for a fail-safe answer: a miss.
+    Stale,
 }
 
 /// The violation of an entry whose value names another owner than `key`'s ([`Owned`] values).
@@ -739,7 +767,7 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCacheBuilder<N, S> {
     }
 
     /// Weighs entries (e.g. by bytes); the capacity is then a total weight. Weights below 1
-    /// count as 1.
+    /// count as 1; an entry weighing more than `u32::MAX` units is not stored.
     pub fn weigher(
         mut self,
         weigh: impl Fn(&Key<N>, &N::Value) -> u64 + Send + Sync + 'static,
