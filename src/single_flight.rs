@@ -457,6 +457,52 @@ mod loom_models {
         });
     }
 
+    /// A background refresh owns its leader and runs as a task of its own (another thread here).
+    /// Whether it finishes or is dropped unfinished (cancelled, or its loader panicked), a caller
+    /// that misses meanwhile gets a value, the refresh's or its own load's, and no two loads of
+    /// the key ever run at once.
+    #[test]
+    fn loom_a_background_refresh_hands_over_whether_it_finishes_or_not() {
+        for finishes in [true, false] {
+            loom::model(move || {
+                let flights = Arc::new(Flights::<Colliding, u8>::default());
+                let loading = Arc::new(AtomicU64::new(0));
+                let Role::Leader(leader) = Flights::join(&flights, &Colliding(1)) else {
+                    panic!("the refresh leads")
+                };
+                let refresh = {
+                    let loading = Arc::clone(&loading);
+                    thread::spawn(move || {
+                        assert_eq!(loading.fetch_add(1, Ordering::AcqRel), 0, "two loads");
+                        loading.fetch_sub(1, Ordering::AcqRel);
+                        match finishes {
+                            true => leader.finish(10),
+                            false => drop(leader),
+                        }
+                    })
+                };
+                let value = loop {
+                    match Flights::join(&flights, &Colliding(1)) {
+                        Role::Leader(leader) => {
+                            assert_eq!(loading.fetch_add(1, Ordering::AcqRel), 0, "two loads");
+                            loading.fetch_sub(1, Ordering::AcqRel);
+                            leader.finish(10);
+                            break 10;
+                        }
+                        Role::Waiter(flight) => {
+                            if let Some(value) = flight.wait_blocking() {
+                                break value;
+                            }
+                        }
+                    }
+                };
+                assert_eq!(value, 10);
+                refresh.join().unwrap();
+                assert_eq!(lock(&flights.map).len(), 0, "every flight ended");
+            });
+        }
+    }
+
     #[test]
     fn loom_colliding_keys_never_share_a_result() {
         loom::model(|| {

@@ -36,6 +36,7 @@ fn main() -> std::process::ExitCode {
         tokio_test(storm_over_http_serves_only_the_owners_thumbnails),
         tokio_test(a_store_that_is_down_is_never_a_5xx),
         tokio_test(a_slow_origin_is_a_503_and_is_not_cached),
+        tokio_test(while_the_origin_is_down_a_cached_thumbnail_is_served_stale_with_its_age),
     ];
     #[cfg(feature = "redis")]
     trials.extend(trials![redis_test(
@@ -772,6 +773,78 @@ async fn a_slow_origin_is_a_503_and_is_not_cached() {
         (2, 2, 0),
         "{stats:?}"
     );
+}
+
+/// An origin outage: a thumbnail cached before is served stale, with its `Age`, only to its
+/// owner; one never cached is a 503; once the origin is back, a fresh one is served.
+async fn while_the_origin_is_down_a_cached_thumbnail_is_served_stale_with_its_age() {
+    let app = App::new(Config {
+        ttl: Duration::from_millis(200),
+        origin: ThumbnailOrigin::new(Duration::ZERO),
+        ..Config::new(Arc::new(MemoryStore::default()), ring())
+    })
+    .unwrap_or_else(|error| panic!("app: {error}"));
+    let server = Server::start(&app).await;
+    let http = http_client();
+    let alice_cam_1 = app::render_thumbnail(&tenant_text("alice"), &device_text("cam-1"), 42);
+    let answer = |path: (&'static str, &'static str, &'static str), user: &'static str| {
+        let request = http
+            .get(server.url(path.0, path.1, path.2))
+            .header(USER_HEADER, user);
+        async move {
+            let response = request
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("GET {path:?}: {e}"));
+            let status = response.status().as_u16();
+            let header = |name| {
+                response
+                    .headers()
+                    .get(name)
+                    .map(|value| value.to_str().unwrap_or("?").to_owned())
+            };
+            let (age, cache_control) = (header("age"), header("cache-control"));
+            let body = response
+                .bytes()
+                .await
+                .unwrap_or_else(|e| panic!("body: {e}"));
+            (status, body, age, cache_control)
+        }
+    };
+
+    let (status, body, age, _) = answer(("alice", "cam-1", "42"), "alice").await;
+    assert_eq!(
+        (status, body, age.as_deref()),
+        (200, alice_cam_1.clone(), Some("0"))
+    );
+    tokio::time::sleep(Duration::from_millis(1_100)).await; // past the TTL, by over a second
+    app.origin().set_down(true);
+    let (status, body, age, cache_control) = answer(("alice", "cam-1", "42"), "alice").await;
+    assert_eq!((status, body), (200, alice_cam_1.clone()), "served stale");
+    assert!(
+        age.is_some_and(|age| age != "0"),
+        "a stale answer says its age"
+    );
+    assert_eq!(cache_control.as_deref(), Some("private, no-cache"));
+    let (status, ..) = answer(("alice", "cam-1", "42"), "bob").await;
+    assert_eq!(status, 403, "never to another user");
+    let (status, body, ..) = answer(("alice", "cam-1", "43"), "alice").await;
+    assert_eq!(
+        (status, &body[..]),
+        (503, &b"thumbnail origin unavailable, retry later\n"[..])
+    );
+
+    app.origin().set_down(false);
+    let (status, body, age, cache_control) = answer(("alice", "cam-1", "42"), "alice").await;
+    assert_eq!(
+        (status, body, age.as_deref()),
+        (200, alice_cam_1, Some("0")),
+        "fresh again"
+    );
+    assert_eq!(cache_control.as_deref(), Some("private, max-age=600"));
+    server.stop().await;
+    let stats = app.thumbnail_stats();
+    assert_eq!(stats.served_stale, 1, "{stats:?}");
 }
 
 fn tenant_text(text: &str) -> TenantId {

@@ -16,6 +16,7 @@ use scoped_cache::{
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// The header an authenticating gateway sets to the caller's user id.
@@ -104,15 +105,31 @@ impl Database {
     }
 }
 
-/// Where thumbnails come from on a miss (an object store, a transcoder): slow, deterministic.
+/// Where thumbnails come from on a miss (an object store, a transcoder): slow, deterministic,
+/// and down when told to be (an outage).
 pub struct ThumbnailOrigin {
     latency: Duration,
+    down: AtomicBool,
 }
+
+/// The origin failed a fetch.
+#[derive(Debug, thiserror::Error)]
+#[error("thumbnail origin is down")]
+pub struct OriginDown;
 
 impl ThumbnailOrigin {
     /// An origin that takes `latency` per thumbnail.
     pub fn new(latency: Duration) -> Self {
-        Self { latency }
+        Self {
+            latency,
+            down: AtomicBool::new(false),
+        }
+    }
+
+    /// From now on every fetch fails (`true`), or succeeds again (`false`).
+    #[cfg_attr(not(test), allow(dead_code))] // an outage, in tests/service_storm.rs
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
     }
 
     async fn fetch(
@@ -120,9 +137,12 @@ impl ThumbnailOrigin {
         user: &TenantId,
         camera: &DeviceId,
         event: u64,
-    ) -> Result<Bytes, Infallible> {
+    ) -> Result<Bytes, OriginDown> {
         tokio::time::sleep(self.latency).await;
-        Ok(render_thumbnail(user, camera, event))
+        match self.down.load(Ordering::SeqCst) {
+            true => Err(OriginDown),
+            false => Ok(render_thumbnail(user, camera, event)),
+        }
     }
 }
 
@@ -172,6 +192,9 @@ pub struct Config {
     pub local_capacity: u64,
     /// How long a thumbnail stays cached.
     pub ttl: Duration,
+    /// How long past its TTL a thumbnail is kept, and served (with an `Age` header) while the
+    /// origin is down or slower than the load timeout.
+    pub stale_for: Duration,
     /// How long a database query or origin fetch may take before the request fails with 503.
     pub load_timeout: Duration,
     /// Called with every cached value the cache refused.
@@ -179,8 +202,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// The demo database, a 20 ms origin, 10,000 thumbnails in-process for 10 minutes, a 2 s load
-    /// timeout, and violations logged to stderr.
+    /// The demo database, a 20 ms origin, 10,000 thumbnails in-process for 10 minutes (then
+    /// served stale for up to an hour while the origin is down), a 2 s load timeout, and
+    /// violations logged to stderr.
     pub fn new(store: Arc<dyn RemoteStore>, key_ring: KeyRing) -> Self {
         Self {
             store,
@@ -189,6 +213,7 @@ impl Config {
             origin: ThumbnailOrigin::new(Duration::from_millis(20)),
             local_capacity: 10_000,
             ttl: Duration::from_secs(600),
+            stale_for: Duration::from_secs(3600),
             load_timeout: Duration::from_secs(2),
             on_violation: Arc::new(log_violation),
         }
@@ -234,6 +259,7 @@ impl App {
             .cache::<Thumbnails>()
             .local_capacity(config.local_capacity)
             .ttl(config.ttl)
+            .stale_for(config.stale_for)
             .load_timeout(Some(config.load_timeout))
             .build()?;
         Ok(Arc::new(Self {
@@ -249,6 +275,12 @@ impl App {
         Router::new()
             .route(THUMBNAIL_ROUTE, get(thumbnail))
             .with_state(Arc::clone(self))
+    }
+
+    /// The thumbnail origin (to take it down and up again, as an outage would).
+    #[cfg_attr(not(test), allow(dead_code))] // an outage, in tests/service_storm.rs
+    pub fn origin(&self) -> &ThumbnailOrigin {
+        &self.origin
     }
 
     /// The counters of the thumbnail cache: hits, loads, refused values by kind…
@@ -331,15 +363,25 @@ async fn thumbnail(
     }
 
     let key = Key::<Thumbnails>::new(user.clone(), camera.clone(), event);
-    let jpeg = app
+    // The fetch may go on after this request is answered (stale), so it owns what it needs.
+    let fetch = {
+        let app = Arc::clone(&app);
+        move || async move { app.origin.fetch(&user, &camera, event).await }
+    };
+    let thumbnail = app
         .thumbnails
-        .get_or_load(&key, || app.origin.fetch(&user, &camera, event))
+        .get_or_refresh(&key, fetch)
         .await
         .map_err(|error| Refusal::Unavailable("thumbnail origin", error))?;
+    // One user's image: no shared HTTP cache may keep it; a stale one is not to be kept at all.
+    let cache_control = match thumbnail.is_stale() {
+        true => "private, no-cache",
+        false => "private, max-age=600",
+    };
     let headers = [
-        (header::CONTENT_TYPE, "image/jpeg"),
-        // One user's image: no shared HTTP cache may keep it.
-        (header::CACHE_CONTROL, "private, max-age=600"),
+        (header::CONTENT_TYPE, "image/jpeg".to_owned()),
+        (header::CACHE_CONTROL, cache_control.to_owned()),
+        (header::AGE, thumbnail.age.as_secs().to_string()),
     ];
-    Ok((headers, jpeg).into_response())
+    Ok((headers, thumbnail.value).into_response())
 }

@@ -10,8 +10,10 @@
 //!
 //! `GET /users/{user}/cameras/{camera}/events/{event}/thumbnail` with the caller's user id in
 //! `x-user-id` (set by an authenticating gateway in a real deployment): 401 without it, 403 for
-//! another user's path or a camera the user does not own, 503 when the database or the origin
-//! fails or is too slow, else the `image/jpeg`. A cache store that fails or lies never makes a
+//! another user's path or a camera the user does not own, else the `image/jpeg`. When the origin
+//! fails or is too slow, a thumbnail cached before is served stale for up to an hour past its
+//! TTL, with its `Age` header and `Cache-Control: private, no-cache`; without one, and when the
+//! database fails, the answer is 503. A cache store that fails or lies never makes a
 //! request fail: its answer is verified, and a refused or missing value is loaded again.
 //!
 //! The key ring's secret comes from `THUMBNAIL_SERVICE_SECRET` (at least 32 bytes, the same on
