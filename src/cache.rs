@@ -23,6 +23,7 @@ use crate::owned;
 use crate::refusal::Refusals;
 use crate::shared::Shared;
 use crate::stats::{Counters, Event, Stats};
+use crate::sync::ConcurrentMap;
 use crate::violation::Tier;
 use std::fmt;
 use std::future::Future;
@@ -90,6 +91,8 @@ struct Inner<N: Namespace> {
     fresh_for: FreshFor,
     /// Stale answers and refreshes ahead, for [`Cache::get_or_refresh`].
     fail_safe: FailSafe,
+    /// Keys with a refresh-ahead task waiting to run or running: one at a time per key.
+    refreshes: ConcurrentMap<Key<N>, (), ahash::RandomState>,
     policy: Policy,
     breaker: Option<Arc<Breaker>>,
     load_timeout: Option<Duration>,

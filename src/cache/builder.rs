@@ -12,6 +12,7 @@ use crate::observe;
 use crate::refusal::Refusals;
 use crate::shared::Shared;
 use crate::stats::Counters;
+use crate::sync::ConcurrentMap;
 use crate::violation::{ViolationReport, ViolationSink};
 use std::sync::Arc;
 use std::time::Duration;
@@ -283,6 +284,7 @@ impl<N: Namespace> CacheBuilder<N> {
                 keep_for,
                 fresh_for,
                 fail_safe: self.fail_safe,
+                refreshes: ConcurrentMap::with_hasher(ahash::RandomState::new()),
                 policy: self.policy,
                 breaker,
                 load_timeout: self.load_timeout,

@@ -230,7 +230,7 @@ impl<N: Namespace> Cache<N> {
         let has_stale = match found {
             Some((found, tier)) if found.fresh => {
                 if self.refresh_due(&found, now_ms) {
-                    self.refresh_ahead(key, ticket, reach, load);
+                    self.refresh_ahead(key, reach, load);
                 }
                 let fetched = Fetched {
                     age: found.age(now_ms),
@@ -290,18 +290,43 @@ impl<N: Namespace> Cache<N> {
         (self.inner.fail_safe.refresh_after).is_some_and(|after| found.age(now_ms) >= after)
     }
 
-    /// Starts one background load of `key` unless one is running.
-    fn refresh_ahead<F, Fut, E>(&self, key: &Key<N>, ticket: Ticket, reach: Reach, load: F)
+    /// Starts one background refresh of `key`, unless one is already waiting to run.
+    ///
+    /// The task joins the key's flight only when it runs: a caller that misses while it waits
+    /// (the value expired first) loads at once rather than waiting behind a task still queued.
+    fn refresh_ahead<F, Fut, E>(&self, key: &Key<N>, reach: Reach, load: F)
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<N::Value, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
     {
-        if let Role::Leader(leader) = Flights::join(&self.inner.flights, key) {
-            let cache = self.clone();
-            let refresh = cache.lead(leader, key.clone(), ticket, reach, load, Lead::Refresh);
-            tokio::spawn(refresh);
+        // Read first: every hit on a due key comes here until its refresh ends.
+        let refreshes = &self.inner.refreshes;
+        if refreshes.get(key).is_some() || refreshes.insert(key.clone(), ()).is_some() {
+            return;
         }
+        let (cache, key) = (self.clone(), key.clone());
+        tokio::spawn(async move {
+            let _pending = PendingRefresh {
+                cache: &cache,
+                key: &key,
+            };
+            let ticket = cache.inner.flights.ticket(&key);
+            // Another caller may have reloaded it while this task waited to run.
+            let found = cache.stale(&key, reach).await;
+            let now_ms = cache.inner.shared.clock.now_ms();
+            if found.is_some_and(|found| found.fresh && !cache.refresh_due(&found, now_ms)) {
+                return;
+            }
+            if let Role::Leader(leader) = Flights::join(&cache.inner.flights, &key) {
+                let refresh =
+                    cache
+                        .clone()
+                        .lead(leader, key.clone(), ticket, reach, load, Lead::Refresh);
+                // A failed refresh leaves the value as it is (counted in `load_errors`).
+                let _ = refresh.await;
+            }
+        });
     }
 
     /// Joins `key`'s flight and waits for its outcome; a caller that comes to lead runs the load
@@ -370,6 +395,18 @@ impl<N: Namespace> Cache<N> {
             counters.record(Event::Refresh);
         }
         (outcome, source)
+    }
+}
+
+/// A refresh waiting to run or running: removed when it ends, however it ends.
+struct PendingRefresh<'a, N: Namespace> {
+    cache: &'a Cache<N>,
+    key: &'a Key<N>,
+}
+
+impl<N: Namespace> Drop for PendingRefresh<'_, N> {
+    fn drop(&mut self) {
+        self.cache.inner.refreshes.remove_if(self.key, |_, _| true);
     }
 }
 
