@@ -217,6 +217,7 @@ pub use local::{LocalCache, LocalCacheBuilder};
 pub use namespace::{MAX_NAMESPACE_LEN, Namespace, NamespaceError, validate_namespace};
 #[cfg(feature = "metrics")]
 pub use observe::describe_metrics;
+pub use observe::{ViolationLog, ViolationLogBuilder, ViolationLogStats};
 pub use owned::Owned;
 pub use refusal::Refusal;
 pub use shared::BreakerSink;

@@ -610,7 +610,7 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
         counters.record(Event::Miss);
         let disposal = self
             .refusals
-            .refuse(counters, Tier::Local, key.owner(), violation.into());
+            .refuse(counters, Tier::Local, key, violation.into());
         if disposal == Disposal::Delete {
             // What the map files under `key`'s fingerprint, whichever key its entry carries.
             self.map.remove(&self.fingerprint(key));
