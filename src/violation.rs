@@ -269,9 +269,9 @@ impl ViolationReport {
         match &self.violation {
             Violation::OwnerMismatch { found, .. } => Some(found),
             Violation::ItemMismatch | Violation::Undecodable => Some(&self.expected),
-            Violation::Malformed { .. } | Violation::BadTag | Violation::NamespaceMismatch { .. } => {
-                None
-            }
+            Violation::Malformed { .. }
+            | Violation::BadTag
+            | Violation::NamespaceMismatch { .. } => None,
         }
     }
 }

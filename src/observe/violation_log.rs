@@ -193,7 +193,10 @@ impl ViolationLog {
         self.sender
             .send(Message::Flush(reply))
             .map_err(|_| gone())?;
-        replied.recv().map_err(|_| gone())?.map_err(io::Error::other)
+        replied
+            .recv()
+            .map_err(|_| gone())?
+            .map_err(io::Error::other)
     }
 
     /// What the log has written and dropped so far.
@@ -563,7 +566,8 @@ mod tests {
         log.flush().unwrap();
         let lines = lines(&path);
         let bob_json = json!({"tenant": "bob", "device": 7});
-        let alice_json = json!({"tenant": {"uuid": "abababab-abab-abab-abab-abababababab"}, "device": 7});
+        let alice_json =
+            json!({"tenant": {"uuid": "abababab-abab-abab-abab-abababababab"}, "device": 7});
         let found: Vec<(&str, &Value)> = lines
             .iter()
             .map(|line| (line["kind"].as_str().unwrap(), &line["found"]))
@@ -606,7 +610,13 @@ mod tests {
         assert_eq!(lines.len() as u64, stats.logged + 1);
         assert_eq!(lines.last().unwrap()["log_full"], true);
         let size = std::fs::metadata(&path).unwrap().len();
-        let marker = std::fs::read_to_string(&path).unwrap().lines().last().unwrap().len() + 1;
+        let marker = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .len()
+            + 1;
         assert!(size - marker as u64 <= 1000, "{size} bytes");
     }
 

@@ -296,13 +296,26 @@ impl Report {
             .into_iter()
             .filter(|kind| *kind != Kind::NotAKey)
             .collect();
-        let _ = write!(out, "\n{:<20} {:>10} {:>10}", "namespace", "entries", "valid");
+        let _ = write!(
+            out,
+            "\n{:<20} {:>10} {:>10}",
+            "namespace", "entries", "valid"
+        );
         for kind in &kinds {
-            let _ = write!(out, " {:>width$}", kind.name(), width = kind.name().len().max(6));
+            let _ = write!(
+                out,
+                " {:>width$}",
+                kind.name(),
+                width = kind.name().len().max(6)
+            );
         }
         out.push('\n');
         for (namespace, counts) in &self.namespaces {
-            let _ = write!(out, "{namespace:<20} {:>10} {:>10}", counts.entries, counts.valid);
+            let _ = write!(
+                out,
+                "{namespace:<20} {:>10} {:>10}",
+                counts.entries, counts.valid
+            );
             for kind in &kinds {
                 let count = counts.refused.get(kind.name()).copied().unwrap_or(0);
                 let _ = write!(out, " {count:>width$}", width = kind.name().len().max(6));

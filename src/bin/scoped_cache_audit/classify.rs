@@ -132,8 +132,12 @@ pub fn classify(
             let mut finding = refused(kind, Some(stored), None, detail);
             // An authentic envelope whose embedded key does not decode (a buggy writer): its
             // tag verified, so it was sealed with the ring all the same.
-            if let (Finding::Refused(refused), Refusal::Violation(Violation::Malformed { reason: Malformed::BadKey })) =
-                (&mut finding, &refusal)
+            if let (
+                Finding::Refused(refused),
+                Refusal::Violation(Violation::Malformed {
+                    reason: Malformed::BadKey,
+                }),
+            ) = (&mut finding, &refusal)
             {
                 refused.authenticated = true;
             }

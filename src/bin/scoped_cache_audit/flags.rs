@@ -139,8 +139,9 @@ mod tests {
     #[test]
     fn flags_parse_and_bad_ones_exit_2() {
         Cli::command().debug_assert();
-        let cli = parse("--redis redis://h --secret-file f --rate 1_000 --namespace thumb --delete")
-            .unwrap();
+        let cli =
+            parse("--redis redis://h --secret-file f --rate 1_000 --namespace thumb --delete")
+                .unwrap();
         assert_eq!(cli.audit.rate, Rate::PerSecond(1000));
         assert!(cli.audit.delete && cli.command.is_none());
         assert!(matches!(

@@ -41,8 +41,8 @@ use clap::Parser;
 use flags::{AuditArgs, Cli, Command, Rate, ReportArgs};
 use indicatif::{ProgressBar, ProgressStyle};
 use scan::{Pacer, Scanner};
-use scoped_cache::store::{RemoteStore, RedisClusterStore};
 use scoped_cache::RedisStore;
+use scoped_cache::store::{RedisClusterStore, RemoteStore};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
@@ -96,7 +96,9 @@ async fn run_audit(args: &AuditArgs) -> Result<audit::Report, Failure> {
     };
     let ring = ring::read_ring(secret_file).map_err(|message| Failure(message, 2))?;
     let unreachable = |message: String| Failure(message, 3);
-    let targets = scan::targets(url, args.timeout).await.map_err(unreachable)?;
+    let targets = scan::targets(url, args.timeout)
+        .await
+        .map_err(unreachable)?;
     let pattern = scan::pattern(args.key_prefix.as_bytes(), args.namespace.as_deref());
     let batch = Pacer::batch(args.rate, args.batch);
     let mut scanners = Vec::with_capacity(targets.len());
@@ -124,7 +126,10 @@ async fn run_audit(args: &AuditArgs) -> Result<audit::Report, Failure> {
     let mut pacer = Pacer::new(args.rate);
     let started = Instant::now();
     let mismatch = |mismatch: SecretMismatch, audit: &Audit| {
-        Failure(secret_mismatch_message(&mismatch, secret_file, audit.deletes()), 4)
+        Failure(
+            secret_mismatch_message(&mismatch, secret_file, audit.deletes()),
+            4,
+        )
     };
     for scanner in &mut scanners {
         while let Some(batch) = scanner.next().await.map_err(unreachable)? {
@@ -234,7 +239,8 @@ fn progress_bar(total: u64, hidden: bool) -> ProgressBar {
 fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), String> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
-    std::fs::write(path, text + "\n").map_err(|error| format!("cannot write {}: {error}", path.display()))
+    std::fs::write(path, text + "\n")
+        .map_err(|error| format!("cannot write {}: {error}", path.display()))
 }
 
 fn report(args: &ReportArgs) -> ExitCode {

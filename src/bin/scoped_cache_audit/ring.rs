@@ -35,11 +35,13 @@ pub fn parse_ring(text: &str) -> Result<KeyRing, String> {
             continue;
         }
         let (id, secret) = parse_line(line).map_err(|why| format!("line {number}: {why}"))?;
-        ring = Some(match ring {
-            None => KeyRing::new(id, &secret),
-            Some(ring) => ring.with_verifier(id, &secret),
-        }
-        .map_err(|error| format!("line {number}: {error}"))?);
+        ring = Some(
+            match ring {
+                None => KeyRing::new(id, &secret),
+                Some(ring) => ring.with_verifier(id, &secret),
+            }
+            .map_err(|error| format!("line {number}: {error}"))?,
+        );
     }
     ring.ok_or_else(|| {
         "no key in it; write one key per line as \"ID base64:SECRET\" or \"ID text:SECRET\"".into()
@@ -79,10 +81,16 @@ mod tests {
         for (bad, says) in [
             ("", "no key"),
             ("1 text:short", "line 1"),
-            ("x text:an old secret of at least thirty-two bytes", "key id"),
+            (
+                "x text:an old secret of at least thirty-two bytes",
+                "key id",
+            ),
             ("1 hex:00", "expected"),
             ("1 base64:***", "base64"),
-            ("1text:an old secret of at least thirty-two bytes", "expected"),
+            (
+                "1text:an old secret of at least thirty-two bytes",
+                "expected",
+            ),
             (
                 "1 text:an old secret of at least thirty-two bytes\n1 text:another secret of at least thirty-two",
                 "line 2",

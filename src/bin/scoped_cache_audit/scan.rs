@@ -81,7 +81,10 @@ fn cluster_url(url: &str) -> Result<Option<(bool, String, Vec<String>)>, String>
         .split(',')
         .map(str::to_owned)
         .collect();
-    if seeds.iter().any(|seed| seed.is_empty() || seed.contains(['/', '?'])) {
+    if seeds
+        .iter()
+        .any(|seed| seed.is_empty() || seed.contains(['/', '?']))
+    {
         return Err(
             "redis cluster url: expected redis-cluster://[user:password@]host:port[,host:port…]"
                 .into(),
@@ -110,7 +113,8 @@ fn primaries(nodes: &str) -> Vec<String> {
 
 fn address(client: &redis::Client) -> String {
     match client.get_connection_info().addr() {
-        redis::ConnectionAddr::Tcp(host, port) | redis::ConnectionAddr::TcpTls { host, port, .. } => {
+        redis::ConnectionAddr::Tcp(host, port)
+        | redis::ConnectionAddr::TcpTls { host, port, .. } => {
             format!("{host}:{port}")
         }
         redis::ConnectionAddr::Unix(path) => path.display().to_string(),
@@ -118,7 +122,10 @@ fn address(client: &redis::Client) -> String {
     }
 }
 
-async fn connect(client: &redis::Client, timeout: Duration) -> Result<MultiplexedConnection, String> {
+async fn connect(
+    client: &redis::Client,
+    timeout: Duration,
+) -> Result<MultiplexedConnection, String> {
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
@@ -281,7 +288,10 @@ mod tests {
     #[test]
     fn patterns_escape_the_prefix() {
         assert_eq!(pattern(b"", None), b"sc1:*");
-        assert_eq!(pattern(b"svc[1]*:", Some("thumb")), b"svc\\[1\\]\\*:sc1:thumb:*");
+        assert_eq!(
+            pattern(b"svc[1]*:", Some("thumb")),
+            b"svc\\[1\\]\\*:sc1:thumb:*"
+        );
     }
 
     #[test]

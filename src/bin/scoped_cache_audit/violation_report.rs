@@ -181,9 +181,7 @@ pub fn read_logs(paths: &[PathBuf]) -> Result<LogReport, String> {
         report.last = Some(last.1);
     }
     let mut pairs: Vec<Pair> = pairs.into_values().collect();
-    pairs.sort_by(|a, b| {
-        (b.count, &a.expected, &a.found).cmp(&(a.count, &b.expected, &b.found))
-    });
+    pairs.sort_by(|a, b| (b.count, &a.expected, &a.found).cmp(&(a.count, &b.expected, &b.found)));
     report.pairs = pairs;
     Ok(report)
 }
