@@ -12,6 +12,9 @@ pub struct Target {
     /// `host:port` (or the socket path), never credentials.
     pub name: String,
     client: redis::Client,
+    /// One server holds every slot: a batch is read with one `MGET`. A cluster node's batch
+    /// spans many slots, which `MGET` refuses (`CROSSSLOT`): a pipeline of `GET`s instead.
+    whole: bool,
 }
 
 /// The servers whose keys make up the store at `url`: the server itself, or every primary of a
@@ -26,6 +29,7 @@ pub async fn targets(url: &str, timeout: Duration) -> Result<Vec<Target>, String
         return Ok(vec![Target {
             name: address(&client),
             client,
+            whole: true,
         }]);
     };
     let scheme = if tls { "rediss" } else { "redis" };
@@ -52,6 +56,7 @@ pub async fn targets(url: &str, timeout: Duration) -> Result<Vec<Target>, String
                         Ok(Target {
                             client: node(&host)?,
                             name: host,
+                            whole: false,
                         })
                     })
                     .collect();
@@ -143,6 +148,7 @@ pub struct Scanner {
     batch: u32,
     cursor: u64,
     done: bool,
+    whole: bool,
 }
 
 impl Scanner {
@@ -171,6 +177,7 @@ impl Scanner {
             batch,
             cursor: 0,
             done: false,
+            whole: target.whole,
         })
     }
 
@@ -203,21 +210,36 @@ impl Scanner {
         if keys.is_empty() {
             return Ok(Some(Vec::new()));
         }
-        // GETs, not MGET: on a cluster node one batch spans many slots.
-        let mut pipeline = redis::pipe();
-        for key in &keys {
-            pipeline.cmd("GET").arg(key);
+        let values: Vec<redis::Value> = if self.whole {
+            redis::cmd("MGET")
+                .arg(&keys)
+                .query_async(&mut self.connection)
+                .await
+                .map_err(|error| format!("{}: MGET: {error}", self.name))?
+        } else {
+            let mut pipeline = redis::pipe();
+            for key in &keys {
+                pipeline.cmd("GET").arg(key);
+            }
+            pipeline
+                .query_async(&mut self.connection)
+                .await
+                .map_err(|error| format!("{}: GET: {error}", self.name))?
+        };
+        if values.len() != keys.len() {
+            return Err(format!(
+                "{}: a batch of {} values for {} keys",
+                self.name,
+                values.len(),
+                keys.len()
+            ));
         }
-        let values: Vec<redis::Value> = pipeline
-            .query_async(&mut self.connection)
-            .await
-            .map_err(|error| format!("{}: GET: {error}", self.name))?;
         Ok(Some(
             keys.into_iter()
                 .zip(values)
                 .map(|(key, value)| match value {
                     redis::Value::BulkString(bytes) => (key, Some(bytes)),
-                    // nil (gone), or a WRONGTYPE error: not a string, so not an entry.
+                    // nil: gone, or (MGET) not a string; a WRONGTYPE error (GET): not a string.
                     _ => (key, None),
                 })
                 .collect(),
