@@ -39,8 +39,8 @@ pub enum Command {
 /// The audit's flags.
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// The store: redis://[user:pass@]host:port[/db], rediss://…, redis+unix:///path, or
-    /// redis-cluster://[user:pass@]host:port[,host:port…] (every primary is scanned)
+    /// The store: redis://USER:PASS@HOST:PORT/DB (credentials and db optional), rediss://…,
+    /// redis+unix:///PATH, or redis-cluster://HOST:PORT,HOST:PORT… (every primary is scanned)
     #[arg(long, value_name = "URL", required = true)]
     pub redis: Option<String>,
     /// The key ring the fleet seals with (see below)
