@@ -13,8 +13,11 @@
 //! - [`Envelope`] seals ([`Envelope::seal`]) and opens ([`Envelope::open`],
 //!   [`Envelope::open_details`] → [`Opened`]) under size limits; [`SealError`] says why a value
 //!   could not be sealed, [`Malformed`] why bytes are not a well-formed envelope.
+//!   [`Envelope::inspect`] → [`Inspected`] verifies an envelope without a typed key and says
+//!   which key it was sealed for, for tools that read a store's entries (the audit).
 //! - [`RawKey`] encodes and decodes the store key an envelope carries (prefix [`KEY_PREFIX`];
-//!   [`KeyDecodeError`] when bytes are not a key), without a [`Namespace`] type.
+//!   [`KeyDecodeError`] when bytes are not a key), without a [`Namespace`] type; [`Escaped`]
+//!   writes one as text.
 //! - [`MAGIC`], [`FORMAT_VERSION`], [`MAX_KEY_LEN`], [`DEFAULT_MAX_PAYLOAD`] and [`NEVER`] are the
 //!   format's constants.
 //!
@@ -36,7 +39,7 @@ use crate::violation::Violation;
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub use crate::clock::NEVER;
-pub use crate::key::{KEY_PREFIX, KeyDecodeError, RawKey};
+pub use crate::key::{Escaped, KEY_PREFIX, KeyDecodeError, RawKey};
 pub use crate::violation::Malformed;
 
 /// The first four bytes of every envelope. The high first byte keeps text from passing for one.
@@ -127,6 +130,33 @@ pub struct Opened {
     pub created_ms: u64,
     /// When it expires, in ms since the Unix epoch ([`NEVER`] if it does not).
     pub expires_ms: u64,
+}
+
+/// What an authentic envelope was sealed for; from [`Envelope::inspect`]. Every field is
+/// authenticated by the envelope's tag. The payload is left out: a tool that inspects a store
+/// has no use for another owner's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Inspected {
+    /// The key the envelope was sealed for.
+    pub key: RawKey,
+    /// The schema its namespace had when it was sealed.
+    pub schema: u16,
+    /// The id of the MAC key that sealed it.
+    pub key_id: KeyId,
+    /// When it was sealed, in ms since the Unix epoch.
+    pub created_ms: u64,
+    /// When it expires, in ms since the Unix epoch ([`NEVER`] if it does not).
+    pub expires_ms: u64,
+    /// The payload's length in bytes.
+    pub payload_len: usize,
+}
+
+impl Inspected {
+    /// Whether it has expired at `now_ms`, by the rule [`Envelope::open`] applies.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        is_expired(self.expires_ms, || now_ms)
+    }
 }
 
 /// Seals and opens envelopes under size limits.
@@ -397,6 +427,69 @@ impl Envelope {
         )
     }
 
+    /// Verifies `sealed` without a key to open it for, and says what it was sealed for: the
+    /// tool for reading a store whose namespaces this program has no types for (an audit of
+    /// the shared keyspace).
+    ///
+    /// It runs steps 1 to 3 of [`Envelope::open`] (structure, key id, tag) and then decodes
+    /// the embedded key; it checks neither the key, the schema nor the expiry, and returns no
+    /// payload. Whoever calls it decides what the envelope should have been sealed for, and
+    /// compares: an entry of a store is valid only when [`Inspected::key`] is the key it is
+    /// stored under and it has not expired ([`Inspected::is_expired`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use scoped_cache::{DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, TenantId};
+    /// # use scoped_cache::envelope::{Envelope, RawKey};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let ring = KeyRing::new(KeyId(1), &[42; 32])?;
+    /// let alices = Key::<Thumbnails>::new(TenantId::new("alice")?, DeviceId::new("cam-7")?, 9);
+    /// let sealed = Envelope::default().seal(&alices, b"jpeg", 1_000, 61_000, &ring)?;
+    ///
+    /// // Found under bob's store key: what is inside is authentic, and alice's.
+    /// let stored_under = RawKey::decode(&Key::<Thumbnails>::new(TenantId::new("bob")?, DeviceId::new("cam-7")?, 9).encode())?;
+    /// let inspected = Envelope::default().inspect(&sealed, &ring)?;
+    /// assert_eq!(&inspected.key.owner, alices.owner());
+    /// assert_ne!(inspected.key, stored_under);
+    /// assert_eq!((inspected.schema, inspected.key_id, inspected.payload_len), (1, KeyId(1), 4));
+    /// assert!(inspected.is_expired(61_000));
+    ///
+    /// // Another secret: nothing inside is believed.
+    /// let other_ring = KeyRing::new(KeyId(1), &[7; 32])?;
+    /// assert!(Envelope::default().inspect(&sealed, &other_ring).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Violation::Malformed`] for bytes that are not a well-formed envelope (and
+    /// [`Malformed::BadKey`] for an authentic one whose embedded key does not decode),
+    /// [`Freshness::UnknownKey`] for a key id not in `ring`, [`Violation::BadTag`] when the tag
+    /// does not verify.
+    pub fn inspect(&self, sealed: &[u8], ring: &KeyRing) -> Result<Inspected, Refusal> {
+        let fields = self.authenticate(sealed, ring)?;
+        let embedded_key = &sealed[HEADER_LEN..HEADER_LEN + fields.key_len];
+        let key = RawKey::decode(embedded_key).map_err(|_| Violation::Malformed {
+            reason: Malformed::BadKey,
+        })?;
+        Ok(Inspected {
+            key,
+            schema: fields.schema,
+            key_id: fields.key_id,
+            created_ms: fields.created_ms,
+            expires_ms: fields.expires_ms,
+            payload_len: sealed.len() - TAG_LEN - fields.payload_start,
+        })
+    }
+
     pub(crate) fn seal_encoded(
         &self,
         schema: u16,
@@ -463,16 +556,7 @@ impl Envelope {
         now_ms: u64,
         ring: &KeyRing,
     ) -> Result<Opened, Refusal> {
-        let fields = self.parse(sealed)?;
-        let mac_key = ring
-            .verifying_key(fields.key_id)
-            .ok_or(Freshness::UnknownKey {
-                key_id: fields.key_id,
-            })?;
-        let (signed, tag) = sealed.split_at(sealed.len() - TAG_LEN);
-        if !mac_key.verify(signed, tag) {
-            return Err(Violation::BadTag.into());
-        }
+        let fields = self.authenticate(sealed, ring)?;
         // Authenticated from here on: the fields may be reported.
         let embedded_key = &sealed[HEADER_LEN..HEADER_LEN + fields.key_len];
         if !is_key(embedded_key) {
@@ -497,6 +581,22 @@ impl Envelope {
             created_ms: fields.created_ms,
             expires_ms: fields.expires_ms,
         })
+    }
+
+    /// Checks the structure, finds the MAC key and verifies the tag: steps 1 to 3 of
+    /// [`Envelope::open`], the part that needs no requested key.
+    fn authenticate(&self, sealed: &[u8], ring: &KeyRing) -> Result<Fields, Refusal> {
+        let fields = self.parse(sealed)?;
+        let mac_key = ring
+            .verifying_key(fields.key_id)
+            .ok_or(Freshness::UnknownKey {
+                key_id: fields.key_id,
+            })?;
+        let (signed, tag) = sealed.split_at(sealed.len() - TAG_LEN);
+        if !mac_key.verify(signed, tag) {
+            return Err(Violation::BadTag.into());
+        }
+        Ok(fields)
     }
 
     /// Checks the structure and reads the fixed fields. Nothing here is authenticated yet.

@@ -1,8 +1,10 @@
 //! Keys: who owns a value (`Owner`) and which value it is (`Key<N>`).
 
 mod encoding;
+mod escaped;
 
 pub use encoding::{KEY_PREFIX, KeyDecodeError, RawKey};
+pub use escaped::Escaped;
 
 use crate::id::{DeviceId, TenantId};
 use crate::item::ItemKey;

@@ -148,10 +148,12 @@
 //! | `serde` | off | `Postcard<T>`: a codec for any `Serialize + DeserializeOwned` value | none / serde and postcard |
 //! | `tracing` | off | a `DEBUG` span per [`Cache`] operation (`get`, `get_many`, `insert`, `invalidate`, `get_or_load`; fields `namespace`, `outcome`), an `ERROR` event per violation (`namespace`, `tier`, `kind`); target `scoped_cache` | none (compiled out) / a span per operation, free when its level is disabled |
 //! | `metrics` | off | counters for hits and misses per tier, loads, load errors, violations by kind; the breaker state gauge; an operation latency histogram (`describe_metrics` lists them) | none (compiled out) / a clock read and a few recorder calls per operation |
+//! | `audit` | off | the `scoped-cache-audit` binary: audits a Redis keyspace and reports over violation logs (`docs/INCIDENT.md`); enables `redis-cluster` | none / clap, serde_json, base64, indicatif for the binary; the library is unchanged |
 //!
 //! Spans, events and metric labels never carry a tenant, device or item: only the namespace,
 //! tier, operation, outcome and violation kind. The expected and found owners of a violation go
-//! to the violation sink only. [`Stats`] are always available, with or without these features.
+//! to the violation sink only; [`ViolationLog`] is a ready sink that writes them to a file for
+//! `scoped-cache-audit report`. [`Stats`] are always available, with or without these features.
 //!
 //! ## Minimum supported Rust version
 //!
@@ -219,6 +221,7 @@ pub use local::{LocalCache, LocalCacheBuilder};
 pub use namespace::{MAX_NAMESPACE_LEN, Namespace, NamespaceError, validate_namespace};
 #[cfg(feature = "metrics")]
 pub use observe::describe_metrics;
+pub use observe::{ViolationLog, ViolationLogBuilder, ViolationLogStats};
 pub use owned::Owned;
 pub use refusal::Refusal;
 pub use shared::BreakerSink;

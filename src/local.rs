@@ -668,12 +668,9 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
     #[cold]
     #[inline(never)]
     fn refuse(&self, key: &Key<N>, violation: Violation) {
-        let disposal = self.refusals.refuse(
-            self.map.counters(),
-            Tier::Local,
-            key.owner(),
-            violation.into(),
-        );
+        let disposal =
+            self.refusals
+                .refuse(self.map.counters(), Tier::Local, key, violation.into());
         if disposal == Disposal::Delete {
             // What the map files under `key`'s fingerprint, whichever key its entry carries.
             self.map.remove(&self.fingerprint(key));

@@ -1,18 +1,22 @@
 //! Instrumentation: spans and violation events through `tracing` (feature `tracing`), counters,
-//! a gauge and a latency histogram through `metrics` (feature `metrics`).
+//! a gauge and a latency histogram through `metrics` (feature `metrics`); and the violation log
+//! ([`ViolationLog`], always available), a violation sink that writes reports to a file.
 //!
-//! Nothing here ever names a tenant, device or item: spans, events and labels carry the
-//! namespace, the tier, the operation, its outcome and violation kinds only (all `&'static str`
-//! from a fixed set). Without either feature every function is empty and [`Op`] is zero-sized, so
+//! Spans, events and labels never name a tenant, device or item: they carry the namespace, the
+//! tier, the operation, its outcome and violation kinds only (all `&'static str` from a fixed
+//! set). Owners and keys go only where the application sends its violation reports, such as a
+//! `ViolationLog`. Without either feature every function is empty and [`Op`] is zero-sized, so
 //! the call sites compile to nothing; there is no runtime switch.
 
 #[cfg(feature = "metrics")]
 mod meters;
 #[cfg(feature = "tracing")]
 mod spans;
+mod violation_log;
 
 #[cfg(feature = "metrics")]
 pub use meters::describe_metrics;
+pub use violation_log::{ViolationLog, ViolationLogBuilder, ViolationLogStats};
 
 use crate::breaker::BreakerState;
 use crate::error::LoadError;
@@ -212,7 +216,6 @@ pub(crate) fn freshness(namespace: &'static str, tier: Tier, kind: FreshnessKind
 }
 
 /// The label value of a tier.
-#[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(dead_code))]
 pub(crate) const fn tier_name(tier: Tier) -> &'static str {
     match tier {
         Tier::Local => "local",

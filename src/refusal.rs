@@ -2,7 +2,8 @@
 //! theirs to.
 
 use crate::freshness::Freshness;
-use crate::key::Owner;
+use crate::key::Key;
+use crate::namespace::Namespace;
 use crate::observe;
 use crate::stats::{Counters, Event};
 use crate::violation::{Tier, Violation, ViolationReport, ViolationSink};
@@ -111,13 +112,13 @@ impl Refusals {
         Self { namespace, sink }
     }
 
-    /// Counts `refusal` of a value `tier` held for a key of `expected`; reports a violation.
+    /// Counts `refusal` of a value `tier` held for `key`; reports a violation.
     #[cold]
-    pub(crate) fn refuse(
+    pub(crate) fn refuse<N: Namespace>(
         &self,
         counters: &Counters,
         tier: Tier,
-        expected: &Owner,
+        key: &Key<N>,
         refusal: Refusal,
     ) -> Disposal {
         match refusal {
@@ -133,8 +134,9 @@ impl Refusals {
                     sink(&ViolationReport {
                         namespace: self.namespace,
                         tier,
-                        expected: expected.clone(),
+                        expected: key.owner().clone(),
                         violation,
+                        key: key.encode(),
                     });
                 }
                 Disposal::Delete

@@ -38,4 +38,4 @@ mod timer;
 
 pub use down_store::DownStore;
 pub use fault::{FaultCounts, FaultKind, FaultRates, FaultRatesError};
-pub use faulty_store::{FaultObserver, FaultyStore, FaultyStoreBuilder};
+pub use faulty_store::{FaultObserver, FaultyStore, FaultyStoreBuilder, MisdirectObserver};

@@ -211,6 +211,69 @@ pub struct ViolationReport {
     pub expected: Owner,
     /// What was wrong.
     pub violation: Violation,
+    /// The encoded key of the read ([`Key::encode`](crate::Key::encode)): for the remote tier,
+    /// the store key the refused value was read under (without a store's own key prefix). Show
+    /// it with [`Escaped`](crate::envelope::Escaped).
+    pub key: Vec<u8>,
+}
+
+impl ViolationReport {
+    /// The owner whose data the refused value is, when the value proved it: the authenticated
+    /// owner inside it. `None` when nothing inside was believed (a bad tag, malformed bytes) or
+    /// the report does not carry it (a value of another namespace, whose namespace
+    /// [`Violation::NamespaceMismatch`] names).
+    ///
+    /// For [`Violation::OwnerMismatch`] that is its `found` owner; for
+    /// [`Violation::ItemMismatch`] and [`Violation::Undecodable`] the value was sealed for the
+    /// expected owner itself (another of its items, or a payload its codec cannot read), so it
+    /// is [`expected`](Self::expected). Never an owner the stored bytes merely claim.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use scoped_cache::{Client, DeviceId, Key, KeyId, KeyRing, MemoryStore, Namespace, RawBytes, TenantId};
+    /// use scoped_cache::store::RemoteStore;
+    /// use std::sync::{Arc, Mutex};
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let store = Arc::new(MemoryStore::default());
+    /// let found = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = found.clone();
+    /// let client = Client::builder()
+    ///     .key_ring(KeyRing::new(KeyId(1), &[42; 32])?)
+    ///     .remote_shared(store.clone())
+    ///     .on_violation(move |report| sink.lock().unwrap().push((report.found_owner().cloned(), report.key.clone())))
+    ///     .build()?;
+    /// let thumbs = client.cache::<Thumbnails>().local_capacity(0).build()?;
+    /// let alice = Key::new(TenantId::new("alice")?, DeviceId::new("cam-7")?, 9);
+    /// let bob = Key::new(TenantId::new("bob")?, DeviceId::new("cam-7")?, 9);
+    /// thumbs.insert(&alice, bytes::Bytes::from_static(b"alice's jpeg")).await?;
+    /// store.set(&bob.encode(), store.get(&alice.encode()).await?.unwrap(), None).await?;
+    /// store.set(&Key::<Thumbnails>::new(TenantId::new("bob")?, DeviceId::new("cam-7")?, 10).encode(), "forged".into(), None).await?;
+    ///
+    /// assert_eq!(thumbs.get(&bob).await, None);
+    /// assert_eq!(thumbs.get(&Key::new(TenantId::new("bob")?, DeviceId::new("cam-7")?, 10)).await, None);
+    /// let found = found.lock().unwrap();
+    /// assert_eq!(found[0], (Some(alice.owner().clone()), bob.encode())); // proven alice's
+    /// assert_eq!(found[1].0, None); // not an envelope: it proves nothing
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    pub fn found_owner(&self) -> Option<&Owner> {
+        match &self.violation {
+            Violation::OwnerMismatch { found, .. } => Some(found),
+            Violation::ItemMismatch | Violation::Undecodable => Some(&self.expected),
+            Violation::Malformed { .. }
+            | Violation::BadTag
+            | Violation::NamespaceMismatch { .. } => None,
+        }
+    }
 }
 
 /// A callback that receives every violation report, e.g. to page an operator.

@@ -120,6 +120,10 @@ pub struct Config {
     /// Also write the report as JSON to PATH
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
+    /// Also log every violation to PATH (a ViolationLog) and check that the report over it
+    /// names exactly the owner pairs the injected swap and confuse faults mixed up
+    #[arg(long, value_name = "PATH")]
+    pub violation_log: Option<PathBuf>,
 }
 
 impl Default for Config {

@@ -57,9 +57,16 @@
 //! envelope read from the store without any check, no single-flight. It reports how many wrong
 //! values it served, side by side with the verified run.
 //!
-//! Exit status: 0 when the verified run leaked nothing and every injected fault was refused;
-//! 1 when a value leaked or an injected fault went unrefused; 2 for bad flags; 3 when the
-//! runtime, the backend or the JSON report failed.
+//! **The violation log.** `--violation-log PATH` also sends the verified run's violation
+//! reports to a `ViolationLog` at PATH, then reads it back with the code of
+//! `scoped-cache-audit report` (`violation_check`) and compares its (expected, found) owner
+//! pairs and counts with the harness's ground truth: which owner's stored value each injected
+//! `swap` and `confuse` handed to which owner's read.
+//!
+//! Exit status: 0 when the verified run leaked nothing and every injected fault was refused
+//! (and, with `--violation-log`, the log's report equals the ground truth); 1 when a value
+//! leaked, an injected fault went unrefused or the log's report differs; 2 for bad flags; 3
+//! when the runtime, the backend, the JSON report or the violation log failed.
 //!
 //! **The code.** `config` is the flags (clap derive: their defaults and `--help`), which `flags`
 //! reads and checks; `run` runs the storm once: the `backend` under a `FaultyStore`,
@@ -85,6 +92,7 @@ mod run;
 mod session;
 mod sink_log;
 mod timeline;
+mod violation_check;
 mod yesterday;
 
 use flags::parse_flags;
@@ -134,22 +142,34 @@ fn main() -> ExitCode {
         };
         Ok::<_, String>((verified, naive))
     });
-    let (verified, naive) = match runs {
+    let (mut verified, naive) = match runs {
         Ok(runs) => runs,
         Err(error) => {
             eprintln!("storm: {error}");
             return ExitCode::from(3);
         }
     };
+    let violation_check = verified.violation_check.take();
     let report = Report::new(&config, verified, naive);
     println!("{}", report.summary());
+    let log_matches = match violation_check.map(|check| check.verdict()) {
+        None => true,
+        Some(Ok((summary, equal))) => {
+            println!("{summary}");
+            equal
+        }
+        Some(Err(error)) => {
+            eprintln!("storm: {error}");
+            return ExitCode::from(3);
+        }
+    };
     if let Some(path) = &config.json
         && let Err(error) = report.write_json(path)
     {
         eprintln!("storm: {error}");
         return ExitCode::from(3);
     }
-    if report.ok() {
+    if report.ok() && log_matches {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -4,6 +4,7 @@ use crate::latency::Latency;
 use crate::origin::OriginSummary;
 use crate::session::Tally;
 use crate::timeline::Interval;
+use crate::violation_check::ViolationCheck;
 use scoped_cache::Stats;
 use scoped_cache::testing::FaultCounts;
 use std::time::Duration;
@@ -45,4 +46,6 @@ pub struct Measured {
     pub prepared: Duration,
     /// Per interval of `--timeline`; empty without it.
     pub timeline: Vec<Interval>,
+    /// `--violation-log`: the verified run's log and ground truth.
+    pub violation_check: Option<ViolationCheck>,
 }

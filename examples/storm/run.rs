@@ -13,6 +13,7 @@ use crate::progress::progress_bar;
 use crate::session::{Tally, session};
 use crate::sink_log::SinkLog;
 use crate::timeline::{Sample, intervals};
+use crate::violation_check::ViolationCheck;
 use crate::yesterday::remember_yesterday;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
@@ -156,12 +157,27 @@ pub async fn run(
             }
         }
     };
+    let violation_check = match (&config.violation_log, naive) {
+        (Some(path), false) => Some(ViolationCheck::open(path)?),
+        _ => None,
+    };
+    let misdirected = {
+        let truth = violation_check
+            .as_ref()
+            .map(|check| Arc::clone(&check.truth));
+        move |read: &[u8], source: &[u8], _: FaultKind| {
+            if let Some(truth) = &truth {
+                truth.record(read, source);
+            }
+        }
+    };
     let store = Arc::new(
         FaultyStore::builder(backend)
             .seed(config.seed)
             .rates(config.faults)
             .history(3, config.population().keys() as usize)
             .on_fault(observer)
+            .on_misdirected(misdirected)
             .build()
             .map_err(|error| error.to_string())?,
     );
@@ -186,11 +202,17 @@ pub async fn run(
         })
     } else {
         let sink = Arc::clone(&sink);
+        let log = violation_check.as_ref().map(|check| check.log.sink());
         let breaker_origin = Arc::clone(&origin);
         let client = Client::builder()
             .key_ring(ring)
             .remote_shared(store.clone())
-            .on_violation(move |report| sink.record(report))
+            .on_violation(move |report| {
+                sink.record(report);
+                if let Some(log) = &log {
+                    log(report);
+                }
+            })
             .on_breaker(move |event| {
                 // Either breaker's change ends every fill (writes were or will be skipped); only
                 // the namespace's makes loads bypass the cache tiers.
@@ -372,5 +394,6 @@ pub async fn run(
         elapsed,
         prepared,
         timeline,
+        violation_check,
     })
 }

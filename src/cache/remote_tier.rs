@@ -131,7 +131,7 @@ impl<N: Namespace> Cache<N> {
         let inner = &*self.inner;
         let disposal = inner
             .refusals
-            .refuse(&inner.counters, Tier::Remote, key.owner(), refusal);
+            .refuse(&inner.counters, Tier::Remote, key, refusal);
         if let (Disposal::Delete, Some(remote)) = (disposal, &inner.shared.remote) {
             let call = remote.store.delete_if(encoded, refused);
             let _ = inner

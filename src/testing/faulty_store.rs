@@ -25,6 +25,10 @@ const DEFAULT_HISTORY_KEYS: usize = 1 << 20;
 /// [`FaultyStoreBuilder::on_fault`].
 pub type FaultObserver = Arc<dyn Fn(&[u8], FaultKind) + Send + Sync>;
 
+/// Called with the key read, the key whose stored value was handed out instead, and the kind
+/// (`swap` or `confuse`); see [`FaultyStoreBuilder::on_misdirected`].
+pub type MisdirectObserver = Arc<dyn Fn(&[u8], &[u8], FaultKind) + Send + Sync>;
+
 /// A [`RemoteStore`] that wraps another and, at seeded per-kind rates, answers reads with the
 /// wrong bytes, an error, or late, counting every fault it injects.
 ///
@@ -104,6 +108,7 @@ pub struct FaultyStore<S: RemoteStore> {
     recent: Option<Mutex<Recent>>,
     history: Option<History>,
     observer: Option<FaultObserver>,
+    misdirected: Option<MisdirectObserver>,
     reads: AtomicU64,
     injected: [AtomicU64; FaultKind::ALL.len()],
 }
@@ -132,6 +137,7 @@ impl<S: RemoteStore> FaultyStore<S> {
             history_depth: DEFAULT_HISTORY_DEPTH,
             history_keys: DEFAULT_HISTORY_KEYS,
             observer: None,
+            misdirected: None,
         }
     }
 
@@ -193,7 +199,13 @@ impl<S: RemoteStore> FaultyStore<S> {
             wrong.map_or(Attempt::NotMade, |v| Attempt::Injected(Ok(Some(v))))
         };
         match kind {
-            FaultKind::Swap => made(self.swapped(key)),
+            FaultKind::Swap => match self.swapped(key) {
+                Some((source, value)) => {
+                    self.misdirect(key, &source, kind);
+                    Attempt::Injected(Ok(Some(value)))
+                }
+                None => Attempt::NotMade,
+            },
             FaultKind::Confuse => self.confused(key).await,
             FaultKind::Corrupt | FaultKind::Truncate => self.damaged(kind, key).await,
             FaultKind::Stale => made(
@@ -221,8 +233,15 @@ impl<S: RemoteStore> FaultyStore<S> {
         }
     }
 
-    /// A recently written value of another key.
-    fn swapped(&self, key: &[u8]) -> Option<Bytes> {
+    /// Tells the misdirect observer which key's value a read of `key` is handed.
+    fn misdirect(&self, key: &[u8], source: &[u8], kind: FaultKind) {
+        if let Some(observer) = &self.misdirected {
+            observer(key, source, kind);
+        }
+    }
+
+    /// A recently written value of another key, with that key.
+    fn swapped(&self, key: &[u8]) -> Option<(Bytes, Bytes)> {
         let recent = lock(self.recent.as_ref()?);
         recent.other_than(key, self.rng.below(recent.len()))
     }
@@ -243,9 +262,13 @@ impl<S: RemoteStore> FaultyStore<S> {
         let confused = RawKey {
             owner: exchanged,
             ..raw
-        };
-        match self.inner.get(&confused.encode()).await {
-            Ok(Some(value)) => Attempt::Injected(Ok(Some(value))),
+        }
+        .encode();
+        match self.inner.get(&confused).await {
+            Ok(Some(value)) => {
+                self.misdirect(key, &confused, FaultKind::Confuse);
+                Attempt::Injected(Ok(Some(value)))
+            }
             Ok(None) => Attempt::NotMade,
             // An error of the inner store is its own, not a fault: passed through uncounted.
             Err(error) => Attempt::Truthful(Err(error)),
@@ -351,6 +374,7 @@ pub struct FaultyStoreBuilder<S: RemoteStore> {
     history_depth: usize,
     history_keys: usize,
     observer: Option<FaultObserver>,
+    misdirected: Option<MisdirectObserver>,
 }
 
 impl<S: RemoteStore> FaultyStoreBuilder<S> {
@@ -418,6 +442,39 @@ impl<S: RemoteStore> FaultyStoreBuilder<S> {
         self
     }
 
+    /// Calls `observer` with the key read, the key whose stored value a `swap` or `confuse`
+    /// handed out instead, and the kind, as each such fault is made: the ground truth of which
+    /// owner's data was offered to which (the value is what the inner store holds for, or was
+    /// last given under, that key). Like [`on_fault`](Self::on_fault) it runs on the reading
+    /// task: keep it short, and do not call the store from it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use scoped_cache::store::{MemoryStore, RemoteStore};
+    /// use scoped_cache::testing::{FaultKind, FaultyStore};
+    /// use std::sync::{Arc, Mutex};
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = seen.clone();
+    /// let store = FaultyStore::builder(MemoryStore::default())
+    ///     .rate(FaultKind::Swap, 1.0)
+    ///     .on_misdirected(move |read, source, kind| log.lock().unwrap().push((read.to_vec(), source.to_vec(), kind)))
+    ///     .build()?;
+    /// store.set(b"a", "a's value".into(), None).await?;
+    /// store.set(b"b", "b's value".into(), None).await?;
+    /// assert_eq!(store.get(b"b").await?.as_deref(), Some(&b"a's value"[..]));
+    /// assert_eq!(*seen.lock().unwrap(), [(b"b".to_vec(), b"a".to_vec(), FaultKind::Swap)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    pub fn on_misdirected(
+        mut self,
+        observer: impl Fn(&[u8], &[u8], FaultKind) + Send + Sync + 'static,
+    ) -> Self {
+        self.misdirected = Some(Arc::new(observer));
+        self
+    }
+
     /// Builds the store.
     ///
     /// # Errors
@@ -447,6 +504,7 @@ impl<S: RemoteStore> FaultyStoreBuilder<S> {
                 .then(|| Mutex::new(Recent::new(self.swap_pool))),
             history: remembers.then(|| History::new(self.history_depth, self.history_keys)),
             observer: self.observer,
+            misdirected: self.misdirected,
             reads: AtomicU64::new(0),
             injected: Default::default(),
         }
@@ -482,14 +540,14 @@ impl Recent {
         self.next = (self.next + 1) % self.capacity;
     }
 
-    /// The first value, scanning from `start` and wrapping, whose key is not `key`.
-    fn other_than(&self, key: &[u8], start: usize) -> Option<Bytes> {
+    /// The first (key, value), scanning from `start` and wrapping, whose key is not `key`.
+    fn other_than(&self, key: &[u8], start: usize) -> Option<(Bytes, Bytes)> {
         let (before, after) = self.pairs.split_at(start.min(self.pairs.len()));
         after
             .iter()
             .chain(before)
             .find(|(other, _)| other.as_ref() != key)
-            .map(|(_, value)| value.clone())
+            .cloned()
     }
 }
 
@@ -853,7 +911,10 @@ mod tests {
             recent.push(Bytes::from(vec![i]), Bytes::from(vec![i]));
         }
         assert_eq!(recent.len(), 3);
-        assert_eq!(recent.other_than(&[9], 100), Some(Bytes::from(vec![7])));
+        assert_eq!(
+            recent.other_than(&[9], 100),
+            Some((Bytes::from(vec![7]), Bytes::from(vec![7])))
+        );
         assert_eq!(Recent::new(0).other_than(b"x", 0), None);
     }
 }
