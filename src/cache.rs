@@ -91,6 +91,9 @@ struct Inner<N: Namespace> {
     fresh_for: FreshFor,
     /// Stale answers and refreshes ahead, for [`Cache::get_or_refresh`].
     fail_safe: FailSafe,
+    /// Keys whose last load failed, answered stale without a load until the time given (the
+    /// fail-safe throttle), with that load's error.
+    failed_loads: ConcurrentMap<Key<N>, (u64, LoadError), ahash::RandomState>,
     /// Keys with a refresh-ahead task waiting to run or running: one at a time per key.
     refreshes: ConcurrentMap<Key<N>, (), ahash::RandomState>,
     policy: Policy,

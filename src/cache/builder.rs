@@ -203,6 +203,14 @@ impl<N: Namespace> CacheBuilder<N> {
         self
     }
 
+    /// After a load fails and a stale value answered for it, how long further calls for that key
+    /// are answered with the stale value without another load (default 1 s; `None`: every call
+    /// tries the origin again). Keeps a failing origin from being asked once per request.
+    pub fn fail_safe_throttle(mut self, throttle: Option<Duration>) -> Self {
+        self.fail_safe.throttle = throttle;
+        self
+    }
+
     /// Builds the cache.
     ///
     /// # Errors
@@ -285,6 +293,7 @@ impl<N: Namespace> CacheBuilder<N> {
                 fresh_for,
                 fail_safe: self.fail_safe,
                 refreshes: ConcurrentMap::with_hasher(ahash::RandomState::new()),
+                failed_loads: ConcurrentMap::with_hasher(ahash::RandomState::new()),
                 policy: self.policy,
                 breaker,
                 load_timeout: self.load_timeout,

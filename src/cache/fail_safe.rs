@@ -17,11 +17,28 @@ use std::future::Future;
 use std::time::Duration;
 
 /// A namespace's fail-safe settings (see [`CacheBuilder::stale_for`](super::CacheBuilder::stale_for)).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(super) struct FailSafe {
     pub(super) stale_for: Option<Duration>,
     pub(super) refresh_after: Option<Duration>,
     pub(super) soft_timeout: Option<Duration>,
+    /// After a load fails, how long its key is answered stale without another load.
+    pub(super) throttle: Option<Duration>,
+}
+
+/// The fail-safe throttle unless set otherwise: one load attempt per key per second while the
+/// origin fails.
+pub(super) const DEFAULT_FAIL_SAFE_THROTTLE: Duration = Duration::from_secs(1);
+
+impl Default for FailSafe {
+    fn default() -> Self {
+        Self {
+            stale_for: None,
+            refresh_after: None,
+            soft_timeout: None,
+            throttle: Some(DEFAULT_FAIL_SAFE_THROTTLE),
+        }
+    }
 }
 
 impl FailSafe {
@@ -129,7 +146,11 @@ impl<N: Namespace> Cache<N> {
     ///   key's last value is returned if it is within its stale time *when it is returned*,
     ///   marked [`stale`](Fetched::stale). It is the key's own value, verified like any other;
     ///   never one that was invalidated, sealed under another `SCHEMA`, or past TTL +
-    ///   `stale_for`. Without one, the load's error is returned;
+    ///   `stale_for`. Without one, the load's error is returned. After a failed load, calls
+    ///   for that key within the [fail-safe
+    ///   throttle](super::CacheBuilder::fail_safe_throttle) (1 s by default) are answered
+    ///   stale without another load, so a failing origin is asked about each key once a
+    ///   throttle, not once a request;
     /// - with [`refresh_after`](super::CacheBuilder::refresh_after), a fresh value older than
     ///   that is returned at once and one load of the key starts in the background (none if one
     ///   is already running).
@@ -239,7 +260,14 @@ impl<N: Namespace> Cache<N> {
                 };
                 return (Ok(fetched), Outcome::read(Some(tier)));
             }
-            found => found.is_some(),
+            Some((stale, _)) => {
+                // Its last load failed a moment ago: answer stale without asking the origin.
+                if let Some(error) = self.throttled(key, now_ms) {
+                    return self.serve_stale(stale, StaleReason::LoadFailed(error));
+                }
+                true
+            }
+            None => false,
         };
         let mut loading = std::pin::pin!(self.load_detachable(key, ticket, reach, load));
         let loaded = match (has_stale, inner.fail_safe.soft_timeout) {
@@ -249,21 +277,26 @@ impl<N: Namespace> Cache<N> {
             _ => Ok(loading.as_mut().await),
         };
         let reason = match loaded {
-            Ok((Ok(value), source)) => return (Ok(Fetched::loaded(value)), observed(source)),
+            Ok((Ok(value), source)) => {
+                if inner.fail_safe.stale_for.is_some() {
+                    inner.failed_loads.remove_if(key, |_, _| true);
+                }
+                return (Ok(Fetched::loaded(value)), observed(source));
+            }
             Ok((Err(error), _)) => StaleReason::LoadFailed(error),
             Err(slow) => slow,
         };
         // Looked up again: the value found before the load may have expired while it ran.
         match self.stale(key, reach).await {
             Some(stale) => {
-                inner.counters.record(Event::ServedStale);
-                let age = stale.age(inner.shared.clock.now_ms());
-                let fetched = Fetched {
-                    value: stale.value,
-                    age,
-                    stale: Some(reason),
-                };
-                (Ok(fetched), Outcome::Stale)
+                if let (StaleReason::LoadFailed(error), Some(throttle)) =
+                    (&reason, inner.fail_safe.throttle)
+                {
+                    let until_ms = now_ms.saturating_add(throttle.as_millis() as u64);
+                    let failed = (until_ms, error.clone());
+                    inner.failed_loads.insert(key.clone(), failed);
+                }
+                self.serve_stale(stale, reason)
             }
             None => match reason {
                 StaleReason::LoadFailed(error) => (Err(error), Outcome::Error),
@@ -275,6 +308,33 @@ impl<N: Namespace> Cache<N> {
                 }
             },
         }
+    }
+
+    /// A stale value as this call's answer, counted.
+    fn serve_stale(
+        &self,
+        stale: Found<N::Value>,
+        reason: StaleReason,
+    ) -> (Result<Fetched<N::Value>, LoadError>, Outcome) {
+        self.inner.counters.record(Event::ServedStale);
+        let fetched = Fetched {
+            age: stale.age(self.inner.shared.clock.now_ms()),
+            value: stale.value,
+            stale: Some(reason),
+        };
+        (Ok(fetched), Outcome::Stale)
+    }
+
+    /// The error of `key`'s last load, if it failed within the fail-safe throttle.
+    fn throttled(&self, key: &Key<N>, now_ms: u64) -> Option<LoadError> {
+        let failed_loads = &self.inner.failed_loads;
+        let (until_ms, error) =
+            failed_loads.view(key, |_, (until_ms, error)| (*until_ms, error.clone()))?;
+        if now_ms < until_ms {
+            return Some(error);
+        }
+        failed_loads.remove_if(key, |_, (until, _)| *until == until_ms);
+        None
     }
 
     /// The key's verified value from the tiers `reach` allows, fresh or stale, uncounted.
