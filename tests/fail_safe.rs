@@ -118,7 +118,11 @@ async fn a_failing_origin_is_asked_about_a_key_once_per_throttle_not_once_per_ca
         let fetched = cache.get_or_refresh(&mine, failing()).await.unwrap();
         assert!(matches!(fetched.stale, Some(StaleReason::LoadFailed(_))));
     }
-    assert_eq!(attempts.load(Ordering::SeqCst), 1, "one attempt within the throttle");
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        1,
+        "one attempt within the throttle"
+    );
     fixture.clock.advance(Duration::from_secs(1)); // the default throttle
     cache.get_or_refresh(&mine, failing()).await.unwrap();
     assert_eq!(attempts.load(Ordering::SeqCst), 2, "tried again after it");
@@ -136,7 +140,11 @@ async fn a_failing_origin_is_asked_about_a_key_once_per_throttle_not_once_per_ca
     for _ in 0..3 {
         unthrottled.get_or_refresh(&mine, failing()).await.unwrap();
     }
-    assert_eq!(attempts.load(Ordering::SeqCst) - before, 3, "every call tries");
+    assert_eq!(
+        attempts.load(Ordering::SeqCst) - before,
+        3,
+        "every call tries"
+    );
 }
 
 #[tokio::test]
