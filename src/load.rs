@@ -143,6 +143,9 @@ where
     }
     let wanted = || leader.has_waiters() || (loads.attached)();
     let outcome = run_load(loads.counters, loads.limiter, &wanted, key, load).await;
+    if outcome.is_ok() && !wanted() {
+        loads.counters.record(Event::LoadUnclaimed);
+    }
     // Not stored when the key was invalidated while loading: the value may predate the change
     // the invalidation announced.
     if let Ok(value) = &outcome

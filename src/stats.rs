@@ -81,6 +81,9 @@ pub struct Stats {
     pub overloaded: u64,
     /// Queued loads dropped before reaching the loader, because nobody waited for them any more.
     pub loads_abandoned: u64,
+    /// Loads that ended with a value after every caller of theirs had stopped waiting: stored
+    /// for the next caller, received by none.
+    pub loads_unclaimed: u64,
     /// Values refused as integrity failures, by kind: each one was also reported to the
     /// violation sink. Zero in normal operation.
     pub violations: ViolationCounts,
@@ -174,11 +177,12 @@ pub(crate) enum Event {
     DeadlineExceeded,
     Overloaded,
     LoadAbandoned,
+    LoadUnclaimed,
     Violation(ViolationKind),
     Freshness(FreshnessKind),
 }
 
-const PLAIN_EVENTS: usize = 16;
+const PLAIN_EVENTS: usize = 17;
 const SLOTS: usize = PLAIN_EVENTS + ViolationKind::ALL.len() + FreshnessKind::ALL.len();
 /// Under loom every atomic access is a scheduling point: one stripe keeps the models small.
 const STRIPES: usize = if cfg!(scoped_cache_loom) { 1 } else { 16 };
@@ -204,6 +208,7 @@ impl Event {
             Event::DeadlineExceeded => 13,
             Event::Overloaded => 14,
             Event::LoadAbandoned => 15,
+            Event::LoadUnclaimed => 16,
             Event::Violation(kind) => PLAIN_EVENTS + kind.index(),
             Event::Freshness(kind) => PLAIN_EVENTS + ViolationKind::ALL.len() + kind.index(),
         }
@@ -275,6 +280,7 @@ impl Counters {
             deadline_exceeded: self.sum(Event::DeadlineExceeded.slot()),
             overloaded: self.sum(Event::Overloaded.slot()),
             loads_abandoned: self.sum(Event::LoadAbandoned.slot()),
+            loads_unclaimed: self.sum(Event::LoadUnclaimed.slot()),
             violations,
             freshness_misses,
             ..Stats::default()
@@ -311,6 +317,7 @@ impl std::ops::Add for Stats {
             deadline_exceeded: self.deadline_exceeded + other.deadline_exceeded,
             overloaded: self.overloaded + other.overloaded,
             loads_abandoned: self.loads_abandoned + other.loads_abandoned,
+            loads_unclaimed: self.loads_unclaimed + other.loads_unclaimed,
             violations,
             freshness_misses,
             breaker_state: self.breaker_state,

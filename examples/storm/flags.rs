@@ -51,6 +51,9 @@ fn check(config: &Config) -> Result<(), String> {
     {
         return Err("--refresh-after must be shorter than --ttl".into());
     }
+    if config.keep_yesterday && config.stale_for.is_none() {
+        return Err("--keep-yesterday needs --stale-for (yesterday's values are stale)".into());
+    }
     if config.soft_timeout.is_some() && config.stale_for.is_none() {
         return Err("--soft-timeout needs --stale-for (it answers with a stale value)".into());
     }
@@ -176,6 +179,8 @@ mod tests {
             "--origin-slow 8s+5s",
             "--refresh-after 600s",
             "--soft-timeout 1s",
+            "--keep-yesterday",
+            "--max-loads 0",
             "--nonsense",
         ] {
             let error = parse(bad).err();
