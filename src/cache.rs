@@ -224,7 +224,7 @@ impl<N: Namespace> Cache<N> {
         if local.as_ref().is_some_and(|local| local.fresh) {
             return local.map(|found| (found, Tier::Local));
         }
-        let remote = self.remote_get(key).await;
+        let remote = self.remote_get(key, local.is_none()).await;
         if self.inner.shared.remote.is_some() {
             let fresh = remote.as_ref().is_some_and(|remote| remote.fresh);
             observe::lookup(N::NAME, Tier::Remote, fresh);

@@ -19,7 +19,7 @@ use std::time::Duration;
     long_about = None,
     // A flag given twice takes its last value.
     args_override_self = true,
-    after_help = "durations: a number and ns, us, ms, s or m (1ms, 0.5s, 2m); numbers may be \
+    after_help = "durations: a number and ns, us, ms, s, m or h (1ms, 0.5s, 2m, 1h); numbers may be \
                   written with _ (1_000_000)\n\
                   exit status: 0 clean, 1 leak or unrefused fault, 2 bad flags, 3 \
                   runtime/backend/report failure"

@@ -77,9 +77,9 @@ pub fn positive<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
     }
 }
 
-/// A duration: a number and a unit, `ns`, `us`, `ms`, `s` or `m`.
+/// A duration: a number and a unit, `ns`, `us`, `ms`, `s`, `m` or `h`.
 pub fn duration(text: &str) -> Result<Duration, String> {
-    let bad = || "not a duration; write e.g. 1ms, 0.5s, 2m".to_owned();
+    let bad = || "not a duration; write e.g. 1ms, 0.5s, 2m, 1h".to_owned();
     let split = text
         .find(|c: char| c.is_ascii_alphabetic())
         .ok_or_else(bad)?;
@@ -91,6 +91,7 @@ pub fn duration(text: &str) -> Result<Duration, String> {
         "ms" => 1e-3,
         "s" => 1.0,
         "m" => 60.0,
+        "h" => 3_600.0,
         _ => return Err(bad()),
     };
     Duration::try_from_secs_f64(number * seconds).map_err(|_| bad())
