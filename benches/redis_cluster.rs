@@ -186,7 +186,7 @@ fn run(bench: &Bench, contender: Contender, start: u64, ops: u64, tasks: u64) ->
         let (flat_keys, affine_keys) = (Arc::clone(&flat_keys), Arc::clone(&affine_keys));
         let (flat, affine) = (flat.clone(), affine.clone());
         async move {
-            let device_keys = |device: u64| (device * ITEMS..(device + 1) * ITEMS);
+            let device_keys = |device: u64| device * ITEMS..(device + 1) * ITEMS;
             let raw_mget = |indices: Vec<u64>, keys: &[Vec<u8>]| {
                 let mut cmd = redis::cmd("MGET");
                 for &k in &indices {

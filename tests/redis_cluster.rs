@@ -8,9 +8,10 @@ mod support;
 
 use bytes::Bytes;
 use redis::AsyncCommands as _;
+use scoped_cache::envelope::RawKey;
 use scoped_cache::store::{KeyLayout, RedisClusterStore, RemoteStore, StoreError};
 use scoped_cache::{
-    Client, DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, RawKey, TenantId, ViolationKind,
+    Client, DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, TenantId, ViolationKind,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -548,7 +549,7 @@ fn reset_stats(cluster: &RedisCluster) {
 /// the key it was written for (as the audit does).
 async fn owner_affine_keys_share_a_slot_per_device_and_are_still_verified(cluster: RedisCluster) {
     within(async {
-        let store = RedisClusterStore::builder(cluster.seeds())
+        let affine_store = RedisClusterStore::builder(cluster.seeds())
             .key_prefix(PREFIX)
             .key_layout(KeyLayout::OwnerAffine)
             .connect()
@@ -556,7 +557,7 @@ async fn owner_affine_keys_share_a_slot_per_device_and_are_still_verified(cluste
             .unwrap();
         let client = Client::builder()
             .key_ring(ring())
-            .remote(store)
+            .remote(affine_store)
             .build()
             .unwrap();
         let thumbs = client.cache::<Thumbs>().local_capacity(0).build().unwrap();

@@ -104,7 +104,7 @@ impl KeyLayout {
             Some(owner)
                 if owner.start == at
                     && tag.last() == Some(&b'}')
-                    && tag[1..=TAG_HEX] == owner_tag(&key[owner]) =>
+                    && tag[1..=TAG_HEX] == owner_tag(&key[owner.clone()]) =>
             {
                 Cow::Owned(key)
             }
