@@ -9,7 +9,8 @@
 //!
 //! - `get` (1, 64, 256 tasks): `Cache::get` (local tier off) through `RedisClusterStore` — `GET`
 //!   routed by slot, then the envelope opened for the requested key — against a raw redis-rs
-//!   cluster `GET` of the same sealed bytes, unverified.
+//!   cluster `GET` of the same sealed bytes, unverified; and `RedisClusterStore::get` alone
+//!   (no envelope opened), to tell the store's cost from the cache's.
 //! - `get_many` of 16 random keys (1, 64, 256 tasks): `Cache::get_many` (one `MGET`, split by
 //!   slot by redis-rs, every element opened) against a raw redis-rs cluster `MGET` of the same
 //!   keys.
@@ -37,7 +38,7 @@ mod support;
 use bytes::Bytes;
 use common::measuring;
 use rand::RngExt;
-use scoped_cache::store::{KeyLayout, RedisClusterStore};
+use scoped_cache::store::{KeyLayout, RedisClusterStore, RemoteStore as _};
 use scoped_cache::{Cache, Client, DeviceId, Key, KeyId, KeyRing, TenantId};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
@@ -88,6 +89,8 @@ const HOT_DEVICE: u64 = 7;
 enum Contender {
     /// A raw redis-rs cluster `GET` of a random key's sealed bytes (flat layout), unverified.
     RawGet,
+    /// `RedisClusterStore::get` of a random key, flat layout, unverified: the store alone.
+    StoreGet,
     /// `Cache::get` of a random key, flat layout.
     Verified,
     /// A raw cluster `MGET` of `BATCH` random keys (flat layout).
@@ -112,6 +115,7 @@ impl Contender {
     fn name(self) -> &'static str {
         match self {
             Contender::RawGet => "raw GET",
+            Contender::StoreGet => "store (unverified)",
             Contender::Verified => "verified",
             Contender::RawMget => "raw MGET",
             Contender::VerifiedMget => "verified",
@@ -127,9 +131,11 @@ impl Contender {
     /// Keys read per operation.
     fn keys(self) -> u64 {
         match self {
-            Contender::RawGet | Contender::Verified | Contender::HotFlat | Contender::HotAffine => {
-                1
-            }
+            Contender::RawGet
+            | Contender::StoreGet
+            | Contender::Verified
+            | Contender::HotFlat
+            | Contender::HotAffine => 1,
             _ => BATCH,
         }
     }
@@ -138,6 +144,7 @@ impl Contender {
 struct Bench {
     runtime: tokio::runtime::Runtime,
     flat: Cache<Thumbs>,
+    flat_store: Arc<RedisClusterStore>,
     affine: Cache<Thumbs>,
     raw: redis::cluster_async::ClusterConnection,
     /// Each key's Redis key in the flat and in the owner-affine layout (no prefix).
@@ -180,11 +187,13 @@ fn run(bench: &Bench, contender: Contender, start: u64, ops: u64, tasks: u64) ->
         Arc::clone(&bench.affine_keys),
     );
     let (flat, affine) = (bench.flat.clone(), bench.affine.clone());
+    let flat_store = Arc::clone(&bench.flat_store);
     let per_op = concurrent(&bench.runtime, ops, tasks, move |i| {
         let i = start + i;
         let mut raw = raw.clone();
         let (flat_keys, affine_keys) = (Arc::clone(&flat_keys), Arc::clone(&affine_keys));
         let (flat, affine) = (flat.clone(), affine.clone());
+        let flat_store = Arc::clone(&flat_store);
         async move {
             let device_keys = |device: u64| device * ITEMS..(device + 1) * ITEMS;
             let raw_mget = |indices: Vec<u64>, keys: &[Vec<u8>]| {
@@ -202,6 +211,10 @@ fn run(bench: &Bench, contender: Contender, start: u64, ops: u64, tasks: u64) ->
                         .await
                         .expect("raw GET");
                     assert!(found.is_some());
+                }
+                Contender::StoreGet => {
+                    let found = flat_store.get(&flat_keys[index(i) as usize]).await;
+                    assert!(found.expect("store GET").is_some());
                 }
                 Contender::Verified => assert!(flat.get(&key(index(i))).await.is_some()),
                 Contender::HotFlat | Contender::HotAffine => {
@@ -262,7 +275,7 @@ fn rows(measuring: bool) -> Vec<Row> {
             name: "get".into(),
             tasks,
             ops: scale(if tasks == 1 { 1_000 } else { 6_000 }),
-            contenders: vec![Contender::RawGet, Contender::Verified],
+            contenders: vec![Contender::RawGet, Contender::StoreGet, Contender::Verified],
         });
     }
     for tasks in [1, 64, 256] {
@@ -332,7 +345,7 @@ fn setup(cluster: &RedisCluster) -> Bench {
         .build()
         .expect("runtime");
     let ring = KeyRing::new(KeyId(1), b"bench secret: thirty-two bytes or more").expect("ring");
-    let (flat, affine, raw) = runtime.block_on(async {
+    let ((flat, flat_store), (affine, _), raw) = runtime.block_on(async {
         let cache = |layout: KeyLayout| {
             let (seeds, ring) = (cluster.seeds(), ring.clone());
             async move {
@@ -341,9 +354,10 @@ fn setup(cluster: &RedisCluster) -> Bench {
                     .connect()
                     .await
                     .expect("connect");
+                let store = Arc::new(store);
                 let client = Client::builder()
                     .key_ring(ring)
-                    .remote(store)
+                    .remote_shared(store.clone())
                     .build()
                     .expect("client");
                 let cache: Cache<Thumbs> = client.cache().local_capacity(0).build().expect("cache");
@@ -353,7 +367,7 @@ fn setup(cluster: &RedisCluster) -> Bench {
                         .await
                         .expect("insert");
                 }
-                cache
+                (cache, store)
             }
         };
         let raw = redis::cluster::ClusterClient::new(cluster.seeds())
@@ -377,6 +391,7 @@ fn setup(cluster: &RedisCluster) -> Bench {
     Bench {
         runtime,
         flat,
+        flat_store,
         affine,
         raw,
         flat_keys: layout_keys(KeyLayout::Flat),
