@@ -15,6 +15,7 @@ use crate::clock::deadline;
 use crate::error::{Error, LoadError};
 use crate::found::{Found, FreshFor};
 use crate::key::Key;
+use crate::limiter::LoadLimiter;
 use crate::load::{self, LoadFlights, Source, Wait};
 use crate::local::LocalCache;
 use crate::namespace::Namespace;
@@ -91,6 +92,13 @@ struct Inner<N: Namespace> {
     fresh_for: FreshFor,
     /// Stale answers and refreshes ahead, for [`Cache::get_or_refresh`].
     fail_safe: FailSafe,
+    /// The namespace's limit on loads in flight and queued, if it has one.
+    limiter: Option<LoadLimiter>,
+    /// How long `get_or_refresh` waits for a value before it gives up, if it is bounded.
+    max_wait: Option<Duration>,
+    /// Keys whose last load failed, answered stale without a load until the time given (the
+    /// fail-safe throttle), with that load's error.
+    failed_loads: ConcurrentMap<Key<N>, (u64, LoadError), ahash::RandomState>,
     /// Keys with a refresh-ahead task waiting to run or running: one at a time per key.
     refreshes: ConcurrentMap<Key<N>, (), ahash::RandomState>,
     policy: Policy,
@@ -216,7 +224,7 @@ impl<N: Namespace> Cache<N> {
         if local.as_ref().is_some_and(|local| local.fresh) {
             return local.map(|found| (found, Tier::Local));
         }
-        let remote = self.remote_get(key).await;
+        let remote = self.remote_get(key, local.is_none()).await;
         if self.inner.shared.remote.is_some() {
             let fresh = remote.as_ref().is_some_and(|remote| remote.fresh);
             observe::lookup(N::NAME, Tier::Remote, fresh);
@@ -313,7 +321,10 @@ impl<N: Namespace> Cache<N> {
         let inner = &*self.inner;
         if inner.policy == Policy::Bypass {
             inner.counters.record(Event::Miss);
-            let outcome = load::run_load(&inner.counters, key, self.timed(load)).await;
+            let limiter = inner.limiter.as_ref();
+            let loaded =
+                load::run_load(&inner.counters, limiter, &|| true, key, || self.timed(load));
+            let outcome = loaded.await;
             return (outcome.clone(), Outcome::Bypass.unless_err(&outcome));
         }
         // An open breaker skips the remote tier, never single-flight nor the verified
@@ -334,6 +345,7 @@ impl<N: Namespace> Cache<N> {
         let (outcome, source) = load::get_or_load(
             &inner.flights,
             &inner.counters,
+            inner.limiter.as_ref(),
             key,
             ticket,
             Wait::Yield,

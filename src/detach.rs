@@ -4,17 +4,39 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 /// Polled in place; dropped unfinished, the rest of it is spawned on the current Tokio runtime.
 pub(crate) struct Detachable<T: Send + 'static> {
     future: Option<Pin<Box<dyn Future<Output = T> + Send>>>,
+    attached: Attached,
+}
+
+/// Whether a [`Detachable`]'s caller still waits for it: what the future can ask.
+#[derive(Debug, Clone)]
+pub(crate) struct Attached(Arc<AtomicBool>);
+
+impl Attached {
+    pub(crate) fn new() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
+    }
+
+    pub(crate) fn is_attached(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 impl<T: Send + 'static> Detachable<T> {
-    pub(crate) fn new(future: impl Future<Output = T> + Send + 'static) -> Self {
+    /// `future`, which learns from `attached` whether its caller still waits.
+    pub(crate) fn new(
+        attached: Attached,
+        future: impl Future<Output = T> + Send + 'static,
+    ) -> Self {
         Self {
             future: Some(Box::pin(future)),
+            attached,
         }
     }
 }
@@ -34,6 +56,7 @@ impl<T: Send + 'static> Future for Detachable<T> {
 
 impl<T: Send + 'static> Drop for Detachable<T> {
     fn drop(&mut self) {
+        self.attached.0.store(false, Ordering::Release);
         // Outside a runtime (it is being shut down) the future is dropped: a load then hands
         // its flight over, as a cancelled one does.
         if let (Some(future), Ok(runtime)) =
@@ -47,20 +70,19 @@ impl<T: Send + 'static> Drop for Detachable<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
     #[tokio::test]
     async fn it_finishes_in_place_or_as_a_task_once_dropped() {
-        let value = Detachable::new(async { 7 }).await;
+        let value = Detachable::new(Attached::new(), async { 7 }).await;
         assert_eq!(value, 7);
 
         let (finished, release) = (
             Arc::new(AtomicBool::new(false)),
             Arc::new(tokio::sync::Notify::new()),
         );
-        let held = Detachable::new({
+        let attached = Attached::new();
+        let held = Detachable::new(attached.clone(), {
             let (finished, release) = (Arc::clone(&finished), Arc::clone(&release));
             async move {
                 release.notified().await;
@@ -69,6 +91,7 @@ mod tests {
         });
         let gave_up = tokio::time::timeout(Duration::from_millis(10), held).await;
         assert!(gave_up.is_err());
+        assert!(!attached.is_attached(), "detached when dropped");
         release.notify_one();
         for _ in 0..1_000 {
             if finished.load(Ordering::SeqCst) {

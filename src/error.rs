@@ -179,6 +179,19 @@ pub enum LoadError {
         /// The owner the loaded value names.
         found: Owner,
     },
+    /// The caller's wait ran out before the load ended ([`CacheBuilder::max_wait`], or the wait
+    /// given to [`Cache::get_or_refresh_within`]) and no stale value could answer. The load goes
+    /// on and fills the cache for the next caller.
+    ///
+    /// [`CacheBuilder::max_wait`]: crate::CacheBuilder::max_wait
+    /// [`Cache::get_or_refresh_within`]: crate::Cache::get_or_refresh_within
+    DeadlineExceeded(Duration),
+    /// The namespace's loads in flight and its load queue were full
+    /// ([`CacheBuilder::max_loads`](crate::CacheBuilder::max_loads)): the loader was not called.
+    Overloaded,
+    /// The load waited in the namespace's queue until nobody waited for it any more, and was
+    /// dropped before it reached the loader.
+    Abandoned,
 }
 
 impl fmt::Display for LoadError {
@@ -190,6 +203,18 @@ impl fmt::Display for LoadError {
                 f,
                 "loader returned a value of {found} for a key of {expected}: refused, not cached"
             ),
+            LoadError::DeadlineExceeded(wait) => {
+                write!(
+                    f,
+                    "no value within {wait:?}; the load goes on for the next caller"
+                )
+            }
+            LoadError::Overloaded => {
+                f.write_str("too many loads in flight and queued: the loader was not called")
+            }
+            LoadError::Abandoned => {
+                f.write_str("the load was dropped from the queue: nobody waited for it any more")
+            }
         }
     }
 }
@@ -202,7 +227,11 @@ impl std::error::Error for LoadError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             LoadError::Loader(error) => Some(&**error),
-            LoadError::Timeout(_) | LoadError::OwnerMismatch { .. } => None,
+            LoadError::Timeout(_)
+            | LoadError::OwnerMismatch { .. }
+            | LoadError::DeadlineExceeded(_)
+            | LoadError::Overloaded
+            | LoadError::Abandoned => None,
         }
     }
 }

@@ -183,6 +183,7 @@ mod id;
 mod item;
 mod key;
 mod keyring;
+mod limiter;
 mod load;
 mod local;
 mod mac;

@@ -2,6 +2,7 @@
 
 use crate::error::LoadError;
 use crate::key::Key;
+use crate::limiter::LoadLimiter;
 use crate::namespace::Namespace;
 use crate::observe;
 use crate::owned;
@@ -42,6 +43,7 @@ pub(crate) enum Source {
 pub(crate) async fn get_or_load<N, R, RFut, L, Fut, S, SFut>(
     flights: &Arc<LoadFlights<N>>,
     counters: &Counters,
+    limiter: Option<&LoadLimiter>,
     key: &Key<N>,
     ticket: Ticket,
     wait: Wait,
@@ -60,7 +62,14 @@ where
 {
     match join(flights, counters, key, wait).await {
         Joined::Shared(outcome) => (outcome, Source::Coalesced),
-        Joined::Lead(leader) => lead(leader, counters, key, ticket, recheck, load, store).await,
+        Joined::Lead(leader) => {
+            let loads = Loads {
+                counters,
+                limiter,
+                attached: &|| true,
+            };
+            lead(leader, loads, key, ticket, recheck, load, store).await
+        }
     }
 }
 
@@ -110,7 +119,7 @@ pub(crate) async fn join<N: Namespace>(
 /// panic in `load`) hands the flight over to a waiter.
 pub(crate) async fn lead<N, R, RFut, L, Fut, S, SFut>(
     leader: LoadLeader<N>,
-    counters: &Counters,
+    loads: Loads<'_>,
     key: &Key<N>,
     ticket: Ticket,
     recheck: R,
@@ -132,7 +141,11 @@ where
         leader.finish(Ok(value.clone()));
         return (Ok(value), Source::Cached);
     }
-    let outcome = run_load(counters, key, load()).await;
+    let wanted = || leader.has_waiters() || (loads.attached)();
+    let outcome = run_load(loads.counters, loads.limiter, &wanted, key, load).await;
+    if outcome.is_ok() && !wanted() {
+        loads.counters.record(Event::LoadUnclaimed);
+    }
     // Not stored when the key was invalidated while loading: the value may predate the change
     // the invalidation announced.
     if let Ok(value) = &outcome
@@ -144,16 +157,49 @@ where
     (outcome, Source::Loaded)
 }
 
-/// Runs one load of `key`, counted and observed; a value of another owner
-/// ([`Owned`](crate::Owned)) is an error, not a value.
-pub(crate) async fn run_load<N: Namespace>(
+/// Where a leader's load is counted and admitted.
+#[derive(Clone, Copy)]
+pub(crate) struct Loads<'a> {
+    pub(crate) counters: &'a Counters,
+    /// The namespace's limit on loads in flight, if it has one.
+    pub(crate) limiter: Option<&'a LoadLimiter>,
+    /// Whether the caller that leads still waits (a detached load's caller may not).
+    pub(crate) attached: &'a (dyn Fn() -> bool + Sync),
+}
+
+/// Runs one load of `key` once the limiter admits it (while `wanted`), counted and observed; a
+/// value of another owner ([`Owned`](crate::Owned)) is an error, not a value.
+pub(crate) async fn run_load<N, L, Fut>(
     counters: &Counters,
+    limiter: Option<&LoadLimiter>,
+    wanted: &(dyn Fn() -> bool + Sync),
     key: &Key<N>,
-    load: impl Future<Output = Result<N::Value, LoadError>>,
-) -> Result<N::Value, LoadError> {
+    load: L,
+) -> Result<N::Value, LoadError>
+where
+    N: Namespace,
+    L: FnOnce() -> Fut,
+    Fut: Future<Output = Result<N::Value, LoadError>>,
+{
+    let _admitted = match limiter {
+        Some(limiter) => match limiter.admit(wanted).await {
+            Ok(permit) => Some(permit),
+            Err(refused) => {
+                counters.record(match refused {
+                    LoadError::Abandoned => Event::LoadAbandoned,
+                    _ => Event::Overloaded,
+                });
+                observe::load_error(N::NAME, &refused);
+                return Err(refused);
+            }
+        },
+        None => None,
+    };
     counters.record(Event::Load);
     observe::load(N::NAME);
-    let outcome = load.await.and_then(|value| owned::check_loaded(key, value));
+    let outcome = load()
+        .await
+        .and_then(|value| owned::check_loaded(key, value));
     if let Err(error) = &outcome {
         counters.record(Event::LoadError);
         observe::load_error(N::NAME, error);

@@ -337,6 +337,7 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
         let (outcome, _) = pollster::block_on(load::get_or_load(
             &self.flights,
             self.map.counters(),
+            None,
             key,
             ticket,
             Wait::Block,

@@ -135,6 +135,12 @@ impl<K: Hash + Eq, V> Leader<K, V> {
         }
     }
 
+    /// Whether another caller waits for this flight's outcome.
+    pub(crate) fn has_waiters(&self) -> bool {
+        // The map and this leader hold one reference each; each waiter holds another.
+        Arc::strong_count(&self.flight) > 2
+    }
+
     /// Whether a flight of the ticket's stripe has ended since it was taken: a value may have
     /// been stored after the caller looked.
     pub(crate) fn ended_since(&self, ticket: Ticket) -> bool {

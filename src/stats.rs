@@ -73,6 +73,17 @@ pub struct Stats {
     /// Background loads started by a hit past the namespace's
     /// [`refresh_after`](crate::CacheBuilder::refresh_after) (each also counted in `loads`).
     pub refreshes: u64,
+    /// Calls that stopped waiting at their deadline with no value to answer
+    /// ([`LoadError::DeadlineExceeded`](crate::LoadError::DeadlineExceeded)).
+    pub deadline_exceeded: u64,
+    /// Loads refused because the namespace's loads in flight and queue were full
+    /// ([`LoadError::Overloaded`](crate::LoadError::Overloaded)).
+    pub overloaded: u64,
+    /// Queued loads dropped before reaching the loader, because nobody waited for them any more.
+    pub loads_abandoned: u64,
+    /// Loads that ended with a value after every caller of theirs had stopped waiting: stored
+    /// for the next caller, received by none.
+    pub loads_unclaimed: u64,
     /// Values refused as integrity failures, by kind: each one was also reported to the
     /// violation sink. Zero in normal operation.
     pub violations: ViolationCounts,
@@ -163,11 +174,15 @@ pub(crate) enum Event {
     Coalesced,
     ServedStale,
     Refresh,
+    DeadlineExceeded,
+    Overloaded,
+    LoadAbandoned,
+    LoadUnclaimed,
     Violation(ViolationKind),
     Freshness(FreshnessKind),
 }
 
-const PLAIN_EVENTS: usize = 13;
+const PLAIN_EVENTS: usize = 17;
 const SLOTS: usize = PLAIN_EVENTS + ViolationKind::ALL.len() + FreshnessKind::ALL.len();
 /// Under loom every atomic access is a scheduling point: one stripe keeps the models small.
 const STRIPES: usize = if cfg!(scoped_cache_loom) { 1 } else { 16 };
@@ -190,6 +205,10 @@ impl Event {
             Event::Coalesced => 10,
             Event::ServedStale => 11,
             Event::Refresh => 12,
+            Event::DeadlineExceeded => 13,
+            Event::Overloaded => 14,
+            Event::LoadAbandoned => 15,
+            Event::LoadUnclaimed => 16,
             Event::Violation(kind) => PLAIN_EVENTS + kind.index(),
             Event::Freshness(kind) => PLAIN_EVENTS + ViolationKind::ALL.len() + kind.index(),
         }
@@ -258,6 +277,10 @@ impl Counters {
             coalesced: self.sum(Event::Coalesced.slot()),
             served_stale: self.sum(Event::ServedStale.slot()),
             refreshes: self.sum(Event::Refresh.slot()),
+            deadline_exceeded: self.sum(Event::DeadlineExceeded.slot()),
+            overloaded: self.sum(Event::Overloaded.slot()),
+            loads_abandoned: self.sum(Event::LoadAbandoned.slot()),
+            loads_unclaimed: self.sum(Event::LoadUnclaimed.slot()),
             violations,
             freshness_misses,
             ..Stats::default()
@@ -291,6 +314,10 @@ impl std::ops::Add for Stats {
             coalesced: self.coalesced + other.coalesced,
             served_stale: self.served_stale + other.served_stale,
             refreshes: self.refreshes + other.refreshes,
+            deadline_exceeded: self.deadline_exceeded + other.deadline_exceeded,
+            overloaded: self.overloaded + other.overloaded,
+            loads_abandoned: self.loads_abandoned + other.loads_abandoned,
+            loads_unclaimed: self.loads_unclaimed + other.loads_unclaimed,
             violations,
             freshness_misses,
             breaker_state: self.breaker_state,

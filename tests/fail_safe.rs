@@ -100,6 +100,54 @@ async fn a_failed_load_is_answered_with_the_keys_own_stale_value_and_says_so() {
 }
 
 #[tokio::test]
+async fn a_failing_origin_is_asked_about_a_key_once_per_throttle_not_once_per_call() {
+    let fixture = Fixture::new();
+    let cache = fail_safe_cache(&fixture, 10_000);
+    let mine = key(1, 2, 3);
+    cache.insert(&mine, truth(&mine)).await.unwrap();
+    fixture.clock.advance(TTL * 2);
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let failing = || {
+        let attempts = Arc::clone(&attempts);
+        move || {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            origin_down()
+        }
+    };
+    for _ in 0..10 {
+        let fetched = cache.get_or_refresh(&mine, failing()).await.unwrap();
+        assert!(matches!(fetched.stale, Some(StaleReason::LoadFailed(_))));
+    }
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        1,
+        "one attempt within the throttle"
+    );
+    fixture.clock.advance(Duration::from_secs(1)); // the default throttle
+    cache.get_or_refresh(&mine, failing()).await.unwrap();
+    assert_eq!(attempts.load(Ordering::SeqCst), 2, "tried again after it");
+    assert_eq!(cache.stats().served_stale, 11);
+
+    let unthrottled = fixture
+        .client
+        .cache::<Thumbs>()
+        .ttl(TTL)
+        .stale_for(STALE_FOR)
+        .fail_safe_throttle(None)
+        .build()
+        .unwrap();
+    let before = attempts.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        unthrottled.get_or_refresh(&mine, failing()).await.unwrap();
+    }
+    assert_eq!(
+        attempts.load(Ordering::SeqCst) - before,
+        3,
+        "every call tries"
+    );
+}
+
+#[tokio::test]
 async fn a_stale_value_is_never_served_past_its_stale_time() {
     for (layout, fixture, local_capacity) in every_tier_layout() {
         let cache = fail_safe_cache(&fixture, local_capacity);

@@ -19,7 +19,7 @@ use std::time::Duration;
     long_about = None,
     // A flag given twice takes its last value.
     args_override_self = true,
-    after_help = "durations: a number and ns, us, ms, s or m (1ms, 0.5s, 2m); numbers may be \
+    after_help = "durations: a number and ns, us, ms, s, m or h (1ms, 0.5s, 2m, 1h); numbers may be \
                   written with _ (1_000_000)\n\
                   exit status: 0 clean, 1 leak or unrefused fault, 2 bad flags, 3 \
                   runtime/backend/report failure"
@@ -76,6 +76,20 @@ pub struct Config {
     /// With --stale-for: answer stale once a load has taken D (it goes on in the background)
     #[arg(long, value_name = "D", value_parser = positive_duration)]
     pub soft_timeout: Option<Duration>,
+    /// Each request waits at most D for a value (reads use get_or_refresh): then a stale value,
+    /// or a deadline error while the load goes on
+    #[arg(long, value_name = "D", value_parser = positive_duration)]
+    pub deadline: Option<Duration>,
+    /// At most N loads in flight in the cache (the rest queue; see --load-queue)
+    #[arg(long, value_name = "N", value_parser = positive::<usize>)]
+    pub max_loads: Option<usize>,
+    /// With --max-loads: loads that may wait for a place; beyond it a load fails fast
+    #[arg(long, value_name = "N", default_value = "100_000", value_parser = number::<usize>)]
+    pub load_queue: usize,
+    /// With --stale-for: the store starts with every key's value from before the outage, past
+    /// its TTL but within --stale-for
+    #[arg(long)]
+    pub keep_yesterday: bool,
     /// Loads the origin serves at once
     #[arg(long, value_name = "N", default_value = "64", value_parser = positive::<usize>)]
     pub origin_concurrency: usize,
@@ -259,10 +273,10 @@ impl Config {
         }
     }
 
-    /// Whether reads go through `get_or_refresh` (fail-safe or refresh-ahead) rather than
-    /// `get_or_load`.
+    /// Whether reads go through `get_or_refresh` (fail-safe, refresh-ahead or a deadline)
+    /// rather than `get_or_load`.
     pub fn refreshing(&self) -> bool {
-        self.stale_for.is_some() || self.refresh_after.is_some()
+        self.stale_for.is_some() || self.refresh_after.is_some() || self.deadline.is_some()
     }
 
     pub fn backend_name(&self) -> &str {

@@ -51,6 +51,9 @@ fn check(config: &Config) -> Result<(), String> {
     {
         return Err("--refresh-after must be shorter than --ttl".into());
     }
+    if config.keep_yesterday && config.stale_for.is_none() {
+        return Err("--keep-yesterday needs --stale-for (yesterday's values are stale)".into());
+    }
     if config.soft_timeout.is_some() && config.stale_for.is_none() {
         return Err("--soft-timeout needs --stale-for (it answers with a stale value)".into());
     }
@@ -74,9 +77,9 @@ pub fn positive<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
     }
 }
 
-/// A duration: a number and a unit, `ns`, `us`, `ms`, `s` or `m`.
+/// A duration: a number and a unit, `ns`, `us`, `ms`, `s`, `m` or `h`.
 pub fn duration(text: &str) -> Result<Duration, String> {
-    let bad = || "not a duration; write e.g. 1ms, 0.5s, 2m".to_owned();
+    let bad = || "not a duration; write e.g. 1ms, 0.5s, 2m, 1h".to_owned();
     let split = text
         .find(|c: char| c.is_ascii_alphabetic())
         .ok_or_else(bad)?;
@@ -88,6 +91,7 @@ pub fn duration(text: &str) -> Result<Duration, String> {
         "ms" => 1e-3,
         "s" => 1.0,
         "m" => 60.0,
+        "h" => 3_600.0,
         _ => return Err(bad()),
     };
     Duration::try_from_secs_f64(number * seconds).map_err(|_| bad())
@@ -176,6 +180,8 @@ mod tests {
             "--origin-slow 8s+5s",
             "--refresh-after 600s",
             "--soft-timeout 1s",
+            "--keep-yesterday",
+            "--max-loads 0",
             "--nonsense",
         ] {
             let error = parse(bad).err();

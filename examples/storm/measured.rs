@@ -49,3 +49,11 @@ pub struct Measured {
     /// `--violation-log`: the verified run's log and ground truth.
     pub violation_check: Option<ViolationCheck>,
 }
+
+/// The process's peak resident memory so far (VmHWM in `/proc/self/status`), in MiB.
+pub fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}

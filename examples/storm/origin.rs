@@ -43,6 +43,12 @@ pub struct Origin {
     after_outage: Box<[AtomicU32]>,
     loads_after_outage: AtomicU64,
     max_per_key_after_outage: AtomicU32,
+    /// Loads started per 10 ms since the release (the first hour), for the utilization.
+    starts: Box<[AtomicU32]>,
+    /// The last time a load found every one of the origin's places taken, in ms since the
+    /// release: the queue's end.
+    last_queued_ms: AtomicU64,
+    concurrency: usize,
     /// Breaker transitions so far: each ends every key's fill (while the breaker is open, or
     /// turning, loaded values are not written, so they load again once it closes).
     pub breaker_transitions: AtomicU32,
@@ -80,6 +86,9 @@ impl Origin {
             },
             loads_after_outage: AtomicU64::new(0),
             max_per_key_after_outage: AtomicU32::new(0),
+            starts: (0..START_BUCKETS).map(|_| AtomicU32::new(0)).collect(),
+            last_queued_ms: AtomicU64::new(0),
+            concurrency: config.origin_concurrency,
             total: AtomicU64::new(0),
             max_per_fill: AtomicU32::new(0),
             reloads_after_fill_ended: AtomicU64::new(0),
@@ -129,6 +138,15 @@ impl Origin {
             Some((window, latency)) if within(window) => latency,
             _ => self.latency,
         };
+        if let Some(since) = since {
+            let since_ms = since.as_millis() as u64;
+            if let Some(bucket) = self.starts.get((since_ms / BUCKET_MS) as usize) {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+            if self.permits.available_permits() == 0 {
+                self.last_queued_ms.fetch_max(since_ms, Ordering::Relaxed);
+            }
+        }
         if !latency.is_zero() {
             let permits = Arc::clone(&self.permits);
             let served = self.server.spawn(async move {
@@ -222,7 +240,25 @@ impl Origin {
             loads_per_key_max_first_second_after_outage: self
                 .outage
                 .map(|_| self.max_per_key_after_outage.load(Ordering::Relaxed)),
+            utilization: self.utilization(),
+            wasted_loads: 0,
         }
+    }
+
+    /// Loads per second ÷ the origin's capacity (places ÷ latency) from the release until the
+    /// last time a load had to wait for a place; none if none ever did.
+    fn utilization(&self) -> Option<f64> {
+        let queued_until_ms = self.last_queued_ms.load(Ordering::Relaxed);
+        if queued_until_ms == 0 || self.latency.is_zero() {
+            return None;
+        }
+        let buckets = (queued_until_ms / BUCKET_MS + 1) as usize;
+        let started: u64 = (self.starts.iter().take(buckets))
+            .map(|bucket| u64::from(bucket.load(Ordering::Relaxed)))
+            .sum();
+        let window_s = (buckets as u64 * BUCKET_MS) as f64 / 1_000.0;
+        let capacity_per_s = self.concurrency as f64 / self.latency.as_secs_f64();
+        Some(started as f64 / window_s / capacity_per_s)
     }
 }
 
@@ -248,7 +284,16 @@ pub struct OriginSummary {
     /// would be every key at once, and several loads of one key.
     pub loads_first_second_after_outage: Option<u64>,
     pub loads_per_key_max_first_second_after_outage: Option<u32>,
+    /// Loads per second ÷ the origin's capacity while loads queued for it (none if none did).
+    pub utilization: Option<f64>,
+    /// Loads whose value no caller received (every caller had stopped waiting; the cache
+    /// stored it): the cache's `loads_unclaimed`.
+    pub wasted_loads: u64,
 }
+
+/// The buckets of `Origin::starts`.
+const BUCKET_MS: u64 = 10;
+const START_BUCKETS: usize = 360_000;
 
 /// The origin failed a load: `--origin-outage`.
 #[derive(Debug, Clone, Copy)]

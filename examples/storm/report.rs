@@ -90,6 +90,14 @@ pub struct RunSummary {
     pub stale_age_ms_max: u64,
     /// Background loads started by `--refresh-after`.
     pub refreshes: u64,
+    /// Calls that reached `--deadline` with no value to answer.
+    pub deadline_exceeded: u64,
+    /// Calls refused because the cache's loads in flight and queue were full (`--max-loads`).
+    pub overloaded: u64,
+    /// Queued loads dropped before reaching the origin: nobody waited for them any more.
+    pub loads_abandoned: u64,
+    /// The process's peak resident memory (VmHWM), in MiB; none where it cannot be read.
+    pub peak_rss_mib: Option<u64>,
     pub error_examples: Vec<String>,
     pub hits_l1: u64,
     pub hits_l2: u64,

@@ -14,7 +14,7 @@ use crate::session::{Tally, session};
 use crate::sink_log::SinkLog;
 use crate::timeline::{Sample, intervals};
 use crate::violation_check::ViolationCheck;
-use crate::yesterday::remember_yesterday;
+use crate::yesterday::{keep_yesterday, remember_yesterday};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use scoped_cache::testing::{FaultKind, FaultyStore};
@@ -184,6 +184,9 @@ pub async fn run(
     if config.faults.get(FaultKind::Stale) > 0.0 || config.faults.get(FaultKind::Replay) > 0.0 {
         remember_yesterday(store.clone(), config).await?;
     }
+    if let (true, Some(stale_for)) = (config.keep_yesterday, config.stale_for) {
+        keep_yesterday(store.clone(), config, stale_for).await?;
+    }
 
     let sink = Arc::new(SinkLog::default());
     let ring = key_ring()?;
@@ -239,6 +242,12 @@ pub async fn run(
         }
         if let Some(soft_timeout) = config.soft_timeout {
             cache = cache.soft_load_timeout(soft_timeout);
+        }
+        if let Some(deadline) = config.deadline {
+            cache = cache.max_wait(deadline);
+        }
+        if let Some(max_loads) = config.max_loads {
+            cache = cache.max_loads(max_loads, config.load_queue);
         }
         Path::Verified(cache.build().map_err(|e| e.to_string())?)
     };

@@ -5,6 +5,7 @@ use crate::breaker::{Breaker, BreakerScope, BreakerState};
 use crate::clock::{expiry_margin, validate_ttl};
 use crate::error::BuildError;
 use crate::found::FreshFor;
+use crate::limiter::LoadLimiter;
 use crate::load::LoadFlights;
 use crate::local::LocalCache;
 use crate::namespace::Namespace;
@@ -116,6 +117,9 @@ pub struct CacheBuilder<N: Namespace> {
     policy: Policy,
     load_timeout: Option<Duration>,
     fail_safe: FailSafe,
+    /// Loads in flight and queued at most.
+    max_loads: Option<(usize, usize)>,
+    max_wait: Option<Duration>,
     namespace: std::marker::PhantomData<fn() -> N>,
 }
 
@@ -128,6 +132,8 @@ impl<N: Namespace> CacheBuilder<N> {
             policy: Policy::Cache,
             load_timeout: Some(Duration::from_secs(30)),
             fail_safe: FailSafe::default(),
+            max_loads: None,
+            max_wait: None,
             namespace: std::marker::PhantomData,
         }
     }
@@ -200,6 +206,35 @@ impl<N: Namespace> CacheBuilder<N> {
     /// [`stale_for`](Self::stale_for), and is shorter than the load timeout.
     pub fn soft_load_timeout(mut self, limit: Duration) -> Self {
         self.fail_safe.soft_timeout = Some(limit);
+        self
+    }
+
+    /// After a load fails and a stale value answered for it, how long further calls for that key
+    /// are answered with the stale value without another load (default 1 s; `None`: every call
+    /// tries the origin again). Keeps a failing origin from being asked once per request.
+    pub fn fail_safe_throttle(mut self, throttle: Option<Duration>) -> Self {
+        self.fail_safe.throttle = throttle;
+        self
+    }
+
+    /// At most `in_flight` loads of this namespace at once (at least 1), and `queued` more
+    /// waiting for a place (default: no limit). A load that finds the queue full fails at once
+    /// with [`LoadError::Overloaded`](crate::LoadError::Overloaded) instead of waiting, and a
+    /// queued load whose callers have all stopped waiting (their deadline passed) is dropped
+    /// before it reaches the loader ([`LoadError::Abandoned`](crate::LoadError::Abandoned)).
+    /// Protects the source of truth when every device reconnects at once.
+    pub fn max_loads(mut self, in_flight: usize, queued: usize) -> Self {
+        self.max_loads = Some((in_flight, queued));
+        self
+    }
+
+    /// How long [`Cache::get_or_refresh`] waits for a value (default: until the load ends or
+    /// times out). When it passes, the call answers with a stale value if it has one, else
+    /// fails with [`LoadError::DeadlineExceeded`](crate::LoadError::DeadlineExceeded) at once;
+    /// the load goes on and fills the cache for the next caller.
+    /// [`Cache::get_or_refresh_within`] sets it per call.
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = Some(wait);
         self
     }
 
@@ -285,6 +320,11 @@ impl<N: Namespace> CacheBuilder<N> {
                 fresh_for,
                 fail_safe: self.fail_safe,
                 refreshes: ConcurrentMap::with_hasher(ahash::RandomState::new()),
+                limiter: self
+                    .max_loads
+                    .map(|(in_flight, queued)| LoadLimiter::new(in_flight, queued)),
+                max_wait: self.max_wait,
+                failed_loads: ConcurrentMap::with_hasher(ahash::RandomState::new()),
                 policy: self.policy,
                 breaker,
                 load_timeout: self.load_timeout,

@@ -4,11 +4,11 @@
 //! (or the cache) still want: it goes on as a task of its own.
 
 use super::{Cache, Policy, Reach};
-use crate::detach::Detachable;
+use crate::detach::{Attached, Detachable};
 use crate::error::{BuildError, LoadError};
 use crate::found::Found;
 use crate::key::Key;
-use crate::load::{self, Joined, LoadLeader, Source, Wait};
+use crate::load::{self, Joined, LoadLeader, Loads, Source, Wait};
 use crate::namespace::Namespace;
 use crate::observe::{Op, OpKind, Outcome};
 use crate::single_flight::{Flights, Role, Ticket};
@@ -17,11 +17,28 @@ use std::future::Future;
 use std::time::Duration;
 
 /// A namespace's fail-safe settings (see [`CacheBuilder::stale_for`](super::CacheBuilder::stale_for)).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(super) struct FailSafe {
     pub(super) stale_for: Option<Duration>,
     pub(super) refresh_after: Option<Duration>,
     pub(super) soft_timeout: Option<Duration>,
+    /// After a load fails, how long its key is answered stale without another load.
+    pub(super) throttle: Option<Duration>,
+}
+
+/// The fail-safe throttle unless set otherwise: one load attempt per key per second while the
+/// origin fails.
+pub(super) const DEFAULT_FAIL_SAFE_THROTTLE: Duration = Duration::from_secs(1);
+
+impl Default for FailSafe {
+    fn default() -> Self {
+        Self {
+            stale_for: None,
+            refresh_after: None,
+            soft_timeout: None,
+            throttle: Some(DEFAULT_FAIL_SAFE_THROTTLE),
+        }
+    }
 }
 
 impl FailSafe {
@@ -109,8 +126,9 @@ impl<V> Fetched<V> {
 pub enum StaleReason {
     /// The load failed (or passed the load timeout) with this error.
     LoadFailed(LoadError),
-    /// The load had not finished within the soft load timeout; it goes on in the background
-    /// and refreshes the cache when it ends.
+    /// The load had not finished within the time this call would wait (the soft load timeout,
+    /// or the caller's deadline), given here; it goes on in the background and refreshes the
+    /// cache when it ends.
     LoadSlow(Duration),
 }
 
@@ -129,7 +147,11 @@ impl<N: Namespace> Cache<N> {
     ///   key's last value is returned if it is within its stale time *when it is returned*,
     ///   marked [`stale`](Fetched::stale). It is the key's own value, verified like any other;
     ///   never one that was invalidated, sealed under another `SCHEMA`, or past TTL +
-    ///   `stale_for`. Without one, the load's error is returned;
+    ///   `stale_for`. Without one, the load's error is returned. After a failed load, calls
+    ///   for that key within the [fail-safe
+    ///   throttle](super::CacheBuilder::fail_safe_throttle) (1 s by default) are answered
+    ///   stale without another load, so a failing origin is asked about each key once a
+    ///   throttle, not once a request;
     /// - with [`refresh_after`](super::CacheBuilder::refresh_after), a fresh value older than
     ///   that is returned at once and one load of the key starts in the background (none if one
     ///   is already running).
@@ -198,7 +220,63 @@ impl<N: Namespace> Cache<N> {
         Fut: Future<Output = Result<N::Value, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
     {
-        let get_or_refresh = self.get_or_refresh_observed(key, load);
+        let get_or_refresh = self.get_or_refresh_observed(key, self.inner.max_wait, load);
+        Op::start(N::NAME, OpKind::GetOrRefresh)
+            .run(get_or_refresh)
+            .await
+    }
+
+    /// [`get_or_refresh`](Cache::get_or_refresh) that waits at most `wait` for a value,
+    /// instead of the namespace's [`max_wait`](super::CacheBuilder::max_wait).
+    ///
+    /// When `wait` passes, it answers with the key's stale value if it has one (marked
+    /// [`StaleReason::LoadSlow`]), else fails with [`LoadError::DeadlineExceeded`] at once. The
+    /// load goes on and fills the cache for the next caller, who joins it rather than starting
+    /// another.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use scoped_cache::{Client, DeviceId, Key, LoadError, Namespace, RawBytes, TenantId};
+    /// use std::time::Duration;
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let thumbs = Client::builder().build()?.cache::<Thumbnails>().build()?;
+    /// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+    /// let slow = || async {
+    ///     tokio::time::sleep(Duration::from_millis(200)).await;
+    ///     Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"jpeg"))
+    /// };
+    /// let impatient = thumbs.get_or_refresh_within(&key, Duration::from_millis(10), slow).await;
+    /// assert!(matches!(impatient, Err(LoadError::DeadlineExceeded(_))));
+    /// tokio::time::sleep(Duration::from_millis(300)).await; // the load went on and stored it
+    /// assert_eq!(thumbs.get(&key).await.as_deref(), Some(&b"jpeg"[..]));
+    /// assert_eq!(thumbs.stats().loads, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`get_or_refresh`](Cache::get_or_refresh), and [`LoadError::DeadlineExceeded`].
+    pub async fn get_or_refresh_within<F, Fut, E>(
+        &self,
+        key: &Key<N>,
+        wait: Duration,
+        load: F,
+    ) -> Result<Fetched<N::Value>, LoadError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<N::Value, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        let get_or_refresh = self.get_or_refresh_observed(key, Some(wait), load);
         Op::start(N::NAME, OpKind::GetOrRefresh)
             .run(get_or_refresh)
             .await
@@ -207,6 +285,7 @@ impl<N: Namespace> Cache<N> {
     async fn get_or_refresh_observed<F, Fut, E>(
         &self,
         key: &Key<N>,
+        wait: Option<Duration>,
         load: F,
     ) -> (Result<Fetched<N::Value>, LoadError>, Outcome)
     where
@@ -215,17 +294,25 @@ impl<N: Namespace> Cache<N> {
         E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
     {
         let inner = &*self.inner;
+        let deadline = Deadline::after(wait);
         let reach = self.reach();
         if reach == Reach::Nothing {
             inner.counters.record(Event::Miss);
-            let outcome = load::run_load(&inner.counters, key, self.timed(load)).await;
+            let limiter = inner.limiter.as_ref();
+            let loaded =
+                load::run_load(&inner.counters, limiter, &|| true, key, || self.timed(load));
+            let Ok(outcome) = deadline.bound(loaded).await else {
+                return self.deadline_exceeded(deadline);
+            };
             return (
                 outcome.clone().map(Fetched::loaded),
                 Outcome::Bypass.unless_err(&outcome),
             );
         }
         let ticket = inner.flights.ticket(key);
-        let found = self.find(key, reach).await;
+        let Ok(found) = deadline.bound(self.find(key, reach)).await else {
+            return self.deadline_exceeded(deadline);
+        };
         let now_ms = inner.shared.clock.now_ms();
         let has_stale = match found {
             Some((found, tier)) if found.fresh => {
@@ -239,42 +326,99 @@ impl<N: Namespace> Cache<N> {
                 };
                 return (Ok(fetched), Outcome::read(Some(tier)));
             }
-            found => found.is_some(),
+            Some((stale, _)) => {
+                // Its last load failed a moment ago: answer stale without asking the origin.
+                if let Some(error) = self.throttled(key, now_ms) {
+                    return self.serve_stale(stale, StaleReason::LoadFailed(error));
+                }
+                true
+            }
+            None => false,
         };
         let mut loading = std::pin::pin!(self.load_detachable(key, ticket, reach, load));
-        let loaded = match (has_stale, inner.fail_safe.soft_timeout) {
-            (true, Some(limit)) => tokio::time::timeout(limit, loading.as_mut())
-                .await
-                .map_err(|_| StaleReason::LoadSlow(limit)),
-            _ => Ok(loading.as_mut().await),
+        // With a stale value to fall back on, wait no longer than the soft timeout.
+        let soft = match has_stale {
+            true => Deadline::after(inner.fail_safe.soft_timeout),
+            false => Deadline::NONE,
         };
-        let reason = match loaded {
-            Ok((Ok(value), source)) => return (Ok(Fetched::loaded(value)), observed(source)),
+        let patience = deadline.earlier(soft);
+        let reason = match patience.bound(loading.as_mut()).await {
+            Ok((Ok(value), source)) => {
+                if inner.fail_safe.stale_for.is_some() {
+                    inner.failed_loads.remove_if(key, |_, _| true);
+                }
+                return (Ok(Fetched::loaded(value)), observed(source));
+            }
             Ok((Err(error), _)) => StaleReason::LoadFailed(error),
-            Err(slow) => slow,
+            Err(waited) => StaleReason::LoadSlow(waited),
         };
+        if !has_stale && matches!(reason, StaleReason::LoadSlow(_)) {
+            return self.deadline_exceeded(deadline);
+        }
         // Looked up again: the value found before the load may have expired while it ran.
-        match self.stale(key, reach).await {
+        let Ok(stale) = deadline.bound(self.stale(key, reach)).await else {
+            return self.deadline_exceeded(deadline);
+        };
+        match stale {
             Some(stale) => {
-                inner.counters.record(Event::ServedStale);
-                let age = stale.age(inner.shared.clock.now_ms());
-                let fetched = Fetched {
-                    value: stale.value,
-                    age,
-                    stale: Some(reason),
-                };
-                (Ok(fetched), Outcome::Stale)
+                if let (StaleReason::LoadFailed(error), Some(throttle)) =
+                    (&reason, inner.fail_safe.throttle)
+                {
+                    let until_ms = now_ms.saturating_add(throttle.as_millis() as u64);
+                    let failed = (until_ms, error.clone());
+                    inner.failed_loads.insert(key.clone(), failed);
+                }
+                self.serve_stale(stale, reason)
             }
             None => match reason {
                 StaleReason::LoadFailed(error) => (Err(error), Outcome::Error),
                 // The stale value expired while the load ran: wait for the load after all.
-                StaleReason::LoadSlow(_) => {
-                    let (outcome, source) = loading.await;
-                    let observed = observed(source).unless_err(&outcome);
-                    (outcome.map(Fetched::loaded), observed)
-                }
+                StaleReason::LoadSlow(_) => match deadline.bound(loading).await {
+                    Ok((outcome, source)) => {
+                        let observed = observed(source).unless_err(&outcome);
+                        (outcome.map(Fetched::loaded), observed)
+                    }
+                    Err(_) => self.deadline_exceeded(deadline),
+                },
             },
         }
+    }
+
+    /// The answer of a call whose wait ran out with nothing to serve, counted.
+    fn deadline_exceeded(
+        &self,
+        deadline: Deadline,
+    ) -> (Result<Fetched<N::Value>, LoadError>, Outcome) {
+        self.inner.counters.record(Event::DeadlineExceeded);
+        let error = LoadError::DeadlineExceeded(deadline.wait.unwrap_or_default());
+        (Err(error), Outcome::Error)
+    }
+
+    /// A stale value as this call's answer, counted.
+    fn serve_stale(
+        &self,
+        stale: Found<N::Value>,
+        reason: StaleReason,
+    ) -> (Result<Fetched<N::Value>, LoadError>, Outcome) {
+        self.inner.counters.record(Event::ServedStale);
+        let fetched = Fetched {
+            age: stale.age(self.inner.shared.clock.now_ms()),
+            value: stale.value,
+            stale: Some(reason),
+        };
+        (Ok(fetched), Outcome::Stale)
+    }
+
+    /// The error of `key`'s last load, if it failed within the fail-safe throttle.
+    fn throttled(&self, key: &Key<N>, now_ms: u64) -> Option<LoadError> {
+        let failed_loads = &self.inner.failed_loads;
+        let (until_ms, error) =
+            failed_loads.view(key, |_, (until_ms, error)| (*until_ms, error.clone()))?;
+        if now_ms < until_ms {
+            return Some(error);
+        }
+        failed_loads.remove_if(key, |_, (until, _)| *until == until_ms);
+        None
     }
 
     /// The key's verified value from the tiers `reach` allows, fresh or stale, uncounted.
@@ -348,10 +492,12 @@ impl<N: Namespace> Cache<N> {
             Joined::Shared(outcome) => return (outcome, Source::Coalesced),
             Joined::Lead(leader) => leader,
         };
+        let attached = Attached::new();
+        let kind = Lead::Miss(attached.clone());
         let lead = self
             .clone()
-            .lead(leader, key.clone(), ticket, reach, load, Lead::Miss);
-        Detachable::new(lead).await
+            .lead(leader, key.clone(), ticket, reach, load, kind);
+        Detachable::new(attached, lead).await
     }
 
     /// The leader's part, owned so that it can run as a task: re-check, load, store.
@@ -369,21 +515,31 @@ impl<N: Namespace> Cache<N> {
         Fut: Future<Output = Result<N::Value, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
     {
-        let (cache, key) = (&self, &key);
+        let (cache, key, kind) = (&self, &key, &kind);
         // A load that ended since the caller looked may have stored what it needs: any fresh
         // value for a miss; for a refresh, one that is not itself due.
         let recheck = || async move {
             let found = cache.stale(key, reach).await.filter(|found| found.fresh)?;
             let due = cache.refresh_due(&found, cache.inner.shared.clock.now_ms());
-            (kind == Lead::Miss || !due).then_some(found.value)
+            (matches!(kind, Lead::Miss(_)) || !due).then_some(found.value)
         };
         let store = |value| async move {
             let _ = cache.write(key, value).await;
         };
         let counters = &self.inner.counters;
+        // A refresh has no caller waiting; a miss's caller may stop waiting (detach).
+        let attached = || match &kind {
+            Lead::Miss(attached) => attached.is_attached(),
+            Lead::Refresh => false,
+        };
+        let loads = Loads {
+            counters,
+            limiter: self.inner.limiter.as_ref(),
+            attached: &attached,
+        };
         let (outcome, source) = load::lead(
             leader,
-            counters,
+            loads,
             key,
             ticket,
             recheck,
@@ -391,10 +547,51 @@ impl<N: Namespace> Cache<N> {
             store,
         )
         .await;
-        if kind == Lead::Refresh && source == Source::Loaded {
+        if matches!(kind, Lead::Refresh) && source == Source::Loaded {
             counters.record(Event::Refresh);
         }
         (outcome, source)
+    }
+}
+
+/// How long a call may wait, from when it started; `NONE` for no limit.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    wait: Option<Duration>,
+    at: Option<tokio::time::Instant>,
+}
+
+impl Deadline {
+    const NONE: Self = Self {
+        wait: None,
+        at: None,
+    };
+
+    fn after(wait: Option<Duration>) -> Self {
+        Self {
+            wait,
+            at: wait.map(|wait| tokio::time::Instant::now() + wait),
+        }
+    }
+
+    /// Whichever of the two passes first.
+    fn earlier(self, other: Self) -> Self {
+        match (self.at, other.at) {
+            (Some(mine), Some(theirs)) if theirs < mine => other,
+            (None, Some(_)) => other,
+            _ => self,
+        }
+    }
+
+    /// `future`'s output, or how long it was waited for when the deadline passed first. The
+    /// future is dropped then (polled through `&mut`, it is not).
+    async fn bound<F: Future>(self, future: F) -> Result<F::Output, Duration> {
+        match self.at {
+            Some(at) => tokio::time::timeout_at(at, future)
+                .await
+                .map_err(|_| self.wait.unwrap_or_default()),
+            None => Ok(future.await),
+        }
     }
 }
 
@@ -411,10 +608,10 @@ impl<N: Namespace> Drop for PendingRefresh<'_, N> {
 }
 
 /// Why a leader loads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum Lead {
-    /// A caller found no fresh value.
-    Miss,
+    /// A caller found no fresh value; it may stop waiting (see [`Attached`]).
+    Miss(Attached),
     /// A fresh value is due for refresh-ahead.
     Refresh,
 }

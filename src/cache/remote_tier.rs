@@ -17,9 +17,14 @@ use bytes::Bytes;
 use std::time::Duration;
 
 impl<N: Namespace> Cache<N> {
-    /// The verified value for `key` from the store (promoted to the in-process tier when
-    /// fresh), or `None`.
-    pub(super) async fn remote_get(&self, key: &Key<N>) -> Option<Found<N::Value>> {
+    /// The verified value for `key` from the store, or `None`. It is promoted to the in-process
+    /// tier when fresh, or stale and `promote_stale` (the tier holds no copy of the key that it
+    /// would replace).
+    pub(super) async fn remote_get(
+        &self,
+        key: &Key<N>,
+        promote_stale: bool,
+    ) -> Option<Found<N::Value>> {
         let inner = &*self.inner;
         let remote = inner.shared.remote.as_ref()?;
         let encoded = key.encode();
@@ -29,7 +34,7 @@ impl<N: Namespace> Cache<N> {
             .call_store(N::NAME, &inner.counters, call)
             .await
             .ok()??;
-        self.accept(key, &encoded, &sealed).await
+        self.accept(key, &encoded, &sealed, promote_stale).await
     }
 
     /// Fills `values[i]` for each `i` in `missing` from the store, in one batch. Each value is
@@ -55,7 +60,7 @@ impl<N: Namespace> Cache<N> {
             Ok(found) if found.len() == encoded.len() => {
                 for ((&i, encoded), sealed) in missing.iter().zip(&encoded).zip(found) {
                     if let Some(sealed) = sealed {
-                        let found = self.accept(&keys[i], encoded, &sealed).await;
+                        let found = self.accept(&keys[i], encoded, &sealed, false).await;
                         values[i] = found.and_then(Found::fresh);
                         if values[i].is_some() {
                             inner.counters.record(Event::HitRemote);
@@ -73,12 +78,13 @@ impl<N: Namespace> Cache<N> {
     }
 
     /// Opens a remote value for `key` and decodes it (promoting it to the in-process tier when it
-    /// is fresh), or refuses it.
+    /// is fresh, or stale and `promote_stale`), or refuses it.
     async fn accept(
         &self,
         key: &Key<N>,
         encoded: &[u8],
         sealed: &Bytes,
+        promote_stale: bool,
     ) -> Option<Found<N::Value>> {
         let inner = &*self.inner;
         let remote = inner.shared.remote.as_ref()?;
@@ -95,8 +101,9 @@ impl<N: Namespace> Cache<N> {
         match decoded {
             Ok((value, created_ms, expires_ms)) => {
                 let fresh = inner.fresh_for.is_fresh(created_ms, || now_ms);
-                // A stale value is not promoted: it would replace a younger stale copy.
-                if let (Some(local), true) = (&inner.local, fresh) {
+                // A stale value is promoted only where it replaces nothing: the in-process tier
+                // may hold a younger stale copy.
+                if let (Some(local), true) = (&inner.local, fresh || promote_stale) {
                     // Kept in-process no longer than the store keeps it (the writer's expiry
                     // margin before its sealed expiry) nor than this cache's own keep time.
                     let kept_until = match expires_ms {

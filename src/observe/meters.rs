@@ -89,6 +89,9 @@ pub(super) fn load_error(namespace: &'static str, error: &LoadError) {
         LoadError::Loader(_) => "loader",
         LoadError::Timeout(_) => "timeout",
         LoadError::OwnerMismatch { .. } => "owner_mismatch",
+        LoadError::DeadlineExceeded(_) => "deadline_exceeded",
+        LoadError::Overloaded => "overloaded",
+        LoadError::Abandoned => "abandoned",
     };
     counter!(LOAD_ERRORS, "namespace" => namespace, "reason" => reason).increment(1);
 }

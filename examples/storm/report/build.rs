@@ -7,6 +7,7 @@ use super::{
 use crate::config::{Config, Stop};
 use crate::fault_plan::GROUPS;
 use crate::measured::Measured;
+use crate::origin::OriginSummary;
 use scoped_cache::testing::FaultKind;
 use scoped_cache::{FreshnessKind, ViolationKind};
 
@@ -106,6 +107,10 @@ impl RunSummary {
             served_stale: run.tally.served_stale,
             stale_age_ms_max: run.tally.stale_age_max.as_millis() as u64,
             refreshes: run.stats.map_or(0, |s| s.refreshes),
+            deadline_exceeded: run.stats.map_or(0, |s| s.deadline_exceeded),
+            overloaded: run.stats.map_or(0, |s| s.overloaded),
+            loads_abandoned: run.stats.map_or(0, |s| s.loads_abandoned),
+            peak_rss_mib: crate::measured::peak_rss_mib(),
             error_examples: run.tally.error_examples,
             hits_l1: run.counts.hits_l1,
             hits_l2: run.counts.hits_l2,
@@ -119,7 +124,10 @@ impl RunSummary {
             backend_error_examples: run.backend_error_examples,
             l2_evictions: run.l2_evictions,
             origin_loads_per_key_max: run.origin.loads_per_key_max_per_fill,
-            origin: run.origin,
+            origin: OriginSummary {
+                wasted_loads: run.stats.map_or(0, |s| s.loads_unclaimed),
+                ..run.origin
+            },
             breaker_trips: run.stats.map_or(0, |s| s.breaker_trips),
             breaker_open_ms: run.stats.map_or(0, |s| s.breaker_open_ms),
             faults_injected,

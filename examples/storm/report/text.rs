@@ -85,6 +85,19 @@ impl Report {
                 ),
             ),
             (
+                "deadline",
+                v.deadline_exceeded,
+                "calls that reached --deadline with nothing to serve".into(),
+            ),
+            (
+                "overloaded",
+                v.overloaded,
+                format!(
+                    "refused at a full load queue; {} queued loads dropped, nobody waiting",
+                    v.loads_abandoned
+                ),
+            ),
+            (
                 "errors",
                 v.errors,
                 format!(
@@ -157,6 +170,20 @@ impl Report {
              whole run: {})",
             o.loads_per_key_max_per_fill, o.loads_per_key_max_over_run
         );
+        if let Some(utilization) = o.utilization {
+            let _ = writeln!(
+                out,
+                "  origin busy    {utilization:>10.2} of its capacity while loads queued for it; \
+                 {} loads no caller received",
+                o.wasted_loads
+            );
+        }
+        if let Some(mib) = v.peak_rss_mib {
+            let _ = writeln!(
+                out,
+                "  memory         {mib:>10} MiB peak resident (the whole process)"
+            );
+        }
         if let (Some(loads), Some(per_key)) = (
             o.loads_first_second_after_outage,
             o.loads_per_key_max_first_second_after_outage,
