@@ -3,6 +3,8 @@
 mod encoding;
 mod escaped;
 
+#[cfg(feature = "redis")]
+pub(crate) use encoding::owner_span;
 pub use encoding::{KEY_PREFIX, KeyDecodeError, RawKey};
 pub use escaped::Escaped;
 

@@ -14,6 +14,9 @@
 //! - `RedisSentinelStore` and its `RedisSentinelStoreBuilder` (feature `redis-sentinel`): the
 //!   primary that Redis Sentinel names, followed across failovers.
 //!
+//! `KeyLayout` (feature `redis`) says where an encoded key goes in a Redis key: as it is, or
+//! behind a hash tag of its owner, so that one device's values share a cluster slot.
+//!
 //! [`MemoryStore`] and `RedisStore` are also re-exported at the crate root, since every client
 //! configures one.
 //!
@@ -22,6 +25,8 @@
 
 #[cfg(feature = "redis")]
 mod commands;
+#[cfg(feature = "redis")]
+mod key_layout;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -32,6 +37,8 @@ mod redis_sentinel;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
+#[cfg(feature = "redis")]
+pub use key_layout::KeyLayout;
 pub use memory::MemoryStore;
 #[cfg(feature = "redis-cluster")]
 pub use redis_cluster::{RedisClusterStore, RedisClusterStoreBuilder};

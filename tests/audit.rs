@@ -1,15 +1,15 @@
 //! `scoped-cache-audit` against a real `redis-server`: it lists exactly the entries that are
 //! mis-filed, forged, damaged, expired or of another ring, with the right kinds and owners;
 //! `--delete` leaves exactly the valid ones (and what is not ours); a wrong secret deletes
-//! nothing. And `report` over a violation log names exactly the pairs of owners a faulty store
-//! mixed up.
+//! nothing; keys in the owner-affine layout are audited for the key behind their hash tag. And
+//! `report` over a violation log names exactly the pairs of owners a faulty store mixed up.
 
 mod support;
 
 use bytes::Bytes;
 use redis::AsyncCommands as _;
 use scoped_cache::envelope::{Envelope, Escaped};
-use scoped_cache::store::MemoryStore;
+use scoped_cache::store::{KeyLayout, MemoryStore};
 use scoped_cache::testing::{FaultKind, FaultyStore};
 use scoped_cache::{
     Client, Key, KeyId, KeyRing, Namespace, Owner, RawBytes, RedisStore, ViolationLog,
@@ -30,6 +30,7 @@ fn main() -> std::process::ExitCode {
     harness::run(trials![
         redis_test(the_audit_lists_exactly_the_refused_entries_and_delete_leaves_the_valid_ones),
         redis_test(a_wrong_secret_is_named_and_nothing_is_deleted),
+        redis_test(owner_affine_keys_are_audited_for_the_key_behind_their_hash_tag),
         test(bad_flags_a_bad_secret_file_and_an_unreachable_server_exit_non_zero),
         tokio_test(the_report_over_a_violation_log_names_exactly_the_owners_mixed_up),
     ])
@@ -417,6 +418,101 @@ async fn a_wrong_secret_is_named_and_nothing_is_deleted(server: RedisServer) {
         assert!(stderr.contains("Nothing was deleted"), "{stderr}");
         assert_eq!(keys_in(&server).await, before, "{name}: nothing deleted");
     }
+}
+
+/// Keys in the owner-affine layout (`sc1:thumb:{tag}T…`, as `RedisClusterStore` writes them
+/// with `KeyLayout::OwnerAffine`) are found by the same `SCAN`, opened for the key behind their
+/// tag, and deleted under their own store key; a tag that is not its key's owner's is not a key.
+async fn owner_affine_keys_are_audited_for_the_key_behind_their_hash_tag(server: RedisServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut raw = raw(&server).await;
+    let (envelope, now) = (Envelope::default(), now_ms());
+    let affine = |key: &Key<Thumbs>| {
+        [
+            PREFIX.as_bytes(),
+            &KeyLayout::OwnerAffine.store_key(&key.encode()),
+        ]
+        .concat()
+    };
+    let sealed = |key: &Key<Thumbs>| {
+        envelope
+            .seal(key, &payload(0), now, now + 600_000, &ring())
+            .unwrap()
+    };
+    for item in 0..10 {
+        let () = raw
+            .set(
+                affine(&key(1, 101, item)),
+                sealed(&key(1, 101, item)).as_ref(),
+            )
+            .await
+            .unwrap();
+    }
+    // Alice's (1, 101) value under bob's (2, 102) owner-affine key.
+    let swapped = affine(&key(2, 102, 0));
+    let () = raw
+        .set(&swapped, sealed(&key(1, 101, 0)).as_ref())
+        .await
+        .unwrap();
+    // Alice's own value and key behind bob's tag: no store writes or reads it.
+    let mut mistagged = affine(&key(1, 101, 11));
+    let tag = PREFIX.len() + "sc1:thumb:{".len();
+    mistagged[tag..tag + 8].copy_from_slice(&swapped[tag..tag + 8]);
+    let () = raw
+        .set(&mistagged, sealed(&key(1, 101, 11)).as_ref())
+        .await
+        .unwrap();
+
+    let ring_path = ring_file(dir.path(), "ring.txt", 1, &SECRET);
+    let json_path = dir.path().join("audit.json");
+    let output = audit(&[
+        "--redis",
+        &server.url(),
+        "--secret-file",
+        ring_path.to_str().unwrap(),
+        "--key-prefix",
+        PREFIX,
+        "--delete",
+        "--json",
+        json_path.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "an integrity failure exits 1"
+    );
+    let report = read_json(&json_path);
+    assert_eq!(report["scanned"], 12);
+    assert_eq!(report["namespaces"]["thumb"]["valid"], 10);
+    assert_eq!(
+        report["namespaces"]["thumb"]["refused"]["owner_mismatch"],
+        1
+    );
+    assert_eq!(report["not_keys"], 1, "{report}");
+    let refused = report["refused"].as_array().unwrap();
+    let listed = |kind: &str| {
+        refused
+            .iter()
+            .find(|entry| entry["kind"] == kind)
+            .unwrap_or_else(|| panic!("{kind} listed: {report}"))
+    };
+    assert_eq!(
+        listed("owner_mismatch")["store_key"],
+        Escaped(&swapped).to_string()
+    );
+    assert_eq!(listed("owner_mismatch")["found"]["device"], 101);
+    assert_eq!(listed("owner_mismatch")["deleted"], true);
+    assert_eq!(
+        listed("not_a_key")["store_key"],
+        Escaped(&mistagged).to_string()
+    );
+    let left = keys_in(&server).await;
+    assert_eq!(
+        left.len(),
+        11,
+        "the swapped value is deleted under its own key"
+    );
+    assert!(!left.contains(&Escaped(&swapped).to_string()));
 }
 
 fn bad_flags_a_bad_secret_file_and_an_unreachable_server_exit_non_zero() {

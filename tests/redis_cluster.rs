@@ -1,13 +1,15 @@
 //! `RedisClusterStore` against a real six-node Redis Cluster that each test starts itself:
 //! round trips through `Cache`, a value copied under another key's slot refused, `get_many`
 //! across slots in the caller's order, compare-and-delete on the key's primary, calls bounded
-//! by their timeout while a primary is frozen, and a cancellation storm across slots.
+//! by their timeout while a primary is frozen, a cancellation storm across slots, and the
+//! owner-affine key layout (one device, one slot, one `MGET`; still verified).
 
 mod support;
 
 use bytes::Bytes;
 use redis::AsyncCommands as _;
-use scoped_cache::store::{RedisClusterStore, RemoteStore, StoreError};
+use scoped_cache::envelope::RawKey;
+use scoped_cache::store::{KeyLayout, RedisClusterStore, RemoteStore, StoreError};
 use scoped_cache::{
     Client, DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, TenantId, ViolationKind,
 };
@@ -29,6 +31,7 @@ fn main() -> std::process::ExitCode {
         ),
         cluster_test(calls_to_a_frozen_primary_fail_within_the_timeout),
         cluster_test(cancellation_storm_on_the_raw_store_never_mixes_replies),
+        cluster_test(owner_affine_keys_share_a_slot_per_device_and_are_still_verified),
     ])
 }
 
@@ -512,6 +515,183 @@ async fn cancellation_storm_on_the_raw_store_never_mixes_replies(cluster: RedisC
         assert!(get("hits") > 1_000);
         assert!(get("cancelled") > 100);
         assert_eq!(store.connections_replaced(), 0);
+    })
+    .await;
+}
+
+/// How many `MGET`s the primaries have run since their statistics were last reset.
+fn mget_calls(cluster: &RedisCluster) -> u64 {
+    cluster
+        .primaries()
+        .into_iter()
+        .map(|port| {
+            let stats = cluster.cli(port, &["INFO", "commandstats"]).unwrap();
+            stats
+                .lines()
+                .find_map(|line| line.strip_prefix("cmdstat_mget:calls="))
+                .and_then(|rest| rest.split(',').next())
+                .map_or(0, |calls| calls.parse::<u64>().unwrap())
+        })
+        .sum()
+}
+
+fn reset_stats(cluster: &RedisCluster) {
+    for port in cluster.primaries() {
+        cluster.cli(port, &["CONFIG", "RESETSTAT"]).unwrap();
+    }
+}
+
+/// `KeyLayout::OwnerAffine`: every value of a device lands in one slot (and devices spread over
+/// slots); `get_many` of one device's values is one `MGET` where the flat layout sends one per
+/// slot; values are still opened for the full key, so a value swapped between two devices, or
+/// between two items of one device (same slot), is refused and deleted by compare-and-delete;
+/// and a `SCAN` of the prefix finds every key, which `KeyLayout::key_stored_under` maps back to
+/// the key it was written for (as the audit does).
+async fn owner_affine_keys_share_a_slot_per_device_and_are_still_verified(cluster: RedisCluster) {
+    within(async {
+        let affine_store = RedisClusterStore::builder(cluster.seeds())
+            .key_prefix(PREFIX)
+            .key_layout(KeyLayout::OwnerAffine)
+            .connect()
+            .await
+            .unwrap();
+        let client = Client::builder()
+            .key_ring(ring())
+            .remote(affine_store)
+            .build()
+            .unwrap();
+        let thumbs = client.cache::<Thumbs>().local_capacity(0).build().unwrap();
+        let flat_client = Client::builder()
+            .key_ring(ring())
+            .remote(store(&cluster).await)
+            .build()
+            .unwrap();
+        let flat = flat_client
+            .cache::<Thumbs>()
+            .local_capacity(0)
+            .build()
+            .unwrap();
+        let affine_key = |k: &Key<Thumbs>| {
+            [
+                PREFIX.as_bytes(),
+                &KeyLayout::OwnerAffine.store_key(&k.encode()),
+            ]
+            .concat()
+        };
+        let mut raw = raw(&cluster).await;
+
+        // 30 devices of 16 items each, in both layouts.
+        let device_keys = |device: u64| -> Vec<Key<Thumbs>> {
+            (0..16).map(|item| key(device / 3, device, item)).collect()
+        };
+        let mut device_slots = HashSet::new();
+        let mut written = HashSet::new();
+        for device in 0..30 {
+            let mut slots = HashSet::new();
+            for k in device_keys(device) {
+                let value = Bytes::from(format!("{}/{}", device, k.item()));
+                thumbs.insert(&k, value.clone()).await.unwrap();
+                flat.insert(&k, value).await.unwrap();
+                let exists: bool = raw.exists(affine_key(&k)).await.unwrap();
+                assert!(exists, "stored under its owner-affine key");
+                slots.insert(slot(&mut raw, &affine_key(&k)).await);
+                written.insert(k.encode());
+            }
+            assert_eq!(
+                slots.len(),
+                1,
+                "device {device}: one slot for all its values"
+            );
+            device_slots.extend(slots);
+        }
+        assert!(device_slots.len() > 20, "devices spread: {device_slots:?}");
+
+        // Verified reads, one by one and per device; one MGET per device, against 16 (one per
+        // slot) in the flat layout.
+        for device in [0, 7, 29] {
+            let keys = device_keys(device);
+            reset_stats(&cluster);
+            let found = thumbs.get_many(&keys).await;
+            assert_eq!(mget_calls(&cluster), 1, "device {device}: one MGET");
+            for (k, v) in keys.iter().zip(found) {
+                assert_eq!(
+                    v.as_deref(),
+                    Some(format!("{device}/{}", k.item()).as_bytes())
+                );
+                assert_eq!(thumbs.get(k).await, flat.get(k).await);
+            }
+            reset_stats(&cluster);
+            assert!(flat.get_many(&keys).await.iter().all(Option::is_some));
+            assert!(mget_calls(&cluster) > 8, "flat: one MGET per slot");
+        }
+
+        // Swapped between devices (another slot), and between items of one device (same slot):
+        // refused for the key asked for, deleted only while the swapped bytes are there.
+        let (own, other_device, other_item) = (key(0, 1, 3), key(0, 2, 3), key(0, 1, 4));
+        let sealed: Vec<u8> = raw.get(affine_key(&own)).await.unwrap();
+        for (victim, kind) in [
+            (&other_device, ViolationKind::OwnerMismatch),
+            (&other_item, ViolationKind::ItemMismatch),
+        ] {
+            let _: () = raw.set(affine_key(victim), &sealed).await.unwrap();
+            let before = thumbs.stats().violations.get(kind);
+            assert_eq!(thumbs.get(victim).await, None, "{kind:?} must miss");
+            assert_eq!(thumbs.stats().violations.get(kind), before + 1);
+            let exists: bool = raw.exists(affine_key(victim)).await.unwrap();
+            assert!(!exists, "{kind:?}: the refused value is deleted");
+            written.remove(&victim.encode());
+        }
+        assert_eq!(thumbs.get(&own).await.as_deref(), Some(&b"1/3"[..]));
+
+        // A SCAN of the prefix on every primary finds every owner-affine key, and each maps
+        // back to the key it was written for.
+        let mut found = HashSet::new();
+        for port in cluster.primaries() {
+            let seed = cluster
+                .seeds()
+                .into_iter()
+                .find(|seed| seed.ends_with(&format!(":{port}")))
+                .unwrap();
+            let mut node = redis::Client::open(seed)
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg("t:sc1:thumb:*")
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut node)
+                    .await
+                    .unwrap();
+                found.extend(keys);
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+        // The audit's pattern: both layouts' keys match it.
+        let stored_under = |store_keys: Vec<&Vec<u8>>| -> HashSet<Vec<u8>> {
+            store_keys
+                .into_iter()
+                .map(|store_key| {
+                    let stored = store_key.strip_prefix(PREFIX.as_bytes()).unwrap();
+                    let key = KeyLayout::key_stored_under(stored).into_owned();
+                    assert!(RawKey::decode(&key).is_ok(), "{stored:?}");
+                    key
+                })
+                .collect()
+        };
+        let (affine, flat): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = found
+            .iter()
+            .partition(|store_key| store_key.get("t:sc1:thumb:".len()) == Some(&b'{'));
+        assert_eq!(stored_under(affine), written);
+        assert_eq!(stored_under(flat).len(), 30 * 16);
     })
     .await;
 }

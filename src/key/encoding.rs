@@ -209,6 +209,26 @@ pub(crate) fn item_of<'a>(encoded: &'a [u8], namespace: &str, owner: &Owner) -> 
     (usize::try_from(u32::from_be_bytes(*item_len)).ok()? == item.len()).then_some(item)
 }
 
+/// Where the owner's fields (tenant and device, their tags included) lie in `encoded`, when
+/// it has the shape of an encoded key up to its item tag: the prefix, a namespace, then two
+/// tagged and sized ids. Checks the shape only, not the namespace's or the ids' contents (the
+/// store layouts place keys with it; opening an envelope checks the key).
+pub(crate) fn owner_span(encoded: &[u8]) -> Option<std::ops::Range<usize>> {
+    let rest = encoded.strip_prefix(KEY_PREFIX)?;
+    let start = KEY_PREFIX.len() + rest.iter().position(|&b| b == b':')? + 1;
+    let mut at = start;
+    for tag in [TENANT_TAG, DEVICE_TAG] {
+        let &[found, _kind, len] = encoded.get(at..at.checked_add(3)?)? else {
+            return None;
+        };
+        if found != tag {
+            return None;
+        }
+        at += 3 + usize::from(len);
+    }
+    (encoded.get(at) == Some(&ITEM_TAG)).then_some(start..at)
+}
+
 /// `bytes` after [`encode_id`]'s encoding of `id`, if they start with it.
 fn strip_id<'a>(bytes: &'a [u8], id: &IdRepr) -> Option<&'a [u8]> {
     let (kind, data): (u8, &[u8]) = match id {

@@ -3,8 +3,8 @@
 //! touch sockets.
 
 use crate::store::commands::{self, Connections};
-use crate::store::redis::{prefixed_key_arg, server_error, store_error};
-use crate::store::{RemoteStore, StoreError, StoreFuture};
+use crate::store::redis::{server_error, store_error};
+use crate::store::{KeyLayout, RemoteStore, StoreError, StoreFuture};
 use crate::sync::{Mutex, lock};
 use bytes::Bytes;
 use redis::aio::ConnectionLike as _;
@@ -124,12 +124,19 @@ const STUCK_AFTER: Duration = Duration::from_secs(2);
 /// expiry, never another owner's. Keep it off for namespaces whose invalidations must take
 /// effect at once (authorization relations).
 ///
-/// # Key prefixes and hash tags
+/// # Key prefixes, hash tags and the owner-affine layout
 ///
 /// Keys are stored as the prefix followed by the encoded key, and Redis Cluster places a key
-/// by the CRC16 of its first `{…}` hash tag if it has one. A prefix containing a hash tag (such
-/// as `"{thumbs}:"`) therefore puts every key on one slot and one node: a deliberate layout at
-/// best, a hot node at worst.
+/// by the CRC16 of its first `{…}` hash tag if it has one. By default
+/// ([`KeyLayout::Flat`]) each key has its own slot: a `get_many` of one device's values is one
+/// `MGET` per slot, sent to the nodes in parallel. With
+/// [`key_layout(KeyLayout::OwnerAffine)`](RedisClusterStoreBuilder::key_layout) a hash tag of
+/// the owner puts all of a device's values in one slot: `get_many` for one device is one `MGET`
+/// to one node, at the price of that device's whole load on one primary (see [`KeyLayout`]).
+/// Either way the value is sealed for, and opened for, the full key.
+///
+/// A prefix containing a hash tag (such as `"{thumbs}:"`) puts every key on one slot and one
+/// node, whatever the layout: a hot node.
 ///
 /// # Panics
 ///
@@ -141,6 +148,7 @@ pub struct RedisClusterStore {
     client: ClusterClient,
     config: ClusterConfig,
     prefix: Box<[u8]>,
+    layout: KeyLayout,
     response_timeout: Duration,
     read_from_replicas: bool,
     replaced: AtomicU64,
@@ -168,6 +176,7 @@ pub struct RedisClusterStoreBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
     prefix: Vec<u8>,
+    layout: KeyLayout,
     read_from_replicas: bool,
 }
 
@@ -185,7 +194,8 @@ impl RedisClusterStore {
     /// reachable seed is enough: the other nodes are discovered from it (`CLUSTER SLOTS`).
     /// Unix sockets are refused: cluster nodes announce each other by IP and port. Defaults:
     /// connect timeout [`RedisClusterStore::DEFAULT_CONNECT_TIMEOUT`], response timeout
-    /// [`RedisClusterStore::DEFAULT_RESPONSE_TIMEOUT`], no key prefix, reads from primaries only.
+    /// [`RedisClusterStore::DEFAULT_RESPONSE_TIMEOUT`], no key prefix, [`KeyLayout::Flat`],
+    /// reads from primaries only.
     pub fn builder<I, S>(nodes: I) -> RedisClusterStoreBuilder
     where
         I: IntoIterator<Item = S>,
@@ -294,6 +304,7 @@ impl RedisClusterStoreBuilder {
             connect_timeout: RedisClusterStore::DEFAULT_CONNECT_TIMEOUT,
             response_timeout: RedisClusterStore::DEFAULT_RESPONSE_TIMEOUT,
             prefix: Vec::new(),
+            layout: KeyLayout::Flat,
             read_from_replicas: false,
         }
     }
@@ -318,6 +329,15 @@ impl RedisClusterStoreBuilder {
     /// [`RedisClusterStore`]'s notes on hash tags.
     pub fn key_prefix(mut self, prefix: impl AsRef<[u8]>) -> Self {
         self.prefix = prefix.as_ref().to_vec();
+        self
+    }
+
+    /// Where keys go in the cluster (default [`KeyLayout::Flat`]: each key in its own slot).
+    /// [`KeyLayout::OwnerAffine`] puts all of a device's values in one slot, so that
+    /// `get_many` for one device is one round trip to one node; see [`KeyLayout`] for the
+    /// trade-off. Every instance sharing the cluster must use the same layout.
+    pub fn key_layout(mut self, layout: KeyLayout) -> Self {
+        self.layout = layout;
         self
     }
 
@@ -454,6 +474,7 @@ impl RedisClusterStoreBuilder {
             client,
             config,
             prefix: self.prefix.into_boxed_slice(),
+            layout: self.layout,
             response_timeout: self.response_timeout,
             read_from_replicas: self.read_from_replicas,
             replaced: AtomicU64::new(0),
@@ -503,6 +524,7 @@ impl fmt::Debug for RedisClusterStoreBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("key_prefix", &String::from_utf8_lossy(&self.prefix))
+            .field("key_layout", &self.layout)
             .field("read_from_replicas", &self.read_from_replicas)
             .finish_non_exhaustive()
     }
@@ -514,6 +536,7 @@ impl fmt::Debug for RedisClusterStore {
         f.debug_struct("RedisClusterStore")
             .field("response_timeout", &self.response_timeout)
             .field("key_prefix", &String::from_utf8_lossy(&self.prefix))
+            .field("key_layout", &self.layout)
             .field("read_from_replicas", &self.read_from_replicas)
             .field("connections_replaced", &self.connections_replaced())
             .finish_non_exhaustive()
@@ -524,7 +547,7 @@ impl Connections for RedisClusterStore {
     type Used = u64;
 
     fn key_arg(&self, cmd: &mut Cmd, key: &[u8]) {
-        prefixed_key_arg(cmd, &self.prefix, key);
+        self.layout.key_arg(cmd, &self.prefix, key);
     }
 
     /// [`send`](RedisClusterStore::send), with every server error as a [`StoreError`].

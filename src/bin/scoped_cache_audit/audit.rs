@@ -6,7 +6,7 @@ use crate::violation_report::Owner;
 use bytes::Bytes;
 use scoped_cache::KeyRing;
 use scoped_cache::envelope::{Envelope, Escaped, RawKey};
-use scoped_cache::store::RemoteStore;
+use scoped_cache::store::{KeyLayout, RemoteStore};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -153,7 +153,16 @@ impl Audit {
                 .strip_prefix(self.prefix.as_slice())
                 .unwrap_or(&full_key)
                 .to_vec();
-            let finding = classify(&self.envelope, &key, &value, self.now_ms, &self.ring);
+            // Opened for the encoded key it is stored under, in either store layout (an
+            // owner-affine key without its hash tag); deleted, if at all, under `key` itself.
+            let stored_under = KeyLayout::key_stored_under(&key);
+            let finding = classify(
+                &self.envelope,
+                &stored_under,
+                &value,
+                self.now_ms,
+                &self.ring,
+            );
             if finding.is_authenticated() {
                 self.report.authenticated += 1;
             }

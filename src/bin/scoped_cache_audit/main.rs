@@ -11,7 +11,7 @@
 //! **The audit** `SCAN`s the keys under the store's prefix (one namespace's, with
 //! `--namespace`) at no more than `--rate` keys per second, on the server or on every primary
 //! of a cluster, reads each batch with one pipeline of `GET`s, and opens every entry for the key
-//! it is stored under (`classify`): valid, mis-filed (an authentic value of another owner, item
+//! it is stored under (`classify`; in either store layout, `KeyLayout::key_stored_under`): valid, mis-filed (an authentic value of another owner, item
 //! or namespace, and whose it is), forged or damaged (bad tag, malformed), expired, or sealed
 //! with a key id the ring lacks. It prints a table per namespace and the refused entries, and
 //! writes them all with `--json`. No payload byte is ever printed or written.
