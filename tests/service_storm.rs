@@ -776,7 +776,8 @@ async fn a_slow_origin_is_a_503_and_is_not_cached() {
 }
 
 /// An origin outage: a thumbnail cached before is served stale, with its `Age`, only to its
-/// owner; one never cached is a 503; once the origin is back, a fresh one is served.
+/// owner; one never cached is a 503; once the origin is back (and the fail-safe throttle after
+/// the failed load has passed), a fresh one is served.
 async fn while_the_origin_is_down_a_cached_thumbnail_is_served_stale_with_its_age() {
     let app = App::new(Config {
         ttl: Duration::from_millis(200),
@@ -835,6 +836,8 @@ async fn while_the_origin_is_down_a_cached_thumbnail_is_served_stale_with_its_ag
     );
 
     app.origin().set_down(false);
+    // The failed load holds the key to stale answers for the fail-safe throttle (1 s).
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     let (status, body, age, cache_control) = answer(("alice", "cam-1", "42"), "alice").await;
     assert_eq!(
         (status, body, age.as_deref()),
