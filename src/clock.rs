@@ -47,7 +47,9 @@ impl Clock {
     /// A time no earlier than now, cheap to read: for expiry checks on the hot path.
     ///
     /// The system variant reads the kernel's coarse wall clock (a few ms resolution) and adds
-    /// its resolution, so an entry may be treated as expired up to one tick early, never late.
+    /// its resolution, so an entry may be treated as expired up to one tick early. It is late
+    /// only when the kernel's tick itself is (a busy virtual machine can delay it by a few ms),
+    /// which the expiry margin between the tiers and the envelope absorbs.
     pub(crate) fn expiry_now_ms(&self) -> u64 {
         match &self.manual {
             Some(now) => now.load(Ordering::Acquire),
@@ -191,14 +193,17 @@ mod tests {
         );
     }
 
+    /// Behind only by a tick the kernel delivered late: a few ms on a busy VM (1 ms was seen
+    /// under a CI build). 50 ms is far beyond that and far below the expiry margin.
     #[test]
-    fn expiry_time_is_never_behind_the_wall_clock() {
+    fn expiry_time_is_never_far_behind_the_wall_clock() {
+        const LATE_TICK_MS: u64 = 50;
         let clock = Clock::system();
         for _ in 0..10_000 {
             let before = clock.now_ms();
             let expiry_now = clock.expiry_now_ms();
             assert!(
-                expiry_now >= before,
+                expiry_now + LATE_TICK_MS >= before,
                 "expiry clock {expiry_now} behind wall clock {before}"
             );
             assert!(
