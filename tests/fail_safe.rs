@@ -29,6 +29,17 @@ fn fail_safe_cache(fixture: &Fixture, local_capacity: u64) -> Cache<Thumbs> {
         .expect("valid cache")
 }
 
+/// A cache whose values live 60 s and are reloaded in the background from 30 s on.
+fn refreshing_cache<N: Namespace>(fixture: &Fixture) -> Cache<N> {
+    fixture
+        .client
+        .cache()
+        .ttl(Duration::from_secs(60))
+        .refresh_after(Duration::from_secs(30))
+        .build()
+        .expect("valid cache")
+}
+
 async fn origin_down() -> Result<Bytes, std::io::Error> {
     Err(std::io::Error::other("origin down"))
 }
@@ -369,13 +380,7 @@ async fn without_a_stale_value_the_caller_waits_for_the_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hits_past_refresh_after_answer_at_once_and_start_one_background_load() {
     let fixture = Fixture::new();
-    let cache = fixture
-        .client
-        .cache::<Thumbs>()
-        .ttl(Duration::from_secs(60))
-        .refresh_after(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let cache = refreshing_cache::<Thumbs>(&fixture);
     let mine = key(1, 2, 3);
     cache
         .insert(&mine, Bytes::from_static(b"v1"))
@@ -467,13 +472,7 @@ impl Namespace for Readings {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_that_loads_another_owners_value_stores_nothing() {
     let fixture = Fixture::new();
-    let cache = fixture
-        .client
-        .cache::<Readings>()
-        .ttl(Duration::from_secs(60))
-        .refresh_after(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let cache = refreshing_cache::<Readings>(&fixture);
     let mine = Key::<Readings>::new(TenantId::from_u64(1), DeviceId::from_u64(2), 3);
     let ours = Reading {
         tenant: 1,
@@ -504,13 +503,7 @@ async fn a_refresh_that_loads_another_owners_value_stores_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_refresh_hands_over_and_the_next_caller_loads() {
     let fixture = Fixture::new();
-    let cache = fixture
-        .client
-        .cache::<Thumbs>()
-        .ttl(Duration::from_secs(60))
-        .refresh_after(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let cache = refreshing_cache::<Thumbs>(&fixture);
     let mine = key(1, 2, 3);
     cache
         .insert(&mine, Bytes::from_static(b"v1"))
