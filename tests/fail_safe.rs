@@ -40,6 +40,17 @@ fn refreshing_cache<N: Namespace>(fixture: &Fixture) -> Cache<N> {
         .expect("valid cache")
 }
 
+/// Waits until `done` says so, looking every 5 ms, at most 1,000 times; the caller then asserts
+/// what it waited for.
+async fn eventually(mut done: impl AsyncFnMut() -> bool) {
+    for _ in 0..1_000 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn origin_down() -> Result<Bytes, std::io::Error> {
     Err(std::io::Error::other("origin down"))
 }
@@ -416,12 +427,7 @@ async fn hits_past_refresh_after_answer_at_once_and_start_one_background_load() 
         assert_eq!(fetched.age, Duration::from_secs(31));
     }
     release.send(true).unwrap();
-    for _ in 0..1_000 {
-        if cache.get(&mine).await == Some(Bytes::from_static(b"v2")) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(async || cache.get(&mine).await == Some(Bytes::from_static(b"v2"))).await;
     assert_eq!(cache.get(&mine).await, Some(Bytes::from_static(b"v2")));
     assert_eq!(calls.load(Ordering::SeqCst), 1, "one refresh for 100 hits");
     assert_eq!(cache.stats().refreshes, 1);
@@ -489,12 +495,7 @@ async fn a_refresh_that_loads_another_owners_value_stores_nothing() {
         move || async move { Ok::<_, std::io::Error>(theirs) },
     );
     assert_eq!(fetched.await.unwrap().value, ours);
-    for _ in 0..1_000 {
-        if cache.stats().load_errors == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(async || cache.stats().load_errors == 1).await;
     assert_eq!(cache.stats().load_errors, 1, "the refresh was refused");
     assert_eq!(cache.get(&mine).await, Some(ours));
     assert_eq!(fixture.store.len(), 1, "stored under no other key");
@@ -518,14 +519,12 @@ async fn a_panicking_refresh_hands_over_and_the_next_caller_loads() {
         "answered before the refresh ran"
     );
     let calls = Arc::new(AtomicUsize::new(0));
-    for _ in 0..1_000 {
+    eventually(async || {
         let load = counted(&calls, Bytes::from_static(b"v2"));
         cache.get_or_refresh(&mine, load).await.unwrap();
-        if calls.load(Ordering::SeqCst) > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+        calls.load(Ordering::SeqCst) > 0
+    })
+    .await;
     assert_eq!(
         calls.load(Ordering::SeqCst),
         1,
@@ -547,14 +546,8 @@ async fn a_dropped_caller_does_not_stop_its_load() {
     assert!(caller.await.is_err(), "the load is held");
     release.send(()).unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
-    let mut found = None;
-    for _ in 0..1_000 {
-        found = cache.get(&mine).await;
-        if found.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(async || cache.get(&mine).await.is_some()).await;
+    let found = cache.get(&mine).await;
     assert_eq!(
         found,
         Some(truth(&mine)),

@@ -30,6 +30,21 @@ fn held(
     }
 }
 
+/// Key (1, 2, 3)'s held load, started in a task and given the time to take its place.
+async fn running_load(
+    cache: &Cache<Thumbs>,
+    calls: &Arc<AtomicUsize>,
+    release: &Arc<Notify>,
+) -> tokio::task::JoinHandle<Result<scoped_cache::Fetched<Bytes>, LoadError>> {
+    let running = tokio::spawn({
+        let cache = cache.clone();
+        let load = held(calls, release, truth(&key(1, 2, 3)));
+        async move { cache.get_or_refresh(&key(1, 2, 3), load).await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    running
+}
+
 fn limited_cache(fixture: &Fixture, in_flight: usize, queued: usize) -> Cache<Thumbs> {
     fixture
         .client
@@ -119,12 +134,7 @@ async fn a_full_load_queue_fails_fast_without_calling_the_loader() {
     let fixture = Fixture::new();
     let cache = limited_cache(&fixture, 1, 0);
     let (calls, release) = (Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
-    let running = tokio::spawn({
-        let cache = cache.clone();
-        let load = held(&calls, &release, truth(&key(1, 2, 3)));
-        async move { cache.get_or_refresh(&key(1, 2, 3), load).await }
-    });
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    let running = running_load(&cache, &calls, &release).await;
     let refused = cache
         .get_or_refresh(&key(4, 5, 6), held(&calls, &release, truth(&key(4, 5, 6))))
         .await;
@@ -151,12 +161,7 @@ async fn a_queued_load_nobody_waits_for_never_reaches_the_origin() {
     let fixture = Fixture::new();
     let cache = limited_cache(&fixture, 1, 8);
     let (calls, release) = (Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
-    let running = tokio::spawn({
-        let cache = cache.clone();
-        let load = held(&calls, &release, truth(&key(1, 2, 3)));
-        async move { cache.get_or_refresh(&key(1, 2, 3), load).await }
-    });
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    let running = running_load(&cache, &calls, &release).await;
     // Queued behind the running load; its caller gives up first.
     let queued = Arc::new(AtomicUsize::new(0));
     let impatient = cache
