@@ -207,7 +207,7 @@ impl<N: Namespace> CacheBuilder<N> {
     ///
     /// The value is sealed to expire at TTL + `stale_for`, so no tier ever serves it later, and
     /// it is the key's own value, verified like any other. Only `get_or_refresh` serves a stale
-    /// value, and says so ([`Fetched::stale`]); [`Cache::get`], [`Cache::get_many`] and
+    /// value, and says so ([`Fetched::stale`](super::Fetched::stale)); [`Cache::get`], [`Cache::get_many`] and
     /// [`Cache::get_or_load`] treat it as a miss. The store holds each value that much longer.
     pub fn stale_for(mut self, stale_for: Duration) -> Self {
         self.fail_safe.stale_for = Some(stale_for);
