@@ -41,7 +41,8 @@ struct Subscriber {
 ///         .remote_shared(store.clone())
 ///         .bus(bus.clone())
 ///         .build()?;
-///     client.cache::<Relations>().policy(Policy::Coherent { l1_ttl: Duration::from_secs(5) }).build()
+///     let coherent = Policy::Coherent { l1_ttl: Duration::from_secs(5) };
+///     Ok::<_, Box<dyn std::error::Error>>(client.cache::<Relations>().policy(coherent).build()?)
 /// };
 /// let (a, b) = (instance()?, instance()?);
 /// let key = Key::new(TenantId::from_u64(42), DeviceId::from_u64(7), ());
