@@ -217,6 +217,23 @@ where
         self.remove_where(key, |slot| condition(&slot.value))
     }
 
+    /// Removes every entry whose value satisfies `matches`; returns how many it removed. Walks
+    /// the whole map: for the rare owner-wide invalidation, not for the hot path.
+    pub(crate) fn remove_matching(&self, matches: impl Fn(&V) -> bool) -> usize {
+        #[cfg(not(scoped_cache_loom))]
+        let keys: Vec<K> = self
+            .map
+            .iter()
+            .filter(|entry| matches(&entry.value().value))
+            .map(|entry| entry.key().clone())
+            .collect();
+        #[cfg(scoped_cache_loom)]
+        let keys: Vec<K> = self.map.keys_where(|slot| matches(&slot.value));
+        keys.iter()
+            .filter(|key| self.remove_where(*key, |slot| matches(&slot.value)))
+            .count()
+    }
+
     /// Removes every entry.
     pub(crate) fn clear(&self) {
         let mut guards: Vec<_> = self.policy.iter().map(lock).collect();

@@ -3,6 +3,7 @@
 //! `cache/remote_tier.rs`, configuration in `cache/builder.rs`, loading in `load.rs`.
 
 mod builder;
+mod coherent;
 mod fail_safe;
 mod remote_tier;
 
@@ -108,6 +109,8 @@ struct Inner<N: Namespace> {
     refusals: Refusals,
     flights: crate::sync::Arc<LoadFlights<N>>,
     counters: Counters,
+    /// The bus link of a [`Policy::Coherent`] cache.
+    coherence: Option<coherent::Coherence>,
 }
 
 impl<N: Namespace> Clone for Cache<N> {
@@ -198,7 +201,7 @@ impl<N: Namespace> Cache<N> {
         let found = match reach {
             Reach::Both(_) => self.lookup(key).await,
             Reach::Local | Reach::Nothing => {
-                let local = inner.local.as_ref().and_then(|local| local.find(key));
+                let local = self.readable_local().and_then(|local| local.find(key));
                 local.map(|found| (found, Tier::Local))
             }
         };
@@ -220,7 +223,7 @@ impl<N: Namespace> Cache<N> {
     /// either has one, else the younger stale one (kept only by a namespace with
     /// [`stale_for`](CacheBuilder::stale_for)).
     async fn lookup(&self, key: &Key<N>) -> Option<(Found<N::Value>, Tier)> {
-        let local = self.inner.local.as_ref().and_then(|local| local.find(key));
+        let local = self.readable_local().and_then(|local| local.find(key));
         if local.as_ref().is_some_and(|local| local.fresh) {
             return local.map(|found| (found, Tier::Local));
         }
@@ -319,7 +322,9 @@ impl<N: Namespace> Cache<N> {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let inner = &*self.inner;
-        if inner.policy == Policy::Bypass {
+        // A coherent key revoked moments ago is loaded by this caller alone and not stored: a
+        // load already in flight may have read the source of truth before the revocation.
+        if inner.policy == Policy::Bypass || self.recently_revoked(key) {
             inner.counters.record(Event::Miss);
             let limiter = inner.limiter.as_ref();
             let loaded =
@@ -432,7 +437,7 @@ impl<N: Namespace> Cache<N> {
         reach: Reach,
     ) -> (Vec<Option<N::Value>>, Outcome) {
         let inner = &*self.inner;
-        let mut values: Vec<Option<N::Value>> = match &inner.local {
+        let mut values: Vec<Option<N::Value>> = match self.readable_local() {
             Some(local) => keys.iter().map(|key| local.get(key)).collect(),
             None => keys.iter().map(|_| None).collect(),
         };
@@ -545,7 +550,7 @@ impl<N: Namespace> Cache<N> {
         };
         inner.counters.record(Event::Insert);
         if let Some(local) = &inner.local {
-            local.insert_until(key, value, now_ms, deadline(now_ms, inner.keep_for));
+            self.local_insert(local, key, value, now_ms, deadline(now_ms, inner.keep_for));
         }
         if let Some((encoded, sealed)) = sealed {
             self.remote_set(&encoded, sealed).await?;
@@ -614,6 +619,8 @@ impl<N: Namespace> Cache<N> {
                 local.remove(key);
             }
             let removed = self.remote_delete(key).await;
+            let revoked = self.revoke_key(key).await;
+            let removed = removed.and(revoked);
             let outcome = Outcome::Invalidated.unless_err(&removed);
             (removed, outcome)
         };

@@ -1,6 +1,7 @@
 //! `Client`: what every cache of a service shares: key ring, remote store, violation sink, clock.
 
 use crate::breaker::{Breaker, BreakerEvent, BreakerScope};
+use crate::bus::{BusTransport, Hub};
 use crate::cache::CacheBuilder;
 use crate::clock::Clock;
 use crate::envelope::{DEFAULT_MAX_PAYLOAD, Envelope};
@@ -83,7 +84,13 @@ impl Client {
             max_payload: DEFAULT_MAX_PAYLOAD,
             skew_allowance: DEFAULT_CLOCK_SKEW_ALLOWANCE,
             store_breaker: Some(StoreBreaker::default()),
+            bus: None,
         }
+    }
+
+    /// The counters of the client's invalidation bus, if it has one.
+    pub fn bus_stats(&self) -> Option<crate::bus::BusStats> {
+        self.shared.bus.as_ref().map(|bus| bus.stats())
     }
 
     /// Starts configuring the cache of namespace `N`.
@@ -140,9 +147,20 @@ pub struct ClientBuilder {
     max_payload: usize,
     skew_allowance: Duration,
     store_breaker: Option<StoreBreaker>,
+    bus: Option<Arc<dyn BusTransport>>,
 }
 
 impl ClientBuilder {
+    /// The invalidation bus that [coherent](crate::Policy::Coherent) caches publish their
+    /// invalidations on and hear other instances' on ([`MemoryBus`](crate::MemoryBus)
+    /// in-process, `RedisBus` with feature `redis`). Needs a [key ring](Self::key_ring): every
+    /// message is sealed under it. A bus with heartbeats (Redis) needs the client built inside
+    /// a Tokio runtime. See [`bus`](crate::bus).
+    pub fn bus(mut self, transport: impl BusTransport) -> Self {
+        self.bus = Some(Arc::new(transport));
+        self
+    }
+
     /// The MAC keys that seal and verify remote values. Required with a remote store; ignored
     /// without one.
     pub fn key_ring(mut self, ring: KeyRing) -> Self {
@@ -234,6 +252,13 @@ impl ClientBuilder {
                 max: MAX_SKEW_ALLOWANCE,
             });
         }
+        let bus = match (self.bus, &self.ring) {
+            (Some(transport), Some(ring)) => {
+                Some(Hub::start(transport, ring.clone(), self.clock.clone())?)
+            }
+            (Some(_), None) => return Err(BuildError::MissingKeyRing),
+            (None, _) => None,
+        };
         let remote = match (self.store, self.ring) {
             (Some(store), Some(ring)) => Some(Remote {
                 store,
@@ -255,12 +280,9 @@ impl ClientBuilder {
             (None, _) => None,
         };
         Ok(Client {
-            shared: Arc::new(Shared::new(
-                remote,
-                self.sink,
-                self.breaker_sink,
-                self.clock,
-            )),
+            shared: Arc::new(
+                Shared::new(remote, self.sink, self.breaker_sink, self.clock).with_bus(bus),
+            ),
         })
     }
 }

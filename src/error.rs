@@ -122,6 +122,13 @@ pub enum BuildError {
     /// A remote store was configured without a key ring to seal its values.
     #[error("a remote store needs a key ring: call key_ring() with the deployment's secret")]
     MissingKeyRing,
+    /// [`Policy::Coherent`](crate::Policy::Coherent) needs a client with an invalidation bus
+    /// ([`ClientBuilder::bus`](crate::ClientBuilder::bus)).
+    #[error("a coherent cache needs a client with an invalidation bus; set ClientBuilder::bus")]
+    CoherentWithoutBus,
+    /// A bus with heartbeats was configured outside a Tokio runtime; build the client inside one.
+    #[error("the bus needs a Tokio runtime for its heartbeats; build the client inside one")]
+    BusNeedsRuntime,
 }
 
 /// `get_or_load` could not produce a value. Every caller waiting on the same load gets the same

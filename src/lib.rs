@@ -167,6 +167,7 @@
 
 mod bounded;
 mod breaker;
+pub mod bus;
 mod cache;
 mod client;
 mod clock;
@@ -206,6 +207,7 @@ mod violation;
 pub struct ReadmeDoctests;
 
 pub use breaker::{BreakerEvent, BreakerScope, BreakerState};
+pub use bus::{BusStats, MemoryBus};
 pub use cache::{Cache, CacheBuilder, Fetched, Policy, StaleReason};
 pub use client::{Client, ClientBuilder, DEFAULT_CLOCK_SKEW_ALLOWANCE, StoreBreaker};
 pub use clock::{Clock, MAX_TTL, ManualClock};

@@ -4,6 +4,7 @@ use crate::bounded::{BoundedMap, Lookup, Weigher};
 use crate::clock::{Clock, NEVER, deadline, validate_ttl};
 use crate::error::{BuildError, Error, LoadError};
 use crate::found::{Found, FreshFor};
+use crate::id::{DeviceId, TenantId};
 use crate::key::{Key, Owner};
 use crate::load::{self, LoadFlights, Wait};
 use crate::namespace::Namespace;
@@ -239,6 +240,15 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCache<N, S> {
                 return Err(EntryMismatch::Violation(value_owner_mismatch(key, found)));
             }
             read(entry)
+        })
+    }
+
+    /// Removes every entry of `tenant` (of its `device` only, when given); returns how many.
+    /// Walks the whole tier.
+    pub(crate) fn remove_owner(&self, tenant: &TenantId, device: Option<&DeviceId>) -> usize {
+        self.map.remove_matching(|entry| {
+            let owner = entry.key.owner();
+            owner.tenant == *tenant && device.is_none_or(|device| owner.device == *device)
         })
     }
 

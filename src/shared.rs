@@ -25,6 +25,8 @@ pub(crate) struct Shared {
     pub(crate) clock: Clock,
     /// Which namespace type holds each `NAME` on this client.
     namespaces: Mutex<HashMap<&'static str, TypeId>>,
+    /// The invalidation bus, if the client has one.
+    pub(crate) bus: Option<Arc<crate::bus::Hub>>,
 }
 
 /// A remote store and what goes with it: the key ring that seals its values, the envelope
@@ -52,7 +54,14 @@ impl Shared {
             breaker_sink,
             clock,
             namespaces: Mutex::new(HashMap::new()),
+            bus: None,
         }
+    }
+
+    /// The client's invalidation bus.
+    pub(crate) fn with_bus(mut self, bus: Option<Arc<crate::bus::Hub>>) -> Self {
+        self.bus = bus;
+        self
     }
 
     /// Hands a violation to the sink and, with a breaker, counts it there.

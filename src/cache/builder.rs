@@ -1,7 +1,9 @@
 //! `CacheBuilder` and `Policy`: how the cache of one namespace is configured.
 
+use super::coherent::Coherence;
 use super::{Cache, FailSafe, Inner};
 use crate::breaker::{Breaker, BreakerScope, BreakerState};
+use crate::bus::CoherentTier;
 use crate::clock::{expiry_margin, validate_ttl};
 use crate::error::BuildError;
 use crate::found::FreshFor;
@@ -74,6 +76,32 @@ pub enum Policy {
         window: Duration,
         /// How long the breaker stays open before probing.
         cool_down: Duration,
+    },
+    /// For data whose revocation must reach every instance, such as authorisation relations
+    /// (who may see which camera). Needs a client with a [bus](crate::ClientBuilder::bus).
+    ///
+    /// Like `Cache`, except that: in-process entries live at most `l1_ttl`; every
+    /// [`invalidate`](Cache::invalidate), [`invalidate_device`](Cache::invalidate_device) and
+    /// [`invalidate_owner`](Cache::invalidate_owner) writes a revocation marker to the shared
+    /// store, which every remote read checks, and is published on the bus, on which every
+    /// instance drops the matching in-process entries; and in-process entries are served only
+    /// while the bus is listening (see [`bus`](crate::bus)): on a disconnect, a heartbeat
+    /// lapse, a resubscription or a lost message they are all dropped and reads go to the
+    /// store until it listens again.
+    ///
+    /// **The revocation bound.** Once an invalidation returns, no instance serves a value of
+    /// what it named that was stored before the call, except an instance that has not yet
+    /// received the message: for at most the bus's delivery time while it is subscribed (zero
+    /// for [`MemoryBus`](crate::MemoryBus), whose publish returns after delivery; a
+    /// sub-millisecond Redis round trip for `RedisBus`), and, when the subscription fails
+    /// silently, until the failure is noticed: at once for a closed connection, at most three
+    /// heartbeat intervals otherwise (300 ms by default). A load that read the source of truth
+    /// before the revocation and finished within the clock-skew allowance after it is not
+    /// stored in-process and is refused remotely; on the instance where such a load runs,
+    /// callers that arrive within that allowance load for themselves.
+    Coherent {
+        /// The longest an in-process entry lives (the remote tier keeps the cache's TTL).
+        l1_ttl: Duration,
     },
 }
 
@@ -278,7 +306,7 @@ impl<N: Namespace> CacheBuilder<N> {
                 window,
                 cool_down,
             ))),
-            Policy::Cache | Policy::Bypass => None,
+            Policy::Cache | Policy::Bypass | Policy::Coherent { .. } => None,
         };
         // Violations of either tier reach the client's sink and, with a breaker, count towards it.
         let sink: Option<ViolationSink> = match &breaker {
@@ -311,7 +339,24 @@ impl<N: Namespace> CacheBuilder<N> {
                     .build()?,
             ),
         };
-        Ok(Cache {
+        let coherence = match self.policy {
+            Policy::Coherent { l1_ttl } => {
+                validate_ttl(l1_ttl)?;
+                let hub = self
+                    .shared
+                    .bus
+                    .clone()
+                    .ok_or(BuildError::CoherentWithoutBus)?;
+                let allowance = self
+                    .shared
+                    .remote
+                    .as_ref()
+                    .map_or(0, |remote| remote.skew_allowance_ms);
+                Some(Coherence::new(hub, l1_ttl, allowance))
+            }
+            _ => None,
+        };
+        let cache = Cache {
             inner: Arc::new(Inner {
                 shared: self.shared,
                 local,
@@ -332,7 +377,13 @@ impl<N: Namespace> CacheBuilder<N> {
                 refusals,
                 flights: crate::sync::Arc::new(LoadFlights::<N>::default()),
                 counters: Counters::default(),
+                coherence,
             }),
-        })
+        };
+        if let Some(coherence) = &cache.inner.coherence {
+            let tier: std::sync::Weak<dyn CoherentTier> = Arc::downgrade(&cache.inner) as _;
+            coherence.hub.register(tier);
+        }
+        Ok(cache)
     }
 }

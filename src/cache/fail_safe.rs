@@ -425,7 +425,7 @@ impl<N: Namespace> Cache<N> {
     async fn stale(&self, key: &Key<N>, reach: Reach) -> Option<Found<N::Value>> {
         match reach {
             Reach::Both(_) => self.lookup(key).await.map(|(found, _)| found),
-            Reach::Local | Reach::Nothing => self.inner.local.as_ref()?.find(key),
+            Reach::Local | Reach::Nothing => self.readable_local()?.find(key),
         }
     }
 

@@ -25,6 +25,9 @@ impl<N: Namespace> Cache<N> {
         key: &Key<N>,
         promote_stale: bool,
     ) -> Option<Found<N::Value>> {
+        if self.inner.coherence.is_some() {
+            return self.coherent_remote_get(key, promote_stale).await;
+        }
         let inner = &*self.inner;
         let remote = inner.shared.remote.as_ref()?;
         let encoded = key.encode();
@@ -34,7 +37,7 @@ impl<N: Namespace> Cache<N> {
             .call_store(N::NAME, &inner.counters, call)
             .await
             .ok()??;
-        self.accept(key, &encoded, &sealed, promote_stale).await
+        self.accept(key, &encoded, &sealed, promote_stale, 0).await
     }
 
     /// Fills `values[i]` for each `i` in `missing` from the store, in one batch. Each value is
@@ -50,6 +53,20 @@ impl<N: Namespace> Cache<N> {
         let Some(remote) = &inner.shared.remote else {
             return;
         };
+        if inner.coherence.is_some() {
+            // Each key with its revocation markers (see `coherent_remote_get`).
+            for &i in missing {
+                values[i] = self
+                    .remote_get(&keys[i], false)
+                    .await
+                    .and_then(Found::fresh);
+                if values[i].is_some() {
+                    inner.counters.record(Event::HitRemote);
+                }
+                observe::lookup(N::NAME, Tier::Remote, values[i].is_some());
+            }
+            return;
+        }
         let encoded: Vec<Vec<u8>> = missing.iter().map(|&i| keys[i].encode()).collect();
         let call = remote.store.get_many(&encoded);
         match inner
@@ -60,7 +77,7 @@ impl<N: Namespace> Cache<N> {
             Ok(found) if found.len() == encoded.len() => {
                 for ((&i, encoded), sealed) in missing.iter().zip(&encoded).zip(found) {
                     if let Some(sealed) = sealed {
-                        let found = self.accept(&keys[i], encoded, &sealed, false).await;
+                        let found = self.accept(&keys[i], encoded, &sealed, false, 0).await;
                         values[i] = found.and_then(Found::fresh);
                         if values[i].is_some() {
                             inner.counters.record(Event::HitRemote);
@@ -78,13 +95,15 @@ impl<N: Namespace> Cache<N> {
     }
 
     /// Opens a remote value for `key` and decodes it (promoting it to the in-process tier when it
-    /// is fresh, or stale and `promote_stale`), or refuses it.
-    async fn accept(
+    /// is fresh, or stale and `promote_stale`), or refuses it. A value sealed before
+    /// `revoked_before_ms` (a coherent cache's revocation marker; 0 for none) is a miss.
+    pub(super) async fn accept(
         &self,
         key: &Key<N>,
         encoded: &[u8],
         sealed: &Bytes,
         promote_stale: bool,
+        revoked_before_ms: u64,
     ) -> Option<Found<N::Value>> {
         let inner = &*self.inner;
         let remote = inner.shared.remote.as_ref()?;
@@ -99,6 +118,7 @@ impl<N: Namespace> Cache<N> {
             Ok((value, opened.created_ms, opened.expires_ms))
         });
         match decoded {
+            Ok((_, created_ms, _)) if created_ms < revoked_before_ms => None,
             Ok((value, created_ms, expires_ms)) => {
                 let fresh = inner.fresh_for.is_fresh(created_ms, || now_ms);
                 // A stale value is promoted only where it replaces nothing: the in-process tier
@@ -115,7 +135,7 @@ impl<N: Namespace> Cache<N> {
                         }
                     };
                     let until = kept_until.min(deadline(now_ms, inner.keep_for));
-                    local.insert_until(key, value.clone(), created_ms, until);
+                    self.local_insert(local, key, value.clone(), created_ms, until);
                 }
                 Some(Found {
                     value,

@@ -60,6 +60,18 @@ impl<K: Hash + Eq, V, S: BuildHasher + Clone> ConcurrentMap<K, V, S> {
         super::lock(&self.map).clear();
     }
 
+    /// The keys of the entries whose value satisfies `matches` (`DashMap::iter`, filtered).
+    pub(crate) fn keys_where(&self, matches: impl Fn(&V) -> bool) -> Vec<K>
+    where
+        K: Clone,
+    {
+        let map = super::lock(&self.map);
+        map.iter()
+            .filter(|(_, v)| matches(v))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     pub(crate) fn len(&self) -> usize {
         super::lock(&self.map).len()
     }
