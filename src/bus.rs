@@ -4,7 +4,7 @@
 //!
 //! A [`BusTransport`] carries opaque messages between the instances that share a store:
 //! [`MemoryBus`] in-process (for [`MemoryStore`](crate::MemoryStore), tests and the embedded
-//! storm), `RedisBus` (feature `redis`) over Redis pub/sub. Give one to
+//! storm), [`RedisBus`] (feature `redis`) over Redis pub/sub. Give one to
 //! [`ClientBuilder::bus`](crate::ClientBuilder::bus); the client seals what it publishes and
 //! opens what it receives under its [`KeyRing`](crate::KeyRing).
 //!
@@ -33,9 +33,13 @@
 mod hub;
 mod memory;
 pub(crate) mod message;
+#[cfg(feature = "redis")]
+mod redis;
 
 pub(crate) use hub::{CoherentTier, Hub};
 pub use memory::MemoryBus;
+#[cfg(feature = "redis")]
+pub use redis::{RedisBus, RedisBusBuilder};
 
 use crate::store::StoreFuture;
 use bytes::Bytes;

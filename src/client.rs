@@ -253,9 +253,12 @@ impl ClientBuilder {
             });
         }
         let bus = match (self.bus, &self.ring) {
-            (Some(transport), Some(ring)) => {
-                Some(Hub::start(transport, ring.clone(), self.clock.clone())?)
-            }
+            (Some(transport), Some(ring)) => Some(Hub::start(
+                transport,
+                ring.clone(),
+                self.clock.clone(),
+                self.skew_allowance.as_millis() as u64,
+            )?),
             (Some(_), None) => return Err(BuildError::MissingKeyRing),
             (None, _) => None,
         };

@@ -29,7 +29,7 @@ mod commands;
 mod key_layout;
 mod memory;
 #[cfg(feature = "redis")]
-mod redis;
+pub(crate) mod redis;
 #[cfg(feature = "redis-cluster")]
 mod redis_cluster;
 #[cfg(feature = "redis-sentinel")]

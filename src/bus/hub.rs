@@ -46,6 +46,8 @@ pub(crate) struct Hub {
     transport: Arc<dyn BusTransport>,
     ring: KeyRing,
     clock: Clock,
+    /// How far another instance's clock may be from this one's.
+    skew_allowance_ms: u64,
     /// This instance's publisher id, random per client.
     publisher: u64,
     seq: AtomicU64,
@@ -71,6 +73,7 @@ impl Hub {
         transport: Arc<dyn BusTransport>,
         ring: KeyRing,
         clock: Clock,
+        skew_allowance_ms: u64,
     ) -> Result<Arc<Self>, crate::error::BuildError> {
         let heartbeat = transport.heartbeat();
         let runtime = match heartbeat {
@@ -84,6 +87,7 @@ impl Hub {
             transport,
             ring,
             clock,
+            skew_allowance_ms,
             publisher: random_id(),
             seq: AtomicU64::new(0),
             publishing: tokio::sync::Mutex::new(()),
@@ -213,10 +217,11 @@ impl Hub {
                 return;
             }
             Some(&last) => seq > last + 1,
-            // First heard of since subscribing: a message sent before then was already in the
-            // store's state when this subscription began (or is a replay); either way it has
-            // nothing to drop. One sent since, past its publisher's first, may follow lost ones.
-            None if sent_ms < listening.since_ms => {
+            // First heard of since subscribing: a message sent before then (by the publisher's
+            // clock, which may be off by the skew allowance) was already in the store's state
+            // when this subscription began, or is a replay; either way it has nothing to drop.
+            // One sent since, past its publisher's first, may follow lost ones.
+            None if sent_ms.saturating_add(self.skew_allowance_ms) < listening.since_ms => {
                 self.counters
                     .refused_replayed
                     .fetch_add(1, Ordering::Relaxed);
