@@ -4,6 +4,7 @@ mod encoding;
 mod escaped;
 
 #[cfg(feature = "redis")]
+#[cfg(feature = "redis")]
 pub(crate) use encoding::owner_span;
 pub use encoding::{KEY_PREFIX, KeyDecodeError, RawKey};
 pub use escaped::Escaped;

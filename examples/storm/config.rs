@@ -1,6 +1,6 @@
 //! The run's parameters: the storm's flags, with their defaults and help.
 
-use crate::flags::{duration, number, positive, positive_duration, slow_window, window};
+use crate::flags::{duration, number, positive, positive_duration, rate, slow_window, window};
 use crate::population::Population;
 use clap::{Parser, ValueEnum};
 use scoped_cache::Policy;
@@ -119,6 +119,14 @@ pub struct Config {
                          replay=0.001,drop=0.001,delay=0.001@2ms,timeout=0.0001@20ms"
     )]
     pub faults: FaultRates,
+    /// Instances of the service: clients with an in-process tier each, sharing the store and
+    /// an invalidation bus, the namespace coherent; each request goes to the next instance
+    #[arg(long, value_name = "N", default_value = "1", value_parser = positive::<usize>)]
+    pub instances: usize,
+    /// Cameras moved to another tenant per second: each is invalidated on one instance, and
+    /// from then its old owner must be served nothing of it (makes the namespace coherent)
+    #[arg(long, value_name = "R", default_value = "0", value_parser = rate)]
+    pub transfers: f64,
     /// Also run the storm through a naive unverified cache
     #[arg(long)]
     pub baseline_unverified: bool,
@@ -263,6 +271,9 @@ impl Config {
     }
 
     pub fn policy(&self) -> Policy {
+        if self.fleet() {
+            return Policy::Coherent { l1_ttl: self.ttl };
+        }
         match self.policy {
             PolicyChoice::Cache => Policy::Cache,
             PolicyChoice::AutoBypass => Policy::AutoBypass {
@@ -271,6 +282,11 @@ impl Config {
                 cool_down: self.breaker_cool_down,
             },
         }
+    }
+
+    /// Whether the run is a fleet: several instances, or transfers, under `Policy::Coherent`.
+    pub fn fleet(&self) -> bool {
+        self.instances > 1 || self.transfers > 0.0
     }
 
     /// Whether reads go through `get_or_refresh` (fail-safe, refresh-ahead or a deadline)

@@ -1,7 +1,7 @@
 //! Reading the command line into a `Config`: the syntax of numbers and durations, and the checks
 //! that involve more than one flag.
 
-use crate::config::{Config, Window};
+use crate::config::{Config, PolicyChoice, Window};
 use clap::CommandFactory;
 use clap::Parser;
 use clap::error::ErrorKind;
@@ -57,7 +57,21 @@ fn check(config: &Config) -> Result<(), String> {
     if config.soft_timeout.is_some() && config.stale_for.is_none() {
         return Err("--soft-timeout needs --stale-for (it answers with a stale value)".into());
     }
+    if config.fleet() && config.policy != PolicyChoice::Cache {
+        return Err("--instances and --transfers run the coherent policy; drop --policy".into());
+    }
+    if config.fleet() && config.baseline_unverified {
+        return Err("--baseline-unverified runs one naive instance; drop it with --instances or --transfers".into());
+    }
     Ok(())
+}
+
+/// A rate per second: a non-negative finite number (`0.5`, `50`).
+pub fn rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+        _ => Err("not a non-negative number per second".into()),
+    }
 }
 
 /// A non-negative integer; `_` separators are allowed (`1_000_000`).

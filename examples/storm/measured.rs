@@ -1,12 +1,15 @@
 //! What one run measured, as `run` hands it to the report to be judged.
 
+use crate::fleet::FleetBusSummary;
 use crate::latency::Latency;
 use crate::origin::OriginSummary;
 use crate::session::Tally;
 use crate::timeline::Interval;
+use crate::transfers::TransferSummary;
 use crate::violation_check::ViolationCheck;
 use scoped_cache::Stats;
 use scoped_cache::testing::FaultCounts;
+use serde::Serialize;
 use std::time::Duration;
 
 /// The cache's own counts, whichever path ran.
@@ -48,6 +51,17 @@ pub struct Measured {
     pub timeline: Vec<Interval>,
     /// `--violation-log`: the verified run's log and ground truth.
     pub violation_check: Option<ViolationCheck>,
+    /// `--instances`, `--transfers`: the fleet's transfers and bus.
+    pub fleet: Option<FleetMeasured>,
+}
+
+/// What a fleet run measured besides what every run does.
+#[derive(Debug, Serialize)]
+pub struct FleetMeasured {
+    /// With `--transfers`.
+    #[serde(flatten)]
+    pub transfers: Option<TransferSummary>,
+    pub bus: FleetBusSummary,
 }
 
 /// The process's peak resident memory so far (VmHWM in `/proc/self/status`), in MiB.

@@ -8,6 +8,7 @@ mod fields;
 mod text;
 
 use crate::latency::Latency;
+use crate::measured::FleetMeasured;
 use crate::origin::OriginSummary;
 use crate::timeline::Interval;
 use scoped_cache::testing::{FaultKind, FaultRates};
@@ -153,6 +154,10 @@ pub struct RunSummary {
     /// Per interval of `--timeline`; absent without it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<Interval>,
+    /// `--instances`, `--transfers`: the transfers (`served_after_revocation`, the
+    /// invalidation lag) and the fleet's bus counters; absent otherwise.
+    #[serde(flatten)]
+    pub fleet: Option<FleetMeasured>,
 }
 
 /// Violations by the tier that refused the value.

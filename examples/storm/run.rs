@@ -3,31 +3,39 @@
 
 use crate::backend::{Backend, open_backend};
 use crate::config::{Config, Stop};
+use crate::fleet::Fleet;
 use crate::latency::Latency;
+use crate::measured::FleetMeasured;
 use crate::measured::{CacheCounts, Measured};
 use crate::naive_cache::NaiveCache;
 use crate::namespace::{Thumbnails, key_ring};
+use crate::observed_bus::ObservedBus;
 use crate::origin::Origin;
+use crate::origin::OriginDown;
 use crate::population::Population;
 use crate::progress::progress_bar;
 use crate::session::{Tally, session};
 use crate::sink_log::SinkLog;
 use crate::timeline::{Sample, intervals};
+use crate::transfers::Transfers;
 use crate::violation_check::ViolationCheck;
 use crate::yesterday::{keep_yesterday, remember_yesterday};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use scoped_cache::testing::{FaultKind, FaultyStore};
-use scoped_cache::{BreakerScope, BreakerState, Cache, Client, Key, Stats};
+use scoped_cache::{
+    BreakerScope, BreakerState, Cache, Client, Key, KeyRing, Stats, ViolationReport,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Barrier;
 
-/// How a run reads: through the library, or through the naive client.
+/// How a run reads: through the library (one cache per instance of the service), or through
+/// the naive client.
 pub enum Path {
-    Verified(Cache<Thumbnails>),
+    Verified(Vec<Cache<Thumbnails>>),
     Naive(NaiveCache),
 }
 
@@ -38,22 +46,51 @@ pub struct Served {
 }
 
 impl Path {
-    /// One read: `get_or_load`, or `get_or_refresh` when the run is `refreshing`.
+    /// The number of instances reads are spread over.
+    pub fn instances(&self) -> usize {
+        match self {
+            Path::Verified(caches) => caches.len(),
+            Path::Naive(_) => 1,
+        }
+    }
+
+    /// One read on `instance`: `get_or_load`, or `get_or_refresh` when the run is `refreshing`.
+    /// A camera the run's transfers moved is refused its old owner by the origin.
     pub async fn fetch(
         &self,
+        instance: usize,
         key: &Key<Thumbnails>,
-        origin: &Arc<Origin>,
-        refreshing: bool,
+        run: &Run,
         (tenant, device_index, item): (u64, u64, u64),
     ) -> Result<Served, String> {
         let fresh = |value| Served {
             value,
             stale_age: None,
         };
+        let origin = &run.origin;
+        let transfers = run.transfers.clone();
+        // The origin answers for the owner at the time it answers: a camera moved while its
+        // load waited is refused too.
+        let load = move |origin: Arc<Origin>| async move {
+            let moved = || {
+                transfers
+                    .as_ref()
+                    .is_some_and(|transfers| transfers.is_moved(tenant, device_index))
+            };
+            if moved() {
+                return Err(OriginDown);
+            }
+            let loaded = origin.load(tenant, device_index, item).await;
+            if moved() {
+                return Err(OriginDown);
+            }
+            loaded
+        };
         match self {
-            Path::Verified(cache) if refreshing => {
+            Path::Verified(caches) if run.refreshing => {
+                let cache = &caches[instance % caches.len()];
                 let origin = Arc::clone(origin);
-                let load = move || async move { origin.load(tenant, device_index, item).await };
+                let load = move || load(origin);
                 match cache.get_or_refresh(key, load).await {
                     Ok(fetched) => Ok(Served {
                         stale_age: fetched.is_stale().then_some(fetched.age),
@@ -62,13 +99,13 @@ impl Path {
                     Err(error) => Err(error.to_string()),
                 }
             }
-            Path::Verified(cache) => {
-                let load = || origin.load(tenant, device_index, item);
-                let loaded = cache.get_or_load(key, load).await;
+            Path::Verified(caches) => {
+                let cache = &caches[instance % caches.len()];
+                let loaded = cache.get_or_load(key, || load(Arc::clone(origin))).await;
                 loaded.map(fresh).map_err(|error| error.to_string())
             }
             Path::Naive(naive) => {
-                let loaded = naive.get_or_load(key, origin.load(tenant, device_index, item));
+                let loaded = naive.get_or_load(key, load(Arc::clone(origin)));
                 loaded.await.map(fresh)
             }
         }
@@ -79,8 +116,12 @@ impl Path {
     /// The cache's own counts so far, and the library's stats (verified run only).
     fn counts(&self) -> (CacheCounts, Option<Stats>) {
         match self {
-            Path::Verified(cache) => {
-                let stats = cache.stats();
+            Path::Verified(caches) => {
+                let stats = caches
+                    .iter()
+                    .map(Cache::stats)
+                    .reduce(|sum, stats| sum + stats)
+                    .unwrap_or_default();
                 let counts = CacheCounts {
                     hits_l1: stats.hits_local,
                     hits_l2: stats.hits_remote,
@@ -117,6 +158,8 @@ pub struct Run {
     /// Reads go through `get_or_refresh` (fail-safe or refresh-ahead).
     pub refreshing: bool,
     pub origin: Arc<Origin>,
+    /// `--transfers`: the cameras moved so far, and what their old owners were served.
+    pub transfers: Option<Arc<Transfers>>,
     pub population: Population,
     /// Requests finished so far (for the progress bar).
     pub done: AtomicU64,
@@ -178,6 +221,12 @@ pub async fn run(
             .history(3, config.population().keys() as usize)
             .on_fault(observer)
             .on_misdirected(misdirected)
+            .targets({
+                // A coherent cache's revocation markers are read beside the values; their
+                // faults make misses, not refusals, so only the values are faulted.
+                let population = config.population();
+                move |key| population.index_of_encoded(key).is_some()
+            })
             .build()
             .map_err(|error| error.to_string())?,
     );
@@ -190,6 +239,11 @@ pub async fn run(
 
     let sink = Arc::new(SinkLog::default());
     let ring = key_ring()?;
+    let channel_tag = format!("storm:{}:{}:{label}:", std::process::id(), crate::now_ms());
+    let mut fleet = match naive {
+        true => None,
+        false => Fleet::open(config, &channel_tag)?,
+    };
     let path = if naive {
         Path::Naive(NaiveCache {
             l1: (config.l1_capacity > 0)
@@ -204,57 +258,34 @@ pub async fn run(
             expired_served: AtomicU64::new(0),
         })
     } else {
-        let sink = Arc::clone(&sink);
-        let log = violation_check.as_ref().map(|check| check.log.sink());
-        let breaker_origin = Arc::clone(&origin);
-        let client = Client::builder()
-            .key_ring(ring)
-            .remote_shared(store.clone())
-            .on_violation(move |report| {
-                sink.record(report);
-                if let Some(log) = &log {
-                    log(report);
-                }
-            })
-            .on_breaker(move |event| {
-                // Either breaker's change ends every fill (writes were or will be skipped); only
-                // the namespace's makes loads bypass the cache tiers.
-                if event.scope == BreakerScope::Namespace {
-                    let open = event.to == BreakerState::Open;
-                    breaker_origin.breaker_open.store(open, Ordering::Relaxed);
-                }
-                breaker_origin
-                    .breaker_transitions
-                    .fetch_add(1, Ordering::AcqRel);
-            })
-            .build()
-            .map_err(|e| e.to_string())?;
-        let mut cache = client
-            .cache::<Thumbnails>()
-            .local_capacity(config.l1_capacity)
-            .ttl(config.ttl)
-            .policy(config.policy());
-        if let Some(stale_for) = config.stale_for {
-            cache = cache.stale_for(stale_for);
+        let log = violation_check
+            .as_ref()
+            .map(|check| Arc::new(check.log.sink()) as ViolationSink);
+        let mut caches = Vec::with_capacity(config.instances);
+        for instance in 0..config.instances {
+            let bus = fleet.as_ref().map(|fleet| fleet.bus(instance));
+            let (client, cache) = verified_cache(
+                config,
+                store.clone(),
+                ring.clone(),
+                (Arc::clone(&sink), log.clone()),
+                Arc::clone(&origin),
+                bus,
+            )?;
+            if let Some(fleet) = &mut fleet {
+                fleet.clients.push(client);
+            }
+            caches.push(cache);
         }
-        if let Some(refresh_after) = config.refresh_after {
-            cache = cache.refresh_after(refresh_after);
-        }
-        if let Some(soft_timeout) = config.soft_timeout {
-            cache = cache.soft_load_timeout(soft_timeout);
-        }
-        if let Some(deadline) = config.deadline {
-            cache = cache.max_wait(deadline);
-        }
-        if let Some(max_loads) = config.max_loads {
-            cache = cache.max_loads(max_loads, config.load_queue);
-        }
-        Path::Verified(cache.build().map_err(|e| e.to_string())?)
+        Path::Verified(caches)
     };
+    let transfers =
+        (config.transfers > 0.0 && !naive).then(|| Arc::new(Transfers::new(config.population())));
     let run = Arc::new(Run {
         path,
         refreshing: config.refreshing(),
         origin: Arc::clone(&origin),
+        transfers: transfers.clone(),
         population: config.population(),
         done: AtomicU64::new(0),
         started: OnceLock::new(),
@@ -294,6 +325,20 @@ pub async fn run(
     let prepared = preparing.elapsed();
     let started = *run.started.get_or_init(Instant::now);
     origin.release(started);
+    let mover = match (&transfers, &fleet, &run.path) {
+        (Some(transfers), Some(fleet), Path::Verified(caches)) => {
+            let mut state = config.seed ^ 0x7472_616e_7366_6572; // "transfer"
+            let pick = move |devices: u64| splitmix64(&mut state) % devices;
+            let task = Arc::clone(transfers).run(
+                config.transfers,
+                caches.clone(),
+                Arc::clone(&fleet.log),
+                pick,
+            );
+            Some(on_own_thread(task)?)
+        }
+        _ => None,
+    };
     // The sessions stop themselves (each checks the clock); the ticker only shows progress.
     let ticker = {
         let (run, progress, sink, stop) = (
@@ -360,6 +405,16 @@ pub async fn run(
     }
     let elapsed = started.elapsed();
     ticker.abort();
+    if let Some((stop, thread)) = mover {
+        let _ = stop.send(());
+        let _ = thread.join();
+    }
+    let fleet = fleet.map(|fleet| FleetMeasured {
+        transfers: transfers
+            .as_ref()
+            .map(|transfers| transfers.summary(config.instances, tally.denied, &fleet.log)),
+        bus: fleet.bus_summary(),
+    });
     let timeline = match sampler {
         Some(sampler) => {
             drop(stop_sampling);
@@ -404,5 +459,102 @@ pub async fn run(
         prepared,
         timeline,
         violation_check,
+        fleet,
     })
+}
+
+/// Runs `task` on a thread and runtime of its own until told to stop: the transfers are the
+/// service's admin calls, which the sessions' busy runtime would delay far past their rate.
+fn on_own_thread(
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<
+    (
+        tokio::sync::oneshot::Sender<()>,
+        std::thread::JoinHandle<()>,
+    ),
+    String,
+> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| error.to_string())?;
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let thread = std::thread::spawn(move || {
+        runtime.block_on(async {
+            tokio::select! {
+                () = task => {}
+                _ = stopped => {}
+            }
+        });
+    });
+    Ok((stop, thread))
+}
+
+/// The next number of a splitmix64 sequence: the transfers' choice of camera, from the seed.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Where an instance's refusals go besides the run's sink log: the `--violation-log`.
+type ViolationSink = Arc<dyn Fn(&ViolationReport) + Send + Sync>;
+
+/// A verified client and its cache, as one instance of the service: its refusals go to `sinks`
+/// (the run's sink log and the `--violation-log`), its breakers' changes to the origin.
+fn verified_cache(
+    config: &Config,
+    store: Arc<FaultyStore<Backend>>,
+    ring: KeyRing,
+    (sink, log): (Arc<SinkLog>, Option<ViolationSink>),
+    breaker_origin: Arc<Origin>,
+    bus: Option<ObservedBus>,
+) -> Result<(Client, Cache<Thumbnails>), String> {
+    let mut client = Client::builder()
+        .key_ring(ring)
+        .remote_shared(store.clone())
+        .on_violation(move |report| {
+            sink.record(report);
+            if let Some(log) = &log {
+                log(report);
+            }
+        })
+        .on_breaker(move |event| {
+            // Either breaker's change ends every fill (writes were or will be skipped); only
+            // the namespace's makes loads bypass the cache tiers.
+            if event.scope == BreakerScope::Namespace {
+                let open = event.to == BreakerState::Open;
+                breaker_origin.breaker_open.store(open, Ordering::Relaxed);
+            }
+            breaker_origin
+                .breaker_transitions
+                .fetch_add(1, Ordering::AcqRel);
+        });
+    if let Some(bus) = bus {
+        client = client.bus(bus);
+    }
+    let client = client.build().map_err(|e| e.to_string())?;
+    let mut cache = client
+        .cache::<Thumbnails>()
+        .local_capacity(config.l1_capacity)
+        .ttl(config.ttl)
+        .policy(config.policy());
+    if let Some(stale_for) = config.stale_for {
+        cache = cache.stale_for(stale_for);
+    }
+    if let Some(refresh_after) = config.refresh_after {
+        cache = cache.refresh_after(refresh_after);
+    }
+    if let Some(soft_timeout) = config.soft_timeout {
+        cache = cache.soft_load_timeout(soft_timeout);
+    }
+    if let Some(deadline) = config.deadline {
+        cache = cache.max_wait(deadline);
+    }
+    if let Some(max_loads) = config.max_loads {
+        cache = cache.max_loads(max_loads, config.load_queue);
+    }
+    Ok((client, cache.build().map_err(|e| e.to_string())?))
 }

@@ -19,6 +19,8 @@ pub struct Tally {
     pub leaks: u64,
     pub leaks_other_owner: u64,
     pub errors: u64,
+    /// Errors answered to the old owner of a camera that `--transfers` moved: its due.
+    pub denied: u64,
     /// Stale values served (fail-safe answers), and the oldest of them.
     pub served_stale: u64,
     pub stale_age_max: std::time::Duration,
@@ -33,6 +35,7 @@ impl Tally {
         self.leaks += other.leaks;
         self.leaks_other_owner += other.leaks_other_owner;
         self.errors += other.errors;
+        self.denied += other.denied;
         self.served_stale += other.served_stale;
         self.stale_age_max = self.stale_age_max.max(other.stale_age_max);
         self.leak_examples.extend(other.leak_examples);
@@ -72,6 +75,8 @@ pub async fn session(
     let released = *run.started.get_or_init(Instant::now);
     run.origin.release(released);
     let mut sent = 0u64;
+    // Requests go to the instances in turn, each device's sessions starting at another one.
+    let first_instance = (tenant * population.devices_per_tenant + device_index) as usize;
     loop {
         tokio::task::coop::consume_budget().await;
         let started = Instant::now();
@@ -86,7 +91,8 @@ pub async fn session(
         sent += 1;
         let key = Key::new(TenantId::from_u64(tenant), DeviceId::from_u64(device), item);
         let ids = (tenant, device_index, item);
-        let fetched = run.path.fetch(&key, &run.origin, run.refreshing, ids).await;
+        let instance = (first_instance + sent as usize) % run.path.instances();
+        let fetched = run.path.fetch(instance, &key, &run, ids).await;
         latencies.push(started.elapsed().as_micros() as u64);
         if latencies.len() == LATENCY_BATCH {
             record_latencies(&run, &mut latencies);
@@ -95,6 +101,9 @@ pub async fn session(
         match fetched {
             Ok(Served { value, stale_age }) => {
                 tally.served += 1;
+                if let Some(transfers) = &run.transfers {
+                    transfers.served(instance, tenant, device_index, started);
+                }
                 if let Some(age) = stale_age {
                     tally.served_stale += 1;
                     tally.stale_age_max = tally.stale_age_max.max(age);
@@ -111,6 +120,14 @@ pub async fn session(
                             .push(describe_leak(tenant, device, item, &value));
                     }
                 }
+            }
+            Err(_)
+                if run
+                    .transfers
+                    .as_ref()
+                    .is_some_and(|t| t.is_moved(tenant, device_index)) =>
+            {
+                tally.denied += 1;
             }
             Err(error) => {
                 tally.errors += 1;
@@ -180,9 +197,10 @@ mod tests {
             .build()
             .unwrap_or_else(|e| unreachable!("{e}"));
         Run {
-            path: Path::Verified(cache),
+            path: Path::Verified(vec![cache]),
             refreshing: false,
             origin: Arc::new(Origin::new(&config, tokio::runtime::Handle::current())),
+            transfers: None,
             population: config.population(),
             done: AtomicU64::new(0),
             started: OnceLock::new(),

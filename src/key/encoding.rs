@@ -213,6 +213,7 @@ pub(crate) fn item_of<'a>(encoded: &'a [u8], namespace: &str, owner: &Owner) -> 
 /// it has the shape of an encoded key up to its item tag: the prefix, a namespace, then two
 /// tagged and sized ids. Checks the shape only, not the namespace's or the ids' contents (the
 /// store layouts place keys with it; opening an envelope checks the key).
+#[cfg(feature = "redis")]
 pub(crate) fn owner_span(encoded: &[u8]) -> Option<std::ops::Range<usize>> {
     let rest = encoded.strip_prefix(KEY_PREFIX)?;
     let start = KEY_PREFIX.len() + rest.iter().position(|&b| b == b':')? + 1;

@@ -29,6 +29,9 @@ pub type FaultObserver = Arc<dyn Fn(&[u8], FaultKind) + Send + Sync>;
 /// (`swap` or `confuse`); see [`FaultyStoreBuilder::on_misdirected`].
 pub type MisdirectObserver = Arc<dyn Fn(&[u8], &[u8], FaultKind) + Send + Sync>;
 
+/// Which keys a [`FaultyStore`] may fault: see [`FaultyStoreBuilder::targets`].
+pub type FaultTargets = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
 /// A [`RemoteStore`] that wraps another and, at seeded per-kind rates, answers reads with the
 /// wrong bytes, an error, or late, counting every fault it injects.
 ///
@@ -109,6 +112,7 @@ pub struct FaultyStore<S: RemoteStore> {
     history: Option<History>,
     observer: Option<FaultObserver>,
     misdirected: Option<MisdirectObserver>,
+    targets: Option<FaultTargets>,
     reads: AtomicU64,
     injected: [AtomicU64; FaultKind::ALL.len()],
 }
@@ -138,6 +142,7 @@ impl<S: RemoteStore> FaultyStore<S> {
             history_keys: DEFAULT_HISTORY_KEYS,
             observer: None,
             misdirected: None,
+            targets: None,
         }
     }
 
@@ -171,6 +176,10 @@ impl<S: RemoteStore> FaultyStore<S> {
         &self.inner
     }
 
+    fn is_target(&self, key: &[u8]) -> bool {
+        self.targets.as_ref().is_none_or(|targets| targets(key))
+    }
+
     fn count(&self, key: &[u8], kind: FaultKind) {
         self.injected[kind.index()].fetch_add(1, Ordering::Relaxed);
         if let Some(observer) = &self.observer {
@@ -181,6 +190,9 @@ impl<S: RemoteStore> FaultyStore<S> {
     /// Reads `key`, perhaps answering wrongly.
     async fn read(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
+        if !self.is_target(key) {
+            return self.inner.get(key).await;
+        }
         let Some(kind) = self.rates.pick(self.rng.next_f64()) else {
             return self.inner.get(key).await;
         };
@@ -320,7 +332,7 @@ impl<S: RemoteStore> RemoteStore for FaultyStore<S> {
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             self.inner.set(key, value.clone(), ttl).await?;
-            if self.recent.is_none() && self.history.is_none() {
+            if (self.recent.is_none() && self.history.is_none()) || !self.is_target(key) {
                 return Ok(());
             }
             let key = Bytes::copy_from_slice(key);
@@ -375,6 +387,7 @@ pub struct FaultyStoreBuilder<S: RemoteStore> {
     history_keys: usize,
     observer: Option<FaultObserver>,
     misdirected: Option<MisdirectObserver>,
+    targets: Option<FaultTargets>,
 }
 
 impl<S: RemoteStore> FaultyStoreBuilder<S> {
@@ -475,6 +488,15 @@ impl<S: RemoteStore> FaultyStoreBuilder<S> {
         self
     }
 
+    /// Faults only reads of the keys `targets` accepts (default: every key), and hands out
+    /// only their values: e.g. a cache's values but not the revocation markers a
+    /// [coherent](crate::Policy::Coherent) cache reads beside them, whose faults make misses
+    /// rather than refusals.
+    pub fn targets(mut self, targets: impl Fn(&[u8]) -> bool + Send + Sync + 'static) -> Self {
+        self.targets = Some(Arc::new(targets));
+        self
+    }
+
     /// Builds the store.
     ///
     /// # Errors
@@ -505,6 +527,7 @@ impl<S: RemoteStore> FaultyStoreBuilder<S> {
             history: remembers.then(|| History::new(self.history_depth, self.history_keys)),
             observer: self.observer,
             misdirected: self.misdirected,
+            targets: self.targets,
             reads: AtomicU64::new(0),
             injected: Default::default(),
         }

@@ -15,7 +15,14 @@ impl Report {
     pub fn new(config: &Config, verified: Measured, naive: Option<Measured>) -> Self {
         let verified = RunSummary::judge(verified);
         // The naive run is there to be compared with; only the verified run must pass.
-        let passed = verified.leaks == 0 && verified.detection.all_injected_wrong_values_refused;
+        let revoked_served = verified
+            .fleet
+            .as_ref()
+            .and_then(|fleet| fleet.transfers.as_ref())
+            .map_or(0, |transfers| transfers.served_after_revocation);
+        let passed = verified.leaks == 0
+            && verified.detection.all_injected_wrong_values_refused
+            && revoked_served == 0;
         let result = if passed { Verdict::Pass } else { Verdict::Fail };
         Self {
             verified,
@@ -166,6 +173,7 @@ impl RunSummary {
             prepared_s: run.prepared.as_secs_f64(),
             ops_per_s: run.tally.requests as f64 / run.elapsed.as_secs_f64().max(1e-9),
             timeline: run.timeline,
+            fleet: run.fleet,
         }
     }
 }

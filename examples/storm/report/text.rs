@@ -3,6 +3,7 @@
 use super::fields::describe_policy;
 use super::{Report, RunSummary};
 use crate::fault_plan::handled_as;
+use crate::measured::FleetMeasured;
 use crate::timeline::Interval;
 use scoped_cache::Policy;
 use std::fmt::Write as _;
@@ -267,6 +268,9 @@ impl Report {
         for example in &v.leak_examples {
             let _ = writeln!(out, "    LEAK: {example}");
         }
+        if let Some(fleet) = &v.fleet {
+            out.push_str(&fleet_lines(fleet));
+        }
         if let Some(naive) = &self.baseline_unverified {
             let _ = writeln!(out);
             out.push_str(&side_by_side(v, naive));
@@ -355,6 +359,47 @@ fn timeline(intervals: &[Interval]) -> String {
             interval.ops_per_s,
             interval.remote_errors,
             interval.backend_errors
+        );
+    }
+    out
+}
+
+/// `--instances`, `--transfers`: what the old owners were served, the lag, the bus.
+fn fleet_lines(fleet: &FleetMeasured) -> String {
+    let mut out = String::new();
+    let bus = &fleet.bus;
+    let _ = writeln!(
+        out,
+        "  bus            {} published, {} applied, {} gaps, {} disconnects, {} flushes, {} \
+         forged, {} replayed, {} publish errors",
+        bus.published,
+        bus.applied,
+        bus.gaps,
+        bus.disconnects,
+        bus.flushes,
+        bus.refused_forged,
+        bus.refused_replayed,
+        bus.publish_errors
+    );
+    if let Some(t) = &fleet.transfers {
+        let _ = writeln!(
+            out,
+            "  transfers      {} over {} instances ({} failed); old owners denied {} times",
+            t.transfers, t.instances, t.transfers_failed, t.denied_after_transfer
+        );
+        let lag = &t.invalidation_lag_us;
+        let _ = writeln!(
+            out,
+            "  invalidation lag  p50 {} us   p99 {} us   max {} us   (publish to the last \
+             instance; {} never reached some instance)",
+            lag.p50, lag.p99, lag.max, t.invalidations_undelivered
+        );
+        let _ = writeln!(
+            out,
+            "  served_after_revocation: {}   (a moved camera's value served to its old owner \
+             after the transfer returned and the bus reached the instance; {} within the \
+             delivery)",
+            t.served_after_revocation, t.served_within_delivery
         );
     }
     out
