@@ -11,15 +11,18 @@
 //! # What a message is trusted for
 //!
 //! Every message carries the publishing instance's random id, a sequence number, the time it
-//! was sent and an HMAC-SHA256 tag under the key ring. A message that does not verify is
+//! was sent and an HMAC-SHA256 tag under the key ring. An invalidation's number is its index
+//! among its publisher's invalidations; a heartbeat's is how many invalidations its publisher
+//! had sent before it, so a lost heartbeat costs nothing. A message that does not verify is
 //! refused and counted ([`BusStats::refused_forged`]); it changes nothing, so whoever can write
 //! to the channel but lacks the ring cannot flush anything. An authentic message seen again (a
-//! replay: a number at or below the last one seen from its publisher, or a message sent before
+//! replay: a number below the one expected next from its publisher, or a message sent before
 //! this subscription began) is refused and counted ([`BusStats::refused_replayed`]). An
-//! authentic message whose number skips ahead means a message of that publisher was lost: the
-//! instance drops every in-process entry of its coherent caches. Replaying captured messages can
-//! therefore at worst cause misses (never a stale or foreign value), and only once per publisher
-//! id not yet seen since this instance subscribed.
+//! authentic message whose number skips ahead means an invalidation of that publisher was lost
+//! (it shows in the publisher's next heartbeat at the latest): the instance drops every
+//! in-process entry of its coherent caches. Replaying captured messages can therefore at worst
+//! cause misses (never a stale or foreign value), and only once per publisher id not yet seen
+//! since this instance subscribed.
 //!
 //! # When in-process entries are served
 //!
@@ -110,7 +113,7 @@ pub struct BusStats {
     pub refused_forged: u64,
     /// Authentic messages refused as replays: already seen, or sent before this subscription.
     pub refused_replayed: u64,
-    /// Lost messages detected by a skipped sequence number (each dropped the coherent caches'
+    /// Lost invalidations detected by a skipped sequence number (each dropped the coherent caches'
     /// in-process entries).
     pub gaps: u64,
     /// Times the subscription went down.

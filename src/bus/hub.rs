@@ -26,7 +26,7 @@ struct Listening {
     connected: bool,
     /// When the current subscription started (client clock, ms).
     since_ms: u64,
-    /// The last sequence number seen of each publisher since then.
+    /// The index of the next invalidation expected of each publisher heard since then.
     peers: HashMap<u64, u64>,
 }
 
@@ -50,6 +50,7 @@ pub(crate) struct Hub {
     skew_allowance_ms: u64,
     /// This instance's publisher id, random per client.
     publisher: u64,
+    /// Invalidations published so far: the next one's index.
     seq: AtomicU64,
     /// Held from numbering a message until the transport has sent it, so that one instance's
     /// messages leave in the order of their numbers and a receiver sees no false gap.
@@ -135,7 +136,10 @@ impl Hub {
     /// it itself before calling this.
     pub(crate) async fn publish(&self, scope: Option<&Scope>) -> Result<(), StoreError> {
         let _order = self.publishing.lock().await;
-        let seq = self.seq.fetch_add(1, Ordering::AcqRel);
+        let seq = match scope {
+            Some(_) => self.seq.fetch_add(1, Ordering::AcqRel),
+            None => self.seq.load(Ordering::Acquire),
+        };
         let sealed = message::seal(&self.ring, self.publisher, seq, self.clock.now_ms(), scope);
         let sent = self.transport.publish(bytes::Bytes::from(sealed)).await;
         match &sent {
@@ -209,18 +213,25 @@ impl Hub {
             sent_ms,
             scope,
         } = message;
+        // An invalidation's `seq` is its index among its publisher's invalidations; a
+        // heartbeat's is how many that publisher had sent before it. So a lost heartbeat is
+        // harmless, and a lost invalidation shows in the next message of either kind.
+        let next = match scope {
+            Some(_) => seq.saturating_add(1),
+            None => seq,
+        };
         let gap = match listening.peers.get(&publisher) {
-            Some(&last) if seq <= last => {
+            Some(&expected) if seq < expected => {
                 self.counters
                     .refused_replayed
                     .fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            Some(&last) => seq > last + 1,
+            Some(&expected) => seq > expected,
             // First heard of since subscribing: a message sent before then (by the publisher's
             // clock, which may be off by the skew allowance) was already in the store's state
             // when this subscription began, or is a replay; either way it has nothing to drop.
-            // One sent since, past its publisher's first, may follow lost ones.
+            // One sent since, after invalidations of its publisher, may follow lost ones.
             None if sent_ms.saturating_add(self.skew_allowance_ms) < listening.since_ms => {
                 self.counters
                     .refused_replayed
@@ -229,20 +240,21 @@ impl Hub {
             }
             None => seq > 0,
         };
-        listening.peers.insert(publisher, seq);
+        listening.peers.insert(publisher, next);
         if gap {
             self.counters.gaps.fetch_add(1, Ordering::Relaxed);
             self.flush_all();
         }
         match scope {
             None if publisher == self.publisher => {
-                let now = self.clock.now_ms();
                 if !self.is_serving() {
                     // Back after a lapse or a (re)subscription: whatever was missed is dropped.
                     self.flush_all();
                 }
+                // Counted from when it was sent: a heartbeat that arrives late, or is replayed,
+                // vouches only for the time since then.
                 let every = self.heartbeat.unwrap_or_default() * LEASE_HEARTBEATS;
-                let until = now.saturating_add(every.as_millis() as u64);
+                let until = sent_ms.saturating_add(every.as_millis() as u64);
                 self.lease_until_ms.store(until, Ordering::Release);
                 self.serving.store(true, Ordering::Release);
             }
