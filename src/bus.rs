@@ -80,6 +80,22 @@ pub trait BusTransport: Send + Sync + 'static {
     }
 }
 
+/// A shared transport is a transport: one chosen at run time (`Arc<dyn BusTransport>`) can be
+/// given to [`ClientBuilder::bus`](crate::ClientBuilder::bus).
+impl<T: BusTransport + ?Sized> BusTransport for Arc<T> {
+    fn publish(&self, message: Bytes) -> StoreFuture<'_, ()> {
+        (**self).publish(message)
+    }
+
+    fn subscribe(&self, receiver: Arc<dyn BusReceiver>) {
+        (**self).subscribe(receiver);
+    }
+
+    fn heartbeat(&self) -> Option<Duration> {
+        (**self).heartbeat()
+    }
+}
+
 /// Where a [`BusTransport`] delivers: the client's end of the subscription.
 pub trait BusReceiver: Send + Sync {
     /// The subscription is live: messages published from now on will be delivered.

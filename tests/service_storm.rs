@@ -14,11 +14,14 @@
 mod app;
 mod support;
 
-use app::{App, Config, Database, THUMBNAIL_ROUTE, ThumbnailOrigin, Thumbnails, USER_HEADER};
+use app::{
+    App, Config, Database, THUMBNAIL_ROUTE, TRANSFER_ROUTE, ThumbnailOrigin, Thumbnails,
+    USER_HEADER,
+};
 use bytes::Bytes;
 use scoped_cache::store::RemoteStore;
 use scoped_cache::testing::{DownStore, FaultCounts, FaultKind, FaultRates, FaultyStore};
-use scoped_cache::{Client, DeviceId, FreshnessKind, Key, MemoryStore, Stats, TenantId};
+use scoped_cache::{Client, DeviceId, FreshnessKind, Key, MemoryBus, MemoryStore, Stats, TenantId};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +40,7 @@ fn main() -> std::process::ExitCode {
         tokio_test(a_store_that_is_down_is_never_a_5xx),
         tokio_test(a_slow_origin_is_a_503_and_is_not_cached),
         tokio_test(while_the_origin_is_down_a_cached_thumbnail_is_served_stale_with_its_age),
+        tokio_test(a_transfer_on_one_instance_is_a_403_for_the_old_owner_on_the_other),
     ];
     #[cfg(feature = "redis")]
     trials.extend(trials![redis_test(
@@ -432,7 +436,7 @@ async fn storm<S: RemoteStore>(inner: S, plan: &StormPlan) -> StormReport {
     let sink_reports = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&sink_reports);
     let app = App::new(Config {
-        database: population.database(Duration::from_millis(1)),
+        database: Arc::new(population.database(Duration::from_millis(1))),
         origin: ThumbnailOrigin::new(Duration::from_millis(3)),
         // No in-process tier: every read goes to the faulty store.
         local_capacity: 0,
@@ -856,4 +860,66 @@ fn tenant_text(text: &str) -> TenantId {
 
 fn device_text(text: &str) -> DeviceId {
     DeviceId::new(text).unwrap_or_else(|error| panic!("{text}: {error}"))
+}
+
+/// Two instances on one store and bus, ownership cached on both: once alice's transfer of cam-1
+/// to bob returns on one, the other answers alice 403 and bob his thumbnail, though both had
+/// alice's answer cached.
+async fn a_transfer_on_one_instance_is_a_403_for_the_old_owner_on_the_other() {
+    let (store, bus) = (Arc::new(MemoryStore::default()), MemoryBus::new());
+    let database = Arc::new(Database::demo());
+    let instance = || {
+        let config = Config {
+            bus: Some(Arc::new(bus.clone())),
+            database: database.clone(),
+            ..Config::new(store.clone(), ring())
+        };
+        App::new(config).unwrap_or_else(|error| panic!("app: {error}"))
+    };
+    let (a, b) = (instance(), instance());
+    let (server_a, server_b) = (Server::start(&a).await, Server::start(&b).await);
+    let http = http_client();
+    let alice_cam_1 = app::render_thumbnail(&tenant_text("alice"), &device_text("cam-1"), 42);
+    for server in [&server_a, &server_b] {
+        for _ in 0..2 {
+            let answer = get(&http, server, ("alice", "cam-1", "42"), Some("alice")).await;
+            assert_eq!(answer, (200, alice_cam_1.clone()));
+        }
+    }
+    let cached = b.ownership_stats().hits_local;
+    assert!(
+        cached >= 1,
+        "ownership was not cached: {:?}",
+        b.ownership_stats()
+    );
+
+    let mut transfer = server_a.base.clone();
+    transfer.set_path(&TRANSFER_ROUTE.replace("{camera}", "cam-1"));
+    let moved = |user: &'static str| {
+        http.post(transfer.clone())
+            .header(USER_HEADER, user)
+            .body("bob")
+            .send()
+    };
+    let status = |response: reqwest::Result<reqwest::Response>| {
+        response
+            .unwrap_or_else(|error| panic!("POST transfer: {error}"))
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status(moved("bob").await), 403, "bob moved alice's camera");
+    assert_eq!(status(moved("alice").await), 204);
+
+    for server in [&server_b, &server_a] {
+        let (code, _) = get(&http, server, ("alice", "cam-1", "42"), Some("alice")).await;
+        assert_eq!(code, 403, "alice still sees cam-1 after the transfer");
+        let (code, body) = get(&http, server, ("bob", "cam-1", "42"), Some("bob")).await;
+        assert_eq!(code, 200);
+        assert_eq!(
+            body,
+            app::render_thumbnail(&tenant_text("bob"), &device_text("cam-1"), 42)
+        );
+    }
+    server_a.stop().await;
+    server_b.stop().await;
 }

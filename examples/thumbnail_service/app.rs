@@ -1,13 +1,14 @@
 //! The service itself: namespaces, the simulated ownership database and thumbnail origin, the
-//! shared state and the router. `main.rs` wires it to flags and a socket; `tests/service_storm.rs`
+//! shared state and the routes. `main.rs` wires it to flags and a socket; `tests/service_storm.rs`
 //! runs the same router in-process over a store that lies.
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use bytes::Bytes;
+use scoped_cache::bus::BusTransport;
 use scoped_cache::store::RemoteStore;
 use scoped_cache::{
     Cache, Client, Codec, CodecError, DeviceId, IdError, Key, KeyRing, LoadError, Namespace,
@@ -15,18 +16,23 @@ use scoped_cache::{
 };
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// The header an authenticating gateway sets to the caller's user id.
 pub const USER_HEADER: &str = "x-user-id";
 
-/// The one route.
+/// A thumbnail.
 pub const THUMBNAIL_ROUTE: &str = "/users/{user}/cameras/{camera}/events/{event}/thumbnail";
 
-/// Whether a user owns a camera. Never cached: an authorisation relation must come from its
-/// source, or a revoked camera would stay visible until the entry expired.
+/// Moving a camera to another user (the body).
+pub const TRANSFER_ROUTE: &str = "/cameras/{camera}/transfer";
+
+/// Whether a user owns a camera. With a bus, cached under `Policy::Coherent`: a transfer drops
+/// it on every instance before it answers. Without one, never cached (`Policy::Bypass`): an
+/// authorisation relation cached without a way to revoke it everywhere would keep a moved
+/// camera visible to its old owner until the entry expired.
 pub struct CameraOwnership;
 
 impl Namespace for CameraOwnership {
@@ -37,7 +43,7 @@ impl Namespace for CameraOwnership {
     type Codec = BoolCodec;
 }
 
-/// One byte per relation. `Policy::Bypass` stores nothing, but a namespace needs a codec.
+/// One byte per relation.
 pub struct BoolCodec;
 
 impl Codec<bool> for BoolCodec {
@@ -67,7 +73,7 @@ impl Namespace for Thumbnails {
 
 /// The source of truth for who owns which camera: an in-memory table with a database's latency.
 pub struct Database {
-    cameras: HashMap<String, HashSet<String>>,
+    cameras: RwLock<HashMap<String, HashSet<String>>>,
     latency: Duration,
 }
 
@@ -83,7 +89,10 @@ impl Database {
             .into_iter()
             .map(|(user, cameras)| (user.into(), cameras.into_iter().map(Into::into).collect()))
             .collect();
-        Self { cameras, latency }
+        Self {
+            cameras: RwLock::new(cameras),
+            latency,
+        }
     }
 
     /// alice owns cam-1 and cam-2, bob owns cam-3; 2 ms per query.
@@ -97,11 +106,25 @@ impl Database {
     /// Whether `user` owns `camera`.
     async fn owns(&self, user: &TenantId, camera: &DeviceId) -> Result<bool, Infallible> {
         tokio::time::sleep(self.latency).await;
-        let owned = self
-            .cameras
+        let cameras = self.cameras.read().unwrap_or_else(|e| e.into_inner());
+        let owned = cameras
             .get(&user.to_string())
             .is_some_and(|cameras| cameras.contains(&camera.to_string()));
         Ok(owned)
+    }
+
+    /// Moves `camera` from `from` to `to`; false when `from` does not own it.
+    async fn transfer(&self, camera: &DeviceId, from: &TenantId, to: &TenantId) -> bool {
+        tokio::time::sleep(self.latency).await;
+        let mut cameras = self.cameras.write().unwrap_or_else(|e| e.into_inner());
+        let camera = camera.to_string();
+        let moved = cameras
+            .get_mut(&from.to_string())
+            .is_some_and(|owned| owned.remove(&camera));
+        if moved {
+            cameras.entry(to.to_string()).or_default().insert(camera);
+        }
+        moved
     }
 }
 
@@ -186,7 +209,8 @@ pub struct Config {
     pub store: Arc<dyn RemoteStore>,
     /// Seals and verifies what goes into `store`; the same secret on every instance.
     pub key_ring: KeyRing,
-    pub database: Database,
+    /// Who owns which camera: one database for every instance.
+    pub database: Arc<Database>,
     pub origin: ThumbnailOrigin,
     /// Thumbnails kept in-process; 0 sends every read to `store`.
     pub local_capacity: u64,
@@ -199,6 +223,10 @@ pub struct Config {
     pub load_timeout: Duration,
     /// Called with every cached value the cache refused.
     pub on_violation: ViolationSink,
+    /// The invalidation bus the service's instances share: with one, ownership is cached and
+    /// both namespaces are coherent (a transfer reaches every instance); without, ownership is
+    /// never cached and a transfer reaches this instance's thumbnails only.
+    pub bus: Option<Arc<dyn BusTransport>>,
 }
 
 impl Config {
@@ -209,13 +237,14 @@ impl Config {
         Self {
             store,
             key_ring,
-            database: Database::demo(),
+            database: Arc::new(Database::demo()),
             origin: ThumbnailOrigin::new(Duration::from_millis(20)),
             local_capacity: 10_000,
             ttl: Duration::from_secs(600),
             stale_for: Duration::from_secs(3600),
             load_timeout: Duration::from_secs(2),
             on_violation: Arc::new(log_violation),
+            bus: None,
         }
     }
 }
@@ -232,7 +261,7 @@ fn log_violation(report: &ViolationReport) {
 pub struct App {
     ownership: Cache<CameraOwnership>,
     thumbnails: Cache<Thumbnails>,
-    database: Database,
+    database: Arc<Database>,
     origin: ThumbnailOrigin,
 }
 
@@ -244,24 +273,34 @@ impl App {
     /// When the cache configuration is refused (a zero TTL).
     pub fn new(config: Config) -> Result<Arc<Self>, scoped_cache::BuildError> {
         let sink = config.on_violation;
-        let client = Client::builder()
+        let mut client = Client::builder()
             .key_ring(config.key_ring)
             .remote_shared(config.store)
-            .on_violation(move |report| sink(report))
-            .build()?;
+            .on_violation(move |report| sink(report));
+        let coherent = config.bus.is_some();
+        if let Some(bus) = config.bus {
+            client = client.bus(bus);
+        }
+        let client = client.build()?;
         let ownership = client
             .cache::<CameraOwnership>()
-            .policy(Policy::Bypass)
-            .local_capacity(0)
-            .load_timeout(Some(config.load_timeout))
-            .build()?;
-        let thumbnails = client
+            .load_timeout(Some(config.load_timeout));
+        let ownership = match coherent {
+            true => ownership.policy(Policy::Coherent {
+                l1_ttl: Duration::from_secs(60),
+            }),
+            false => ownership.policy(Policy::Bypass).local_capacity(0),
+        };
+        let mut thumbnails = client
             .cache::<Thumbnails>()
             .local_capacity(config.local_capacity)
             .ttl(config.ttl)
             .stale_for(config.stale_for)
-            .load_timeout(Some(config.load_timeout))
-            .build()?;
+            .load_timeout(Some(config.load_timeout));
+        if coherent {
+            thumbnails = thumbnails.policy(Policy::Coherent { l1_ttl: config.ttl });
+        }
+        let (ownership, thumbnails) = (ownership.build()?, thumbnails.build()?);
         Ok(Arc::new(Self {
             ownership,
             thumbnails,
@@ -274,6 +313,7 @@ impl App {
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route(THUMBNAIL_ROUTE, get(thumbnail))
+            .route(TRANSFER_ROUTE, post(transfer))
             .with_state(Arc::clone(self))
     }
 
@@ -288,7 +328,7 @@ impl App {
         self.thumbnails.stats()
     }
 
-    /// The counters of the ownership namespace (every check is a load: it is never cached).
+    /// The counters of the ownership namespace.
     pub fn ownership_stats(&self) -> Stats {
         self.ownership.stats()
     }
@@ -307,6 +347,8 @@ enum Refusal {
     NotOwner,
     /// The database or the origin failed or timed out.
     Unavailable(&'static str, LoadError),
+    /// A transfer was written to the database but not invalidated everywhere.
+    NotInvalidated(scoped_cache::Error),
 }
 
 impl IntoResponse for Refusal {
@@ -331,9 +373,55 @@ impl IntoResponse for Refusal {
                     format!("{what} unavailable, retry later\n"),
                 )
             }
+            // The move stands; retrying the invalidation is safe, and the caller must.
+            Refusal::NotInvalidated(error) => {
+                eprintln!("transfer invalidation failed: {error}");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "transferred, but not yet invalidated everywhere: retry\n".to_owned(),
+                )
+            }
         };
         (status, body).into_response()
     }
+}
+
+/// The authenticated caller, from the gateway's header.
+fn caller(headers: &HeaderMap) -> Result<&str, Refusal> {
+    headers
+        .get(USER_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .ok_or(Refusal::Unauthenticated)
+}
+
+/// `POST /cameras/{camera}/transfer`, body: the new owner. Only the camera's owner may move
+/// it. Writes the database, then drops the old owner's relation and thumbnails of the camera
+/// (and the new owner's cached "no") on every instance; when it answers 204, no instance
+/// serves the old owner anything of the camera.
+async fn transfer(
+    State(app): State<Arc<App>>,
+    Path(camera): Path<String>,
+    headers: HeaderMap,
+    new_owner: String,
+) -> Result<Response, Refusal> {
+    let from = TenantId::new(caller(&headers)?).map_err(Refusal::BadId)?;
+    let camera = DeviceId::new(&camera).map_err(Refusal::BadId)?;
+    let to = TenantId::new(new_owner.trim()).map_err(Refusal::BadId)?;
+    if !app.database.transfer(&camera, &from, &to).await {
+        return Err(Refusal::NotOwner);
+    }
+    for owner in [&from, &to] {
+        let relation = Key::<CameraOwnership>::new(owner.clone(), camera.clone(), ());
+        app.ownership
+            .invalidate(&relation)
+            .await
+            .map_err(Refusal::NotInvalidated)?;
+    }
+    app.thumbnails
+        .invalidate_device(&from, &camera)
+        .await
+        .map_err(Refusal::NotInvalidated)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `GET /users/{user}/cameras/{camera}/events/{event}/thumbnail`.
@@ -342,10 +430,7 @@ async fn thumbnail(
     Path((user, camera, event)): Path<(String, String, u64)>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = headers
-        .get(USER_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .ok_or(Refusal::Unauthenticated)?;
+    let caller = caller(&headers)?;
     if caller != user {
         return Err(Refusal::OtherUser);
     }

@@ -16,17 +16,25 @@
 //! database fails, the answer is 503. A cache store that fails or lies never makes a
 //! request fail: its answer is verified, and a refused or missing value is loaded again.
 //!
+//! `POST /cameras/{camera}/transfer` by the camera's owner (`x-user-id`), the new owner's id
+//! as the body: 204 once the database says so and every instance has dropped the old owner's
+//! ownership entry and thumbnails of the camera. Ownership is cached under
+//! `Policy::Coherent` with an invalidation bus: in-process with the in-process store, Redis
+//! pub/sub with `--redis redis://…`. With a cluster or Sentinel URL there is no bus, and
+//! ownership is not cached (`Policy::Bypass`).
+//!
 //! The key ring's secret comes from `THUMBNAIL_SERVICE_SECRET` (at least 32 bytes, the same on
 //! every instance); without it a random one is made at start, so values cached by earlier runs
 //! or other instances are refused (and reloaded), never served.
 
 mod app;
 
-use app::{App, Config, THUMBNAIL_ROUTE, USER_HEADER};
+use app::{App, Config, THUMBNAIL_ROUTE, TRANSFER_ROUTE, USER_HEADER};
 use clap::Parser;
 use rand::TryRng;
+use scoped_cache::bus::BusTransport;
 use scoped_cache::store::RemoteStore;
-use scoped_cache::{KeyId, KeyRing, MemoryStore};
+use scoped_cache::{KeyId, KeyRing, MemoryBus, MemoryStore};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -117,6 +125,25 @@ async fn redis_store(url: &str) -> Result<Arc<dyn RemoteStore>, String> {
     store.map_err(|error| format!("cannot connect to {url}: {error}"))
 }
 
+/// The bus the instances on `url` share: Redis pub/sub on a standalone server; none for a
+/// cluster or Sentinel.
+#[cfg(feature = "redis")]
+fn redis_bus(url: &str) -> Result<Option<Arc<dyn BusTransport>>, String> {
+    if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.contains("+unix")) {
+        return Ok(None);
+    }
+    let bus = scoped_cache::bus::RedisBus::builder(url)
+        .channel("thumbnail_service:bus")
+        .build()
+        .map_err(|error| format!("the bus on {url}: {error}"))?;
+    Ok(Some(Arc::new(bus)))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_bus(_url: &str) -> Result<Option<Arc<dyn BusTransport>>, String> {
+    Ok(None)
+}
+
 #[cfg(not(feature = "redis"))]
 async fn redis_store(url: &str) -> Result<Arc<dyn RemoteStore>, String> {
     let feature = if url.starts_with("redis-cluster://") || url.starts_with("rediss-cluster://") {
@@ -159,13 +186,24 @@ async fn shutdown_signal() {
 }
 
 async fn run(flags: Flags) -> Result<(), String> {
-    let store: Arc<dyn RemoteStore> = match &flags.redis {
-        Some(url) => redis_store(url).await?,
-        None => Arc::new(MemoryStore::default()),
+    let (store, bus): (Arc<dyn RemoteStore>, Option<Arc<dyn BusTransport>>) = match &flags.redis {
+        Some(url) => (redis_store(url).await?, redis_bus(url)?),
+        None => (
+            Arc::new(MemoryStore::default()),
+            Some(Arc::new(MemoryBus::new())),
+        ),
     };
     let key_ring = key_ring()?;
     let store_name = flags.redis.as_deref().unwrap_or("in-process MemoryStore");
-    let app = App::new(Config::new(store, key_ring)).map_err(|error| error.to_string())?;
+    let ownership = match &bus {
+        Some(_) => "cached, coherent over the bus",
+        None => "not cached: no bus",
+    };
+    let config = Config {
+        bus,
+        ..Config::new(store, key_ring)
+    };
+    let app = App::new(config).map_err(|error| error.to_string())?;
     let listener = tokio::net::TcpListener::bind(flags.listen)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", flags.listen))?;
@@ -180,7 +218,9 @@ async fn run(flags: Flags) -> Result<(), String> {
             .replace("{event}", "42");
         format!("http://{addr}{path}")
     };
-    println!("thumbnail_service on http://{addr}, thumbnails cached in {store_name}");
+    println!(
+        "thumbnail_service on http://{addr}, thumbnails cached in {store_name}; ownership {ownership}"
+    );
     println!("users: alice owns cam-1 and cam-2, bob owns cam-3. Try:");
     let examples = [
         ("alice", "alice", "cam-1", "200, alice's thumbnail"),
@@ -194,7 +234,11 @@ async fn run(flags: Flags) -> Result<(), String> {
             url(user, camera)
         );
     }
-    println!("  # 401, no user\n  curl -i {}\n", url("alice", "cam-1"));
+    println!("  # 401, no user\n  curl -i {}", url("alice", "cam-1"));
+    let transfer = TRANSFER_ROUTE.replace("{camera}", "cam-1");
+    println!(
+        "  # 204, cam-1 is bob's from now on, on every instance\n  curl -i -X POST -H '{USER_HEADER}: alice' -d bob http://{addr}{transfer}\n"
+    );
 
     axum::serve(listener, app.router())
         .with_graceful_shutdown(shutdown_signal())
@@ -210,7 +254,11 @@ async fn run(flags: Flags) -> Result<(), String> {
         thumbs.violations.total(),
         thumbs.remote_errors
     );
-    println!("ownership checks (never cached): {}", owners.loads);
+    println!(
+        "ownership checks: {} from the database, {} cached",
+        owners.loads,
+        owners.hits_local + owners.hits_remote
+    );
     Ok(())
 }
 

@@ -2,7 +2,6 @@
 //! holds it. Pure functions over bytes; the stores write keys through it.
 
 use crate::key::owner_span;
-use redis::Cmd;
 use sha2::{Digest as _, Sha256};
 use std::borrow::Cow;
 
@@ -113,7 +112,8 @@ impl KeyLayout {
     }
 
     /// Appends `prefix` and `key`'s store key to `cmd`, as one argument.
-    pub(crate) fn key_arg(self, cmd: &mut Cmd, prefix: &[u8], key: &[u8]) {
+    #[cfg(any(feature = "redis-cluster", test))]
+    pub(crate) fn key_arg(self, cmd: &mut redis::Cmd, prefix: &[u8], key: &[u8]) {
         use redis::RedisWrite as _;
         let mut arg = cmd.writer_for_next_arg();
         // Writing to the command's own buffer cannot fail.
