@@ -322,9 +322,9 @@ impl<N: Namespace> Cache<N> {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let inner = &*self.inner;
-        // A coherent key revoked moments ago is loaded by this caller alone and not stored: a
-        // load already in flight may have read the source of truth before the revocation.
-        if inner.policy == Policy::Bypass || self.recently_revoked(key) {
+        // A coherent key revoked moments ago, or since its load in flight began, is loaded by
+        // this caller alone and not stored.
+        if inner.policy == Policy::Bypass || self.must_load_alone(key) {
             inner.counters.record(Event::Miss);
             let limiter = inner.limiter.as_ref();
             let loaded =
@@ -344,8 +344,9 @@ impl<N: Namespace> Cache<N> {
         let recheck = || async move { fresh(self.find(key, reach).await).0 };
         // Where the breaker lets it (in-process only while it is open); a failed remote write
         // is counted and the value still returned.
-        let store = |value| async move {
-            let _ = self.write(key, value).await;
+        let began = LoadStart::default();
+        let store = |value| async {
+            let _ = self.write(key, value, began.read_at()).await;
         };
         let (outcome, source) = load::get_or_load(
             &inner.flights,
@@ -355,7 +356,7 @@ impl<N: Namespace> Cache<N> {
             ticket,
             Wait::Yield,
             recheck,
-            || self.timed(load),
+            || self.timed_from(&began, load),
             store,
         )
         .await;
@@ -366,6 +367,21 @@ impl<N: Namespace> Cache<N> {
             Source::Loaded => Outcome::Loaded,
         };
         (outcome.clone(), observed.unless_err(&outcome))
+    }
+
+    /// [`timed`](Self::timed), noting in `began` when the load started.
+    fn timed_from<'a, F, Fut, E>(
+        &'a self,
+        began: &'a LoadStart,
+        load: F,
+    ) -> impl Future<Output = Result<N::Value, LoadError>> + 'a
+    where
+        F: FnOnce() -> Fut + 'a,
+        Fut: Future<Output = Result<N::Value, E>> + 'a,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'a,
+    {
+        began.mark(&self.inner.shared.clock);
+        self.timed(load)
     }
 
     /// Runs `load` within the cache's load timeout.
@@ -514,7 +530,7 @@ impl<N: Namespace> Cache<N> {
     /// holds a complete value sealed for `key`, never a partial one.
     pub async fn insert(&self, key: &Key<N>, value: N::Value) -> Result<(), Error> {
         let insert = async {
-            let written = self.write(key, value).await;
+            let written = self.write(key, value, None).await;
             let outcome = match written {
                 Ok(true) => Outcome::Stored,
                 Ok(false) => Outcome::Bypass,
@@ -526,8 +542,14 @@ impl<N: Namespace> Cache<N> {
     }
 
     /// [`Cache::insert`], unobserved; `Ok(false)` when the policy or breaker skipped the cache,
-    /// or it has no tier.
-    async fn write(&self, key: &Key<N>, value: N::Value) -> Result<bool, Error> {
+    /// or it has no tier. A loaded value is created as of `read_at_ms`, when its load began:
+    /// a revocation after that is after the source of truth was read, and refuses it.
+    async fn write(
+        &self,
+        key: &Key<N>,
+        value: N::Value,
+        read_at_ms: Option<u64>,
+    ) -> Result<bool, Error> {
         owned::check_write(key, &value)?;
         let inner = &*self.inner;
         if inner.policy == Policy::Bypass {
@@ -543,14 +565,16 @@ impl<N: Namespace> Cache<N> {
             return Ok(false); // no tier to store in: nothing written, nothing counted
         }
         let now_ms = inner.shared.clock.now_ms();
+        let created_ms = read_at_ms.map_or(now_ms, |read_at| read_at.min(now_ms));
         // Sealed before anything is stored: a value that cannot be sealed is stored nowhere.
         let sealed = match remote {
-            true => self.remote_seal(key, &value, now_ms)?,
+            true => self.remote_seal(key, &value, created_ms)?,
             false => None,
         };
         inner.counters.record(Event::Insert);
         if let Some(local) = &inner.local {
-            self.local_insert(local, key, value, now_ms, deadline(now_ms, inner.keep_for));
+            let until = deadline(created_ms, inner.keep_for);
+            self.local_insert(local, key, value, created_ms, until);
         }
         if let Some((encoded, sealed)) = sealed {
             self.remote_set(&encoded, sealed).await?;
@@ -716,4 +740,24 @@ pub(crate) enum Reach {
     Local,
     /// Both tiers, probing the breaker when half-open.
     Both(Admission),
+}
+
+/// When a load began (ms on the client's clock), for the value it stores.
+#[derive(Default)]
+pub(crate) struct LoadStart(std::sync::atomic::AtomicU64);
+
+impl LoadStart {
+    fn mark(&self, clock: &crate::clock::Clock) {
+        // Stored plus one, so that 0 stays "not started".
+        let now = clock.now_ms().saturating_add(1);
+        self.0.store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// When it began; `None` if it did not.
+    pub(crate) fn read_at(&self) -> Option<u64> {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            began => Some(began - 1),
+        }
+    }
 }

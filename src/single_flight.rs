@@ -66,6 +66,11 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
         }
     }
 
+    /// Whether a flight of `key` is in progress.
+    pub(crate) fn in_progress(&self, key: &K) -> bool {
+        lock(&self.map).contains_key(key)
+    }
+
     /// Leads a new flight for `key`, or joins the one in progress. The leader owns its part
     /// (it holds the flights), so a load can run in a task of its own.
     pub(crate) fn join(flights: &Arc<Self>, key: &K) -> Role<K, V> {

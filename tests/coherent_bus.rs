@@ -323,3 +323,103 @@ fn a_coherent_cache_needs_a_bus() {
         Some(scoped_cache::BuildError::CoherentWithoutBus)
     );
 }
+
+/// A client of `store` and `bus` with a coherent cache and a 10 ms clock-skew allowance.
+fn quick_instance(store: &Arc<MemoryStore>, bus: &MemoryBus) -> (Client, Cache<Relations>) {
+    let client = Client::builder()
+        .key_ring(ring())
+        .remote_shared(store.clone())
+        .bus(bus.clone())
+        .clock_skew_allowance(Duration::from_millis(10))
+        .build()
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let coherent = Policy::Coherent {
+        l1_ttl: Duration::from_secs(60),
+    };
+    let cache = client
+        .cache()
+        .policy(coherent)
+        .build()
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    (client, cache)
+}
+
+/// Starts `cache.get_or_load(key)` with a loader that reads `value` from the source at once
+/// and returns it when the sender is used or dropped.
+fn held_load(
+    cache: &Cache<Relations>,
+    key: &Key<Relations>,
+    value: &'static [u8],
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<Bytes, scoped_cache::LoadError>>,
+) {
+    let (read, release) = tokio::sync::oneshot::channel::<()>();
+    let (cache, key) = (cache.clone(), key.clone());
+    let load = tokio::spawn(async move {
+        cache
+            .get_or_load(&key, || async move {
+                let _ = release.await;
+                Ok::<_, std::io::Error>(Bytes::from_static(value))
+            })
+            .await
+    });
+    (read, load)
+}
+
+/// A load that read the source of truth before a device was revoked, and ends well after the
+/// revocation (past the clock-skew allowance): what it stores is as old as its read, so no
+/// instance serves it.
+#[tokio::test]
+async fn a_load_that_read_before_a_revocation_stores_nothing_servable_however_long_it_runs() {
+    let (store, bus) = (Arc::new(MemoryStore::default()), MemoryBus::new());
+    let (_a, loading) = quick_instance(&store, &bus);
+    let (_b, revoking) = quick_instance(&store, &bus);
+    let (_c, reading) = quick_instance(&store, &bus);
+    let key = key(1, 7, 0);
+    let (read, load) = held_load(&loading, &key, b"yes, before the move");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    revoking
+        .invalidate_device(&TenantId::from_u64(1), &DeviceId::from_u64(7))
+        .await
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    tokio::time::sleep(Duration::from_millis(100)).await; // well past the allowance
+    let _ = read.send(());
+    let loaded = load.await.unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(
+        loaded.is_ok(),
+        "the loader's own caller gets what it loaded"
+    );
+    assert_eq!(
+        reading.get(&key).await,
+        None,
+        "served a value read before the revocation"
+    );
+    assert_eq!(loading.get(&key).await, None);
+}
+
+/// A caller that comes after a revocation, while a load that began before it is still in
+/// flight, does not wait for that load: it loads from the source itself.
+#[tokio::test]
+async fn a_caller_after_a_revocation_does_not_join_a_load_that_began_before_it() {
+    let (store, bus) = (Arc::new(MemoryStore::default()), MemoryBus::new());
+    let (_a, loading) = quick_instance(&store, &bus);
+    let (_b, revoking) = quick_instance(&store, &bus);
+    let key = key(1, 7, 0);
+    let (read, load) = held_load(&loading, &key, b"yes, before the move");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    revoking
+        .invalidate_device(&TenantId::from_u64(1), &DeviceId::from_u64(7))
+        .await
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    tokio::time::sleep(Duration::from_millis(100)).await; // past the allowance
+    let (read_later, later) = held_load(&loading, &key, b"no, after the move");
+    drop(read_later);
+    let later = tokio::time::timeout(Duration::from_secs(5), later)
+        .await
+        .unwrap_or_else(|_| panic!("the later caller waited for the earlier load"))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(later.ok().as_deref(), Some(&b"no, after the move"[..]));
+    let _ = read.send(());
+    let _ = load.await;
+}

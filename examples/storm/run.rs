@@ -69,22 +69,14 @@ impl Path {
         };
         let origin = &run.origin;
         let transfers = run.transfers.clone();
-        // The origin answers for the owner at the time it answers: a camera moved while its
-        // load waited is refused too.
+        // The origin reads the owner when the load starts, then takes its time (waiting for a
+        // place, its latency): a load that began before a camera moved returns the old
+        // owner's thumbnail, however late, as a real one would.
         let load = move |origin: Arc<Origin>| async move {
-            let moved = || {
-                transfers
-                    .as_ref()
-                    .is_some_and(|transfers| transfers.is_moved(tenant, device_index))
-            };
-            if moved() {
-                return Err(OriginDown);
+            match transfers {
+                Some(transfers) if transfers.is_moved(tenant, device_index) => Err(OriginDown),
+                _ => origin.load(tenant, device_index, item).await,
             }
-            let loaded = origin.load(tenant, device_index, item).await;
-            if moved() {
-                return Err(OriginDown);
-            }
-            loaded
         };
         match self {
             Path::Verified(caches) if run.refreshing => {

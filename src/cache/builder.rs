@@ -352,7 +352,9 @@ impl<N: Namespace> CacheBuilder<N> {
                     .remote
                     .as_ref()
                     .map_or(0, |remote| remote.skew_allowance_ms);
-                Some(Coherence::new(hub, l1_ttl, allowance))
+                // The longest a load can run: what it read may predate a revocation that long.
+                let longest_load = self.load_timeout.unwrap_or(l1_ttl);
+                Some(Coherence::new(hub, l1_ttl, allowance, longest_load))
             }
             _ => None,
         };

@@ -26,17 +26,27 @@ pub(super) struct Coherence {
     /// How long after a revocation a value of its scope is still treated as revoked: the
     /// client's clock-skew allowance (at least 1 ms).
     window_ms: u64,
-    /// Scopes revoked within `window_ms`, until when. In-process writes and revocations take
+    /// How long a revocation is remembered here: the window and the longest a load may run, so
+    /// that a load that read the source of truth before it cannot store what it read.
+    remember_ms: u64,
+    /// Scopes revoked within `remember_ms`, and when. In-process writes and revocations take
     /// this lock, so a write checks and inserts with no revocation in between.
     recent: Mutex<HashMap<Scope, u64>>,
 }
 
 impl Coherence {
-    pub(super) fn new(hub: Arc<Hub>, l1_ttl: Duration, skew_allowance_ms: u64) -> Self {
+    pub(super) fn new(
+        hub: Arc<Hub>,
+        l1_ttl: Duration,
+        skew_allowance_ms: u64,
+        longest_load: Duration,
+    ) -> Self {
+        let window_ms = skew_allowance_ms.max(1);
         Self {
             hub,
             l1_ttl,
-            window_ms: skew_allowance_ms.max(1),
+            window_ms,
+            remember_ms: window_ms.saturating_add(longest_load.as_millis() as u64),
             recent: Mutex::new(HashMap::new()),
         }
     }
@@ -76,7 +86,8 @@ impl<N: Namespace> Cache<N> {
 
     /// Inserts into the in-process tier, kept until `until`. A coherent cache keeps it at most
     /// its `l1_ttl`, and skips it while the bus is not listening or when its key, device or
-    /// tenant was revoked within the clock-skew allowance: the value may predate the revocation.
+    /// tenant was revoked after the value was created, less the clock-skew allowance: the
+    /// value may predate the revocation.
     pub(super) fn local_insert(
         &self,
         local: &LocalCache<N>,
@@ -92,19 +103,29 @@ impl<N: Namespace> Cache<N> {
         let now_ms = self.inner.shared.clock.now_ms();
         let until = until.min(deadline(now_ms, Some(coherence.l1_ttl)));
         let recent = lock(&coherence.recent);
-        if !coherence.hub.is_serving() || revoked_within(&recent, key, now_ms) {
+        let revoked = revoked_after(&recent, key, created_ms, coherence.window_ms);
+        if !coherence.hub.is_serving() || revoked {
             return;
         }
         local.insert_until(key, value, created_ms, until);
     }
 
-    /// Whether `key`'s key, device or tenant was revoked here within the clock-skew allowance:
-    /// a load in flight since then may have read the source of truth before the revocation.
-    pub(super) fn recently_revoked(&self, key: &Key<N>) -> bool {
-        self.inner.coherence.as_ref().is_some_and(|coherence| {
-            let now_ms = self.inner.shared.clock.now_ms();
-            revoked_within(&lock(&coherence.recent), key, now_ms)
-        })
+    /// Whether a caller of `key` must load alone, joining no flight and storing nothing: its
+    /// key, device or tenant was revoked here within the clock-skew allowance, or a flight of
+    /// it is in progress and one was revoked since that flight may have begun. A load in
+    /// flight may have read the source of truth before the revocation.
+    pub(super) fn must_load_alone(&self, key: &Key<N>) -> bool {
+        let Some(coherence) = &self.inner.coherence else {
+            return false;
+        };
+        let recent = lock(&coherence.recent);
+        if recent.is_empty() {
+            return false;
+        }
+        let now_ms = self.inner.shared.clock.now_ms();
+        let since = now_ms.saturating_sub(coherence.window_ms);
+        revoked_after(&recent, key, since, 0)
+            || (revoked_after(&recent, key, 0, 0) && self.inner.flights.in_progress(key))
     }
 
     /// Removes every value of `tenant` in this namespace, on every instance: see
@@ -292,11 +313,19 @@ impl<N: Namespace> Cache<N> {
     }
 }
 
-fn revoked_within<N: Namespace>(recent: &HashMap<Scope, u64>, key: &Key<N>, now_ms: u64) -> bool {
+/// Whether a scope of `key` was revoked later than `window_ms` before `since_ms`.
+fn revoked_after<N: Namespace>(
+    recent: &HashMap<Scope, u64>,
+    key: &Key<N>,
+    since_ms: u64,
+    window_ms: u64,
+) -> bool {
     !recent.is_empty()
-        && scopes_of(key)
-            .iter()
-            .any(|scope| recent.get(scope).is_some_and(|&until| now_ms < until))
+        && scopes_of(key).iter().any(|scope| {
+            recent
+                .get(scope)
+                .is_some_and(|&revoked_ms| since_ms < revoked_ms.saturating_add(window_ms))
+        })
 }
 
 impl<N: Namespace> CoherentTier for Inner<N> {
@@ -310,8 +339,9 @@ impl<N: Namespace> CoherentTier for Inner<N> {
         };
         let now_ms = self.shared.clock.now_ms();
         let mut recent = lock(&coherence.recent);
-        recent.retain(|_, until| now_ms < *until);
-        recent.insert(scope.clone(), now_ms + coherence.window_ms);
+        let remember_ms = coherence.remember_ms;
+        recent.retain(|_, revoked_ms| now_ms < revoked_ms.saturating_add(remember_ms));
+        recent.insert(scope.clone(), now_ms);
         match scope {
             Scope::Key(encoded) => {
                 if let Ok(key) = Key::<N>::decode(encoded) {

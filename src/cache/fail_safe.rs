@@ -3,7 +3,7 @@
 //! goes stale. One load per key at a time; a caller that gives up never stops a load that others
 //! (or the cache) still want: it goes on as a task of its own.
 
-use super::{Cache, Policy, Reach};
+use super::{Cache, LoadStart, Policy, Reach};
 use crate::detach::{Attached, Detachable};
 use crate::error::{BuildError, LoadError};
 use crate::found::Found;
@@ -296,7 +296,7 @@ impl<N: Namespace> Cache<N> {
         let inner = &*self.inner;
         let deadline = Deadline::after(wait);
         let reach = self.reach();
-        if reach == Reach::Nothing {
+        if reach == Reach::Nothing || self.must_load_alone(key) {
             inner.counters.record(Event::Miss);
             let limiter = inner.limiter.as_ref();
             let loaded =
@@ -523,8 +523,9 @@ impl<N: Namespace> Cache<N> {
             let due = cache.refresh_due(&found, cache.inner.shared.clock.now_ms());
             (matches!(kind, Lead::Miss(_)) || !due).then_some(found.value)
         };
+        let began = &LoadStart::default();
         let store = |value| async move {
-            let _ = cache.write(key, value).await;
+            let _ = cache.write(key, value, began.read_at()).await;
         };
         let counters = &self.inner.counters;
         // A refresh has no caller waiting; a miss's caller may stop waiting (detach).
@@ -543,7 +544,7 @@ impl<N: Namespace> Cache<N> {
             key,
             ticket,
             recheck,
-            || self.timed(load),
+            || self.timed_from(began, load),
             store,
         )
         .await;
