@@ -5,11 +5,13 @@
 mod builder;
 mod coherent;
 mod fail_safe;
+mod provenance;
 mod remote_tier;
 
 pub use builder::{CacheBuilder, Policy};
 use fail_safe::FailSafe;
 pub use fail_safe::{Fetched, StaleReason};
+pub(crate) use provenance::{LoadStart, Read};
 
 use crate::breaker::{Admission, Breaker};
 use crate::clock::deadline;
@@ -346,7 +348,7 @@ impl<N: Namespace> Cache<N> {
         // is counted and the value still returned.
         let began = LoadStart::default();
         let store = |value| async {
-            let _ = self.write(key, value, began.read_at()).await;
+            let _ = self.write(key, value, began.read()).await;
         };
         let (outcome, source) = load::get_or_load(
             &inner.flights,
@@ -369,6 +371,14 @@ impl<N: Namespace> Cache<N> {
         (outcome.clone(), observed.unless_err(&outcome))
     }
 
+    /// Now, as a [`Read`] of a value would note it.
+    pub(super) fn read_now(&self) -> Read {
+        Read {
+            at_ms: self.inner.shared.clock.now_ms(),
+            generation: self.bus_generation(),
+        }
+    }
+
     /// [`timed`](Self::timed), noting in `began` when the load started.
     fn timed_from<'a, F, Fut, E>(
         &'a self,
@@ -380,7 +390,7 @@ impl<N: Namespace> Cache<N> {
         Fut: Future<Output = Result<N::Value, E>> + 'a,
         E: Into<Box<dyn std::error::Error + Send + Sync>> + 'a,
     {
-        began.mark(&self.inner.shared.clock);
+        began.mark(self.read_now());
         self.timed(load)
     }
 
@@ -542,13 +552,13 @@ impl<N: Namespace> Cache<N> {
     }
 
     /// [`Cache::insert`], unobserved; `Ok(false)` when the policy or breaker skipped the cache,
-    /// or it has no tier. A loaded value is created as of `read_at_ms`, when its load began:
-    /// a revocation after that is after the source of truth was read, and refuses it.
+    /// or it has no tier. A loaded value is created as of its `read`, when its load began: a
+    /// revocation after that is after the source of truth was read, and refuses it.
     async fn write(
         &self,
         key: &Key<N>,
         value: N::Value,
-        read_at_ms: Option<u64>,
+        read: Option<Read>,
     ) -> Result<bool, Error> {
         owned::check_write(key, &value)?;
         let inner = &*self.inner;
@@ -564,8 +574,9 @@ impl<N: Namespace> Cache<N> {
         if inner.local.is_none() && !remote {
             return Ok(false); // no tier to store in: nothing written, nothing counted
         }
-        let now_ms = inner.shared.clock.now_ms();
-        let created_ms = read_at_ms.map_or(now_ms, |read_at| read_at.min(now_ms));
+        let now = self.read_now();
+        let read = read.unwrap_or(now);
+        let created_ms = read.at_ms.min(now.at_ms);
         // Sealed before anything is stored: a value that cannot be sealed is stored nowhere.
         let sealed = match remote {
             true => self.remote_seal(key, &value, created_ms)?,
@@ -574,7 +585,16 @@ impl<N: Namespace> Cache<N> {
         inner.counters.record(Event::Insert);
         if let Some(local) = &inner.local {
             let until = deadline(created_ms, inner.keep_for);
-            self.local_insert(local, key, value, created_ms, until);
+            self.local_insert(
+                local,
+                key,
+                value,
+                Read {
+                    at_ms: created_ms,
+                    ..read
+                },
+                until,
+            );
         }
         if let Some((encoded, sealed)) = sealed {
             self.remote_set(&encoded, sealed).await?;
@@ -740,24 +760,4 @@ pub(crate) enum Reach {
     Local,
     /// Both tiers, probing the breaker when half-open.
     Both(Admission),
-}
-
-/// When a load began (ms on the client's clock), for the value it stores.
-#[derive(Default)]
-pub(crate) struct LoadStart(std::sync::atomic::AtomicU64);
-
-impl LoadStart {
-    fn mark(&self, clock: &crate::clock::Clock) {
-        // Stored plus one, so that 0 stays "not started".
-        let now = clock.now_ms().saturating_add(1);
-        self.0.store(now, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// When it began; `None` if it did not.
-    pub(crate) fn read_at(&self) -> Option<u64> {
-        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
-            0 => None,
-            began => Some(began - 1),
-        }
-    }
 }

@@ -423,3 +423,36 @@ async fn a_caller_after_a_revocation_does_not_join_a_load_that_began_before_it()
     let _ = read.send(());
     let _ = load.await;
 }
+
+/// A load in flight while its instance's subscription dropped and came back (a revocation was
+/// missed meanwhile) keeps nothing in-process: what it read may predate the revocation.
+#[tokio::test]
+async fn a_load_across_a_reconnect_keeps_nothing_in_process() {
+    let (store, bus) = (Arc::new(MemoryStore::default()), MemoryBus::new());
+    let (_a, loading) = quick_instance(&store, &bus);
+    let (_b, revoking) = quick_instance(&store, &bus);
+    let key = key(1, 7, 0);
+    let (read, load) = held_load(&loading, &key, b"yes, before the move");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    bus.disconnect(0);
+    revoking
+        .invalidate_device(&TenantId::from_u64(1), &DeviceId::from_u64(7))
+        .await
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    bus.reconnect(0);
+    tokio::time::sleep(Duration::from_millis(100)).await; // past the allowance
+    let _ = read.send(());
+    let loaded = load.await.unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(loaded.is_ok());
+    assert!(
+        loading
+            .local()
+            .is_some_and(|local| local.get(&key).is_none()),
+        "kept in-process across the reconnect"
+    );
+    assert_eq!(
+        loading.get(&key).await,
+        None,
+        "served a value read before the revocation"
+    );
+}

@@ -165,8 +165,15 @@ impl Hub {
         lock(&self.tiers).iter().filter_map(Weak::upgrade).collect()
     }
 
+    /// How many times the coherent caches' in-process tiers were dropped: a value read before
+    /// a change of it may predate a revocation this instance missed.
+    pub(crate) fn generation(&self) -> u64 {
+        self.counters.flushes.load(Ordering::Acquire)
+    }
+
     fn flush_all(&self) {
-        self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+        // Counted before the tiers are dropped, each under its lock: see `local_insert`.
+        self.counters.flushes.fetch_add(1, Ordering::AcqRel);
         for tier in self.tiers() {
             tier.flush();
         }

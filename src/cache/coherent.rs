@@ -2,7 +2,7 @@
 //! served only while the bus is listening, and revocation markers in the shared store that
 //! refuse every value of a revoked key, device or tenant sealed before the revocation.
 
-use super::{Cache, Inner};
+use super::{Cache, Inner, Read};
 use crate::bus::message::{self, Scope};
 use crate::bus::{CoherentTier, Hub};
 use crate::clock::deadline;
@@ -84,30 +84,43 @@ impl<N: Namespace> Cache<N> {
         }
     }
 
-    /// Inserts into the in-process tier, kept until `until`. A coherent cache keeps it at most
-    /// its `l1_ttl`, and skips it while the bus is not listening or when its key, device or
-    /// tenant was revoked after the value was created, less the clock-skew allowance: the
-    /// value may predate the revocation.
+    /// Inserts a value `read` from its source into the in-process tier, kept until `until`.
+    /// A coherent cache keeps it at most its `l1_ttl`, and skips it while the bus is not
+    /// listening, when the bus dropped the tier since the read (a revocation may have been
+    /// missed meanwhile), or when its key, device or tenant was revoked after the read, less
+    /// the clock-skew allowance: the value may predate the revocation.
     pub(super) fn local_insert(
         &self,
         local: &LocalCache<N>,
         key: &Key<N>,
         value: N::Value,
-        created_ms: u64,
+        read: Read,
         until: u64,
     ) {
+        let created_ms = read.at_ms;
         let Some(coherence) = &self.inner.coherence else {
             local.insert_until(key, value, created_ms, until);
             return;
         };
         let now_ms = self.inner.shared.clock.now_ms();
         let until = until.min(deadline(now_ms, Some(coherence.l1_ttl)));
+        // Under the lock that the bus's flush of this tier takes: either the flush comes after
+        // this insert and drops it, or this insert sees the flush's new generation.
         let recent = lock(&coherence.recent);
         let revoked = revoked_after(&recent, key, created_ms, coherence.window_ms);
-        if !coherence.hub.is_serving() || revoked {
+        let hub = &coherence.hub;
+        if !hub.is_serving() || hub.generation() != read.generation || revoked {
             return;
         }
         local.insert_until(key, value, created_ms, until);
+    }
+
+    /// The bus's flush generation now (0 without a bus): see [`Read`].
+    pub(super) fn bus_generation(&self) -> u64 {
+        self.inner
+            .coherence
+            .as_ref()
+            .map_or(0, |coherence| coherence.hub.generation())
     }
 
     /// Whether a caller of `key` must load alone, joining no flight and storing nothing: its
@@ -287,6 +300,7 @@ impl<N: Namespace> Cache<N> {
         let remote = inner.shared.remote.as_ref()?;
         let encoded = key.encode();
         let markers = scopes_of(key).map(|scope| message::marker_key(&scope));
+        let read = self.read_now();
         let mut batch = Vec::with_capacity(4);
         batch.push(encoded.clone());
         batch.extend(markers.iter().cloned());
@@ -308,8 +322,14 @@ impl<N: Namespace> Cache<N> {
             let before = message::open_marker(&remote.ring, marker_key, marker).unwrap_or(u64::MAX);
             revoked_before = revoked_before.max(before);
         }
-        self.accept(key, &encoded, &sealed, promote_stale, revoked_before)
-            .await
+        self.accept(
+            key,
+            &encoded,
+            &sealed,
+            promote_stale,
+            (revoked_before, read),
+        )
+        .await
     }
 }
 

@@ -525,7 +525,7 @@ impl<N: Namespace> Cache<N> {
         };
         let began = &LoadStart::default();
         let store = |value| async move {
-            let _ = cache.write(key, value, began.read_at()).await;
+            let _ = cache.write(key, value, began.read()).await;
         };
         let counters = &self.inner.counters;
         // A refresh has no caller waiting; a miss's caller may stop waiting (detach).

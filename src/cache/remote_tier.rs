@@ -1,7 +1,7 @@
 //! The remote tier of a `Cache`: values are sealed on the way in and opened for the requested
 //! key on the way out; every call goes through the client's store breaker.
 
-use super::Cache;
+use super::{Cache, Read};
 use crate::clock::{NEVER, deadline, expiry_margin};
 use crate::codec::Codec;
 use crate::error::Error;
@@ -37,7 +37,9 @@ impl<N: Namespace> Cache<N> {
             .call_store(N::NAME, &inner.counters, call)
             .await
             .ok()??;
-        self.accept(key, &encoded, &sealed, promote_stale, 0).await
+        let read = self.read_now();
+        self.accept(key, &encoded, &sealed, promote_stale, (0, read))
+            .await
     }
 
     /// Fills `values[i]` for each `i` in `missing` from the store, in one batch. Each value is
@@ -77,7 +79,9 @@ impl<N: Namespace> Cache<N> {
             Ok(found) if found.len() == encoded.len() => {
                 for ((&i, encoded), sealed) in missing.iter().zip(&encoded).zip(found) {
                     if let Some(sealed) = sealed {
-                        let found = self.accept(&keys[i], encoded, &sealed, false, 0).await;
+                        let unrevoked = (0, self.read_now());
+                        let found = self.accept(&keys[i], encoded, &sealed, false, unrevoked);
+                        let found = found.await;
                         values[i] = found.and_then(Found::fresh);
                         if values[i].is_some() {
                             inner.counters.record(Event::HitRemote);
@@ -96,14 +100,15 @@ impl<N: Namespace> Cache<N> {
 
     /// Opens a remote value for `key` and decodes it (promoting it to the in-process tier when it
     /// is fresh, or stale and `promote_stale`), or refuses it. A value sealed before
-    /// `revoked_before_ms` (a coherent cache's revocation marker; 0 for none) is a miss.
+    /// `revoked_before_ms` (a coherent cache's revocation marker; 0 for none) is a miss; `read`
+    /// is when the store was asked.
     pub(super) async fn accept(
         &self,
         key: &Key<N>,
         encoded: &[u8],
         sealed: &Bytes,
         promote_stale: bool,
-        revoked_before_ms: u64,
+        (revoked_before_ms, read): (u64, Read),
     ) -> Option<Found<N::Value>> {
         let inner = &*self.inner;
         let remote = inner.shared.remote.as_ref()?;
@@ -135,7 +140,11 @@ impl<N: Namespace> Cache<N> {
                         }
                     };
                     let until = kept_until.min(deadline(now_ms, inner.keep_for));
-                    self.local_insert(local, key, value.clone(), created_ms, until);
+                    let read = Read {
+                        at_ms: created_ms,
+                        ..read
+                    };
+                    self.local_insert(local, key, value.clone(), read, until);
                 }
                 Some(Found {
                     value,
