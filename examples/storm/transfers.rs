@@ -163,7 +163,8 @@ impl Transfers {
     /// Judges what was served after the transfers, once the sessions have ended.
     pub fn summary(&self, instances: usize, denied: u64, log: &BusLog) -> TransferSummary {
         let ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-        let mut lag = Histogram::<u64>::new(3).ok();
+        // Up to an hour, in µs: a recording past the bounds would be clamped.
+        let mut lag = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).ok();
         let mut undelivered = 0;
         // Per device slot: when each instance received its invalidation.
         let mut received_by_slot = std::collections::HashMap::new();
@@ -207,7 +208,7 @@ impl Transfers {
                 _ => beyond += 1,
             }
         }
-        let lag = lag.unwrap_or_else(|| unreachable!("3 significant digits are valid"));
+        let lag = lag.unwrap_or_else(|| unreachable!("valid bounds"));
         TransferSummary {
             instances,
             transfers: ledger.len() as u64,
