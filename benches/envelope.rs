@@ -97,7 +97,15 @@ fn envelope(c: &mut Criterion) {
             b.iter(|| authenticated.open(black_box(&v2), black_box(&key), now_ms, &ring))
         });
         group.bench_function("v2_seal", |b| {
-            b.iter(|| authenticated.seal(black_box(&key), black_box(&payload), created_ms, NEVER, &ring))
+            b.iter(|| {
+                authenticated.seal(
+                    black_box(&key),
+                    black_box(&payload),
+                    created_ms,
+                    NEVER,
+                    &ring,
+                )
+            })
         });
         group.bench_function("v2_mac", |b| {
             b.iter(|| {
@@ -114,21 +122,30 @@ fn envelope(c: &mut Criterion) {
         });
 
         group.bench_function("enc_open", |b| {
-            b.iter(|| {
-                encrypted.open(black_box(&sealed_encrypted), black_box(&key), now_ms, &ring)
-            })
+            b.iter(|| encrypted.open(black_box(&sealed_encrypted), black_box(&key), now_ms, &ring))
         });
         group.bench_function("enc_seal", |b| {
-            b.iter(|| encrypted.seal(black_box(&key), black_box(&payload), created_ms, NEVER, &ring))
+            b.iter(|| {
+                encrypted.seal(
+                    black_box(&key),
+                    black_box(&payload),
+                    created_ms,
+                    NEVER,
+                    &ring,
+                )
+            })
         });
         // The primitive alone: the same associated data, nonce, ciphertext and tag.
         let header_len = sealed_encrypted.len() - NONCE_LEN - size - AEAD_TAG_LEN;
         let associated = &sealed_encrypted[..header_len];
         let nonce = XNonce::try_from(&sealed_encrypted[header_len..header_len + NONCE_LEN])
             .expect("24 bytes");
-        let ciphertext = &sealed_encrypted[header_len + NONCE_LEN..sealed_encrypted.len() - AEAD_TAG_LEN];
-        let aead_tag = chacha20poly1305::Tag::try_from(&sealed_encrypted[sealed_encrypted.len() - AEAD_TAG_LEN..])
-            .expect("16 bytes");
+        let ciphertext =
+            &sealed_encrypted[header_len + NONCE_LEN..sealed_encrypted.len() - AEAD_TAG_LEN];
+        let aead_tag = chacha20poly1305::Tag::try_from(
+            &sealed_encrypted[sealed_encrypted.len() - AEAD_TAG_LEN..],
+        )
+        .expect("16 bytes");
         let mut buffer = vec![0; size];
         group.bench_function("aead_decrypt", |b| {
             b.iter(|| {

@@ -802,7 +802,8 @@ impl Envelope {
             })?;
         let (signed, tag) = sealed.split_at(fields.payload_end());
         if fields.encrypted {
-            let (associated, nonce) = signed[..fields.payload_start].split_at(fields.payload_start - NONCE_LEN);
+            let (associated, nonce) =
+                signed[..fields.payload_start].split_at(fields.payload_start - NONCE_LEN);
             let ciphertext = &signed[fields.payload_start..];
             let plaintext = keys
                 .decrypt(nonce, associated, ciphertext, tag)

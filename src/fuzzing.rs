@@ -12,11 +12,11 @@
 
 use crate::RawBytes;
 use crate::envelope::{Envelope, Header, MAX_KEY_LEN, NEVER, SealError, Sealing};
-use crate::mac::NONCE_LEN;
 use crate::freshness::Freshness;
 use crate::id::{DeviceId, IdRepr, TenantId};
 use crate::key::{Key, Owner, RawKey};
 use crate::keyring::{KeyId, KeyRing};
+use crate::mac::NONCE_LEN;
 use crate::namespace::Namespace;
 use crate::refusal::Refusal;
 use crate::violation::Violation;
@@ -104,9 +104,10 @@ pub fn envelope_open(data: &[u8]) {
     let sealed = Bytes::copy_from_slice(data);
     let small = Envelope::with_max_payload(64);
     let small_result = small.open(&sealed, &key, NOW_MS, ring());
-    let window_closed = Envelope::default()
-        .with_version_1(false)
-        .open(&sealed, &key, NOW_MS, ring());
+    let window_closed =
+        Envelope::default()
+            .with_version_1(false)
+            .open(&sealed, &key, NOW_MS, ring());
     match Envelope::default().open_details(&sealed, &key, NOW_MS, ring()) {
         Ok(opened) => {
             assert!(NOW_MS < opened.expires_ms, "an expired envelope opened");

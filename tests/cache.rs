@@ -650,7 +650,10 @@ async fn encrypted_namespaces_store_ciphertext_and_read_both_forms() {
         .expect("valid cache");
     let (mine, plain) = (key(1, 2, 3), key(1, 2, 4));
     let secret = Bytes::from_static(b"a jpeg of the living room");
-    encrypted.insert(&mine, secret.clone()).await.expect("insert");
+    encrypted
+        .insert(&mine, secret.clone())
+        .await
+        .expect("insert");
     let stored = fixture
         .store
         .get(&mine.encode())
@@ -660,8 +663,13 @@ async fn encrypted_namespaces_store_ciphertext_and_read_both_forms() {
     assert_eq!((stored[4], stored[5]), (2, 1), "format 2, encrypted");
     assert!(!stored.windows(secret.len()).any(|w| w == &secret[..]));
     // A value written authenticated before the namespace switched still reads.
-    fixture.poison(&plain, seal(&plain, b"older", START_MS + 60_000, &ring())).await;
-    assert_eq!(encrypted.get(&plain).await, Some(Bytes::from_static(b"older")));
+    fixture
+        .poison(&plain, seal(&plain, b"older", START_MS + 60_000, &ring()))
+        .await;
+    assert_eq!(
+        encrypted.get(&plain).await,
+        Some(Bytes::from_static(b"older"))
+    );
     // Another instance whose namespace is not (yet) encrypted reads the encrypted value.
     let peer = fixture.peer();
     let authenticated: Cache<Thumbs> = peer.remote_only_cache();

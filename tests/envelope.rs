@@ -680,7 +680,9 @@ fn encrypted_envelopes_hide_the_payload_and_open_for_their_key() {
         HEADER_LEN + key_len + 4 + NONCE_LEN + payload.len() + AEAD_TAG_LEN
     );
     assert!(
-        !sealed.windows(8).any(|w| payload.windows(8).any(|p| p == w)),
+        !sealed
+            .windows(8)
+            .any(|w| payload.windows(8).any(|p| p == w)),
         "no 8 payload bytes in the clear"
     );
     assert_eq!(
@@ -703,7 +705,9 @@ fn encrypted_envelopes_hide_the_payload_and_open_for_their_key() {
             found: 1
         }))
     );
-    let inspected = Envelope::default().inspect(&sealed, &ring).expect("authentic");
+    let inspected = Envelope::default()
+        .inspect(&sealed, &ring)
+        .expect("authentic");
     assert_eq!(
         (inspected.sealing, inspected.version, inspected.payload_len),
         (Sealing::Encrypted, 2, payload.len())
@@ -861,7 +865,14 @@ fn both_mac_size_classes_seal_open_and_refuse_flips() {
             Envelope::default().open(&sealed, &key, 2_000, &ring),
             Ok(Bytes::from(payload))
         );
-        for at in [0, 7, HEADER_LEN, sealed.len() / 2, sealed.len() - TAG_LEN, sealed.len() - 1] {
+        for at in [
+            0,
+            7,
+            HEADER_LEN,
+            sealed.len() / 2,
+            sealed.len() - TAG_LEN,
+            sealed.len() - 1,
+        ] {
             let mut flipped = sealed.to_vec();
             flipped[at] ^= 1;
             assert!(

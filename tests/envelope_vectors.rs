@@ -66,7 +66,9 @@ impl Vector {
 
     /// The format version: 1 unless the vector says otherwise.
     fn version(&self) -> u8 {
-        self.0.get("version").map_or(1, |v| v.parse().expect("version"))
+        self.0
+            .get("version")
+            .map_or(1, |v| v.parse().expect("version"))
     }
 
     fn encrypted(&self) -> bool {
@@ -307,7 +309,11 @@ fn check_vector<N: Namespace>(v: &Vector) {
         assert_eq!((sealed[4], sealed[5]), (2, u8::from(v.encrypted())));
         assert_eq!(sealed.len(), expected.len(), "vector {name}: length");
         let resealed = Envelope::default().open(&sealed, &key, created, &ring);
-        assert_eq!(resealed, Ok(Bytes::from(payload.clone())), "vector {name}: reseal");
+        assert_eq!(
+            resealed,
+            Ok(Bytes::from(payload.clone())),
+            "vector {name}: reseal"
+        );
     }
     // Version 1 opens only during the migration window; version 2 always.
     let window_closed = Envelope::default()
@@ -320,7 +326,11 @@ fn check_vector<N: Namespace>(v: &Vector) {
             "vector {name}: version 1 after the window"
         );
     } else {
-        assert_eq!(window_closed, Ok(Bytes::from(payload.clone())), "vector {name}");
+        assert_eq!(
+            window_closed,
+            Ok(Bytes::from(payload.clone())),
+            "vector {name}"
+        );
     }
     let now = if expires == NEVER {
         u64::MAX - 1
@@ -380,7 +390,11 @@ fn check_vector<N: Namespace>(v: &Vector) {
         "vector {name}: payload_len"
     );
     if v.encrypted() {
-        assert_eq!(e[36 + key_len..60 + key_len], v.hex("nonce"), "vector {name}: nonce");
+        assert_eq!(
+            e[36 + key_len..60 + key_len],
+            v.hex("nonce"),
+            "vector {name}: nonce"
+        );
         assert_eq!(
             e.len(),
             76 + key_len + payload.len(),
@@ -424,7 +438,11 @@ fn the_document_has_the_promised_vectors() {
         vectors.iter().any(|v| v.hex("payload").len() > 256),
         "a vector with a larger payload"
     );
-    let v2 = |encrypted: bool| vectors.iter().filter(move |v| v.version() == 2 && v.encrypted() == encrypted);
+    let v2 = |encrypted: bool| {
+        vectors
+            .iter()
+            .filter(move |v| v.version() == 2 && v.encrypted() == encrypted)
+    };
     assert!(v2(false).count() >= 2, "format 2 authenticated vectors");
     assert!(v2(true).count() >= 2, "format 2 encrypted vectors");
     assert!(
@@ -1051,4 +1069,3 @@ fn generate_fuzz_seeds() -> BTreeMap<(String, String), Vec<u8>> {
     roundtrip("empty", &[]);
     seeds.into_inner()
 }
-

@@ -370,13 +370,21 @@ async fn format_1_after_the_window_is_a_counted_miss_not_an_alarm() {
         .policy(HAIR_TRIGGER)
         .build()
         .unwrap();
-    assert_eq!(closed.get(&k).await, None, "format 1 served after the window");
+    assert_eq!(
+        closed.get(&k).await,
+        None,
+        "format 1 served after the window"
+    );
     let stats = closed.stats();
     assert_eq!(stats.freshness_misses.get(FreshnessKind::RetiredVersion), 1);
     assert_eq!(stats.violations.total(), 0);
     assert_eq!(stats.breaker_state, BreakerState::Closed);
     assert!(reports.all().is_empty(), "reported");
-    assert_eq!(store.get(&k.encode()).await.unwrap(), Some(old.clone()), "deleted");
+    assert_eq!(
+        store.get(&k.encode()).await.unwrap(),
+        Some(old.clone()),
+        "deleted"
+    );
 
     // A load rewrites it in format 2, which both instances read.
     let load = || async { Ok::<_, std::io::Error>(truth(&k)) };
@@ -389,10 +397,16 @@ async fn format_1_after_the_window_is_a_counted_miss_not_an_alarm() {
     let mut forged = old.to_vec();
     let last = forged.len() - 1;
     forged[last] ^= 1;
-    store.set(&k.encode(), Bytes::from(forged), None).await.unwrap();
+    store
+        .set(&k.encode(), Bytes::from(forged), None)
+        .await
+        .unwrap();
     assert_eq!(closed.get(&k).await, None);
     assert_eq!(
-        closed.stats().violations.get(scoped_cache::ViolationKind::BadTag),
+        closed
+            .stats()
+            .violations
+            .get(scoped_cache::ViolationKind::BadTag),
         1
     );
 }
