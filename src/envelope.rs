@@ -184,7 +184,8 @@ pub enum SealError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Opened {
-    /// The verified payload (a zero-copy slice of the envelope).
+    /// The verified payload: a zero-copy slice of an authenticated envelope, the decrypted
+    /// bytes of an encrypted one.
     pub payload: Bytes,
     /// When it was sealed, in ms since the Unix epoch.
     pub created_ms: u64,
