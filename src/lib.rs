@@ -88,6 +88,11 @@
 //!   (one load per key at a time); with [`Policy::AutoBypass`] it can also keep the breaker
 //!   open, and a store that keeps failing is skipped by the store breaker ([`StoreBreaker`]).
 //!   Nothing it does yields another owner's data.
+//! - *Reading the store.* Whoever can read the shared store (an operator, a backup, a replica, a
+//!   dump) reads the payloads of authenticated values. A namespace sealed with
+//!   [`Sealing::Encrypted`](envelope::Sealing::Encrypted) keeps its payloads confidential, but
+//!   not its keys (namespace, tenant, device, item), times or payload lengths; see
+//!   `docs/ENVELOPE.md`.
 //! - *Timing side channels*, beyond the constant-time tag comparison. A hit is faster than a miss,
 //!   so whoever can time requests can tell whether a key was cached; comparisons of
 //!   already-authenticated fields (owner, item, namespace) are ordinary comparisons.
