@@ -142,6 +142,6 @@ mod tests {
             assert_eq!(kind.index(), index, "{kind:?} is not at its index in ALL");
             assert_eq!(position(kind), index, "{kind:?} listed out of order");
         }
-        assert_eq!(FreshnessKind::ALL.len(), 3, "ALL must list every kind once");
+        assert_eq!(FreshnessKind::ALL.len(), 4, "ALL must list every kind once");
     }
 }
