@@ -1,80 +1,195 @@
-//! Envelope benchmarks: `Envelope::seal` and `Envelope::open` by payload size (64 B to 1 MiB),
-//! and the MAC candidates on their own (HMAC-SHA256 as `src/mac.rs` uses it, keyed BLAKE3,
-//! PMAC-AES128).
+//! Envelope benchmarks: sealing and opening at 64 B, 1 KiB, 16 KiB and 64 KiB, in format 1
+//! (open only: this build no longer writes it), format 2 authenticated and format 2 encrypted,
+//! each next to its bare primitive on the same bytes in the same run; and the MAC candidates on
+//! their own across the sizes where the format 2 MAC changes class.
 //!
-//! Run with `cargo bench --bench envelope`; results are in `BENCHMARKS.md`. Throughput is in
+//! Run with `cargo bench --bench envelope`; `python3 scripts/envelope_ratios.py` then prints
+//! every ratio from criterion's estimates. Results are in `BENCHMARKS.md`. Throughput is in
 //! payload bytes. Under `cargo test` each benchmark runs once, as a smoke test.
+//!
+//! Criterion measures one benchmark after another, so on a shared machine a ratio of two rows
+//! also measures how the load changed between them. After criterion, the same operations run
+//! again in [`ROUNDS`] **interleaved rounds** (every operation once per round, in a rotating
+//! order, a batch of ~0.1 ms each), and the table printed at the end divides each operation's median
+//! time over the rounds by its floor's, and (in brackets) their 10th percentiles, the rounds
+//! least disturbed by other work: the figures `BENCHMARKS.md` quotes.
+//!
+//! In the `envelope/<size>` groups (ids are what `scripts/envelope_ratios.py` pairs):
+//! - `v1_open` ÷ `v1_hmac`: HMAC-SHA256 keyed with the secret, verifying the envelope's bytes.
+//! - `v2_open`, `v2_seal` ÷ `v2_mac`: the format 2 MAC of the envelope's MAC input (HMAC-SHA256
+//!   under 2048 bytes, keyed BLAKE3 from there), computed and compared.
+//! - `enc_open` ÷ `aead_decrypt` and `enc_seal` ÷ `aead_encrypt`: XChaCha20-Poly1305 over the
+//!   payload with the key header as associated data, in a buffer allocated once.
 
 mod common;
 
-use aes::Aes128;
+use bytes::Bytes;
+use chacha20poly1305::{AeadInOut, XChaCha20Poly1305, XNonce};
 use common::{BenchKey, SECRET, config, random_bytes};
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use hmac::{Hmac, KeyInit, Mac};
-use pmac::Pmac;
-use scoped_cache::envelope::{Envelope, NEVER};
+use scoped_cache::envelope::{Envelope, NEVER, Sealing};
 use scoped_cache::{DeviceId, KeyId, KeyRing, TenantId};
 use sha2::Sha256;
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Payload sizes: a small record, ~1 KiB metadata, thumbnail sizes, and 1 MiB.
-const PAYLOAD_SIZES: [usize; 5] = [64, 1 << 10, 16 << 10, 256 << 10, 1 << 20];
+/// Payload sizes: a small record, ~1 KiB metadata, thumbnail sizes.
+const PAYLOAD_SIZES: [usize; 4] = [64, 1 << 10, 16 << 10, 64 << 10];
+/// Message sizes for the MAC candidates: around the class split (2048) and up to 64 KiB.
+const MAC_SIZES: [usize; 7] = [64, 512, 1 << 10, 2 << 10, 4 << 10, 16 << 10, 64 << 10];
 
-/// Sealing and opening an envelope, per payload size.
+/// `docs/ENVELOPE.md` §3: the derived keys of format 2.
+const HMAC_CONTEXT: &str = "scoped-cache 2026-12-02 envelope v2 HMAC-SHA256 key";
+const BLAKE3_CONTEXT: &str = "scoped-cache 2026-12-02 envelope v2 keyed BLAKE3 key";
+const AEAD_CONTEXT: &str = "scoped-cache 2026-12-02 envelope v2 XChaCha20-Poly1305 key";
+const BLAKE3_FROM: usize = 2048;
+const TAG_LEN: usize = 32;
+const NONCE_LEN: usize = 24;
+const AEAD_TAG_LEN: usize = 16;
+
+/// A format 1 envelope of `sealed_v2`'s contents: the same bytes with version 1 and
+/// HMAC-SHA256 under the secret itself (`docs/ENVELOPE.md` §1, §3).
+fn as_version_1(sealed_v2: &[u8]) -> Bytes {
+    let mut v1 = sealed_v2[..sealed_v2.len() - TAG_LEN].to_vec();
+    v1[4] = 1;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&SECRET).expect("any key length");
+    mac.update(&v1);
+    v1.extend_from_slice(&mac.finalize().into_bytes());
+    Bytes::from(v1)
+}
+
 fn envelope(c: &mut Criterion) {
     let mut rng = common::rng();
     let ring = KeyRing::new(KeyId(1), &SECRET).expect("valid key ring");
     let key = BenchKey::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
-    let envelope = Envelope::default();
+    let authenticated = Envelope::default();
+    let encrypted = Envelope::default().with_sealing(Sealing::Encrypted);
     let (created_ms, now_ms) = (1_700_000_000_000, 1_700_000_001_000);
-    let mut group = c.benchmark_group("envelope");
-    group
-        .sample_size(50)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    let v1_hmac = Hmac::<Sha256>::new_from_slice(&SECRET).expect("any key length");
+    let v2_hmac = Hmac::<Sha256>::new_from_slice(&blake3::derive_key(HMAC_CONTEXT, &SECRET))
+        .expect("any key length");
+    let v2_blake3 = blake3::derive_key(BLAKE3_CONTEXT, &SECRET);
+    let aead = XChaCha20Poly1305::new_from_slice(&blake3::derive_key(AEAD_CONTEXT, &SECRET))
+        .expect("a 32-byte key");
     for size in PAYLOAD_SIZES {
+        let mut group = c.benchmark_group(format!("envelope/{size}"));
+        group
+            .sample_size(50)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2))
+            .throughput(Throughput::Bytes(size as u64));
         let payload = random_bytes(&mut rng, size);
-        let sealed = envelope
+        let v2 = authenticated
             .seal(&key, &payload, created_ms, NEVER, &ring)
             .expect("payload within limits");
-        group.throughput(Throughput::Bytes(size as u64));
-        group.bench_with_input(BenchmarkId::new("seal", size), &payload, |b, payload| {
+        let v1 = as_version_1(&v2);
+        let sealed_encrypted = encrypted
+            .seal(&key, &payload, created_ms, NEVER, &ring)
+            .expect("payload within limits");
+        let (mac_input, tag) = v2.split_at(v2.len() - TAG_LEN);
+
+        group.bench_function("v1_open", |b| {
+            b.iter(|| authenticated.open(black_box(&v1), black_box(&key), now_ms, &ring))
+        });
+        group.bench_function("v1_hmac", |b| {
             b.iter(|| {
-                envelope.seal(
+                let mut mac = v1_hmac.clone();
+                mac.update(black_box(mac_input));
+                mac.verify_slice(black_box(tag)).is_ok()
+            })
+        });
+
+        group.bench_function("v2_open", |b| {
+            b.iter(|| authenticated.open(black_box(&v2), black_box(&key), now_ms, &ring))
+        });
+        group.bench_function("v2_seal", |b| {
+            b.iter(|| {
+                authenticated.seal(
                     black_box(&key),
-                    black_box(payload),
+                    black_box(&payload),
                     created_ms,
                     NEVER,
                     &ring,
                 )
-            });
+            })
         });
-        group.bench_with_input(BenchmarkId::new("open", size), &sealed, |b, sealed| {
+        group.bench_function("v2_mac", |b| {
             b.iter(|| {
-                envelope
-                    .open(black_box(sealed), black_box(&key), now_ms, &ring)
-                    .expect("opens for its own key")
-            });
+                let message = black_box(mac_input);
+                if message.len() < BLAKE3_FROM {
+                    let mut mac = v2_hmac.clone();
+                    mac.update(message);
+                    mac.verify_slice(black_box(tag)).is_ok()
+                } else {
+                    let expected: [u8; TAG_LEN] = black_box(tag).try_into().expect("32 bytes");
+                    blake3::keyed_hash(&v2_blake3, message) == blake3::Hash::from_bytes(expected)
+                }
+            })
         });
+
+        group.bench_function("enc_open", |b| {
+            b.iter(|| encrypted.open(black_box(&sealed_encrypted), black_box(&key), now_ms, &ring))
+        });
+        group.bench_function("enc_seal", |b| {
+            b.iter(|| {
+                encrypted.seal(
+                    black_box(&key),
+                    black_box(&payload),
+                    created_ms,
+                    NEVER,
+                    &ring,
+                )
+            })
+        });
+        // The primitive alone: the same associated data, nonce, ciphertext and tag.
+        let header_len = sealed_encrypted.len() - NONCE_LEN - size - AEAD_TAG_LEN;
+        let associated = &sealed_encrypted[..header_len];
+        let nonce = XNonce::try_from(&sealed_encrypted[header_len..header_len + NONCE_LEN])
+            .expect("24 bytes");
+        let ciphertext =
+            &sealed_encrypted[header_len + NONCE_LEN..sealed_encrypted.len() - AEAD_TAG_LEN];
+        let aead_tag = chacha20poly1305::Tag::try_from(
+            &sealed_encrypted[sealed_encrypted.len() - AEAD_TAG_LEN..],
+        )
+        .expect("16 bytes");
+        let mut buffer = vec![0; size];
+        group.bench_function("aead_decrypt", |b| {
+            b.iter(|| {
+                let inout = chacha20poly1305::aead::inout::InOutBuf::new(
+                    black_box(ciphertext),
+                    &mut buffer,
+                )
+                .expect("equal lengths");
+                aead.decrypt_inout_detached(&nonce, black_box(associated), inout, &aead_tag)
+                    .expect("authentic")
+            })
+        });
+        let mut buffer = payload.clone();
+        group.bench_function("aead_encrypt", |b| {
+            b.iter(|| {
+                aead.encrypt_inout_detached(
+                    &nonce,
+                    black_box(associated),
+                    black_box(&mut buffer[..]).into(),
+                )
+            })
+        });
+        group.finish();
     }
-    group.finish();
 }
 
-/// The MAC candidates on their own: HMAC-SHA256 (pre-keyed state, cloned per message, as
-/// `src/mac.rs` does) vs keyed BLAKE3 vs PMAC-AES128 (AES-NI, blocks in parallel; the fastest
-/// deterministic alternative measured at 1 KiB).
+/// The MAC candidates on their own, by message size: HMAC-SHA256 (pre-keyed state, cloned per
+/// message, as `src/mac.rs` does) and keyed BLAKE3. Where they cross is the format 2 class split.
 fn mac(c: &mut Criterion) {
     let mut rng = common::rng();
     let hmac_key = Hmac::<Sha256>::new_from_slice(&SECRET).expect("HMAC takes any key length");
-    let pmac_key =
-        <Pmac<Aes128> as pmac::KeyInit>::new_from_slice(&SECRET[..16]).expect("a 128-bit AES key");
     let mut group = c.benchmark_group("mac");
     group
         .sample_size(50)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    for size in PAYLOAD_SIZES {
+    for size in MAC_SIZES {
         let message = random_bytes(&mut rng, size);
         group.throughput(Throughput::Bytes(size as u64));
         group.bench_with_input(
@@ -93,19 +208,238 @@ fn mac(c: &mut Criterion) {
             &message,
             |b, message| b.iter(|| blake3::keyed_hash(&SECRET, black_box(message))),
         );
-        group.bench_with_input(
-            BenchmarkId::new("pmac_aes128", size),
-            &message,
-            |b, message| {
-                b.iter(|| {
-                    let mut mac = pmac_key.clone();
-                    pmac::Mac::update(&mut mac, black_box(message));
-                    pmac::Mac::finalize(mac).into_bytes()
-                });
-            },
-        );
     }
     group.finish();
+}
+
+/// Interleaved rounds per size.
+const ROUNDS: usize = 301;
+/// Each operation's batch in a round lasts about this long.
+const BATCH: Duration = Duration::from_micros(100);
+
+/// The operations of one size, by name, ready to run once each.
+type Ops<'a> = Vec<(&'static str, Box<dyn FnMut() + 'a>)>;
+
+/// The pairs reported: (operation, what it is divided by).
+const PAIRS: [(&str, &str); 6] = [
+    ("v1_open", "v1_hmac"),
+    ("v2_open", "v2_mac"),
+    ("v2_seal", "v2_mac"),
+    ("enc_open", "aead_decrypt"),
+    ("enc_seal", "aead_encrypt"),
+    ("v2_open", "v1_open"),
+];
+
+/// The interleaved rounds: per size, every operation of [`envelope`] once per round.
+fn rounds() {
+    let measuring = common::measuring();
+    let rounds = if measuring { ROUNDS } else { 1 };
+    let ring = KeyRing::new(KeyId(1), &SECRET).expect("valid key ring");
+    let key = BenchKey::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+    let authenticated = Envelope::default();
+    let encrypted = Envelope::default().with_sealing(Sealing::Encrypted);
+    let (created_ms, now_ms) = (1_700_000_000_000, 1_700_000_001_000);
+    let v1_hmac = Hmac::<Sha256>::new_from_slice(&SECRET).expect("any key length");
+    let v2_hmac = Hmac::<Sha256>::new_from_slice(&blake3::derive_key(HMAC_CONTEXT, &SECRET))
+        .expect("any key length");
+    let v2_blake3 = blake3::derive_key(BLAKE3_CONTEXT, &SECRET);
+    let aead = XChaCha20Poly1305::new_from_slice(&blake3::derive_key(AEAD_CONTEXT, &SECRET))
+        .expect("a 32-byte key");
+    let mut rng = common::rng();
+    println!(
+        "\nenvelope rounds: {rounds} interleaved round(s) per size; ratio of the median times \
+         over the rounds [ratio of their 10th percentiles]\n"
+    );
+    let header: Vec<String> = PAIRS.iter().map(|(a, b)| format!("{a} ÷ {b}")).collect();
+    println!("| payload | {} |", header.join(" | "));
+    println!("|---|{}", "---:|".repeat(PAIRS.len()));
+    for size in PAYLOAD_SIZES {
+        let payload = random_bytes(&mut rng, size);
+        let v2 = authenticated
+            .seal(&key, &payload, created_ms, NEVER, &ring)
+            .expect("payload within limits");
+        let v1 = as_version_1(&v2);
+        let sealed_encrypted = encrypted
+            .seal(&key, &payload, created_ms, NEVER, &ring)
+            .expect("payload within limits");
+        let (mac_input, tag) = v2.split_at(v2.len() - TAG_LEN);
+        let header_len = sealed_encrypted.len() - NONCE_LEN - size - AEAD_TAG_LEN;
+        let associated = &sealed_encrypted[..header_len];
+        let nonce = XNonce::try_from(&sealed_encrypted[header_len..header_len + NONCE_LEN])
+            .expect("24 bytes");
+        let ciphertext =
+            &sealed_encrypted[header_len + NONCE_LEN..sealed_encrypted.len() - AEAD_TAG_LEN];
+        let aead_tag = chacha20poly1305::Tag::try_from(
+            &sealed_encrypted[sealed_encrypted.len() - AEAD_TAG_LEN..],
+        )
+        .expect("16 bytes");
+        let mut decrypted = vec![0; size];
+        let mut encrypting = payload.clone();
+        let mut ops: Ops<'_> = vec![
+            (
+                "v1_open",
+                Box::new(|| {
+                    black_box(authenticated.open(black_box(&v1), black_box(&key), now_ms, &ring))
+                        .expect("opens");
+                }),
+            ),
+            (
+                "v1_hmac",
+                Box::new(|| {
+                    let mut mac = v1_hmac.clone();
+                    mac.update(black_box(&v1[..v1.len() - TAG_LEN]));
+                    assert!(
+                        mac.verify_slice(black_box(&v1[v1.len() - TAG_LEN..]))
+                            .is_ok()
+                    );
+                }),
+            ),
+            (
+                "v2_open",
+                Box::new(|| {
+                    black_box(authenticated.open(black_box(&v2), black_box(&key), now_ms, &ring))
+                        .expect("opens");
+                }),
+            ),
+            (
+                "v2_seal",
+                Box::new(|| {
+                    black_box(authenticated.seal(
+                        black_box(&key),
+                        black_box(&payload),
+                        created_ms,
+                        NEVER,
+                        &ring,
+                    ))
+                    .expect("seals");
+                }),
+            ),
+            (
+                "v2_mac",
+                Box::new(|| {
+                    let message = black_box(mac_input);
+                    let valid = if message.len() < BLAKE3_FROM {
+                        let mut mac = v2_hmac.clone();
+                        mac.update(message);
+                        mac.verify_slice(black_box(tag)).is_ok()
+                    } else {
+                        let expected: [u8; TAG_LEN] = black_box(tag).try_into().expect("32 bytes");
+                        blake3::keyed_hash(&v2_blake3, message)
+                            == blake3::Hash::from_bytes(expected)
+                    };
+                    assert!(valid);
+                }),
+            ),
+            (
+                "enc_open",
+                Box::new(|| {
+                    black_box(encrypted.open(
+                        black_box(&sealed_encrypted),
+                        black_box(&key),
+                        now_ms,
+                        &ring,
+                    ))
+                    .expect("opens");
+                }),
+            ),
+            (
+                "enc_seal",
+                Box::new(|| {
+                    black_box(encrypted.seal(
+                        black_box(&key),
+                        black_box(&payload),
+                        created_ms,
+                        NEVER,
+                        &ring,
+                    ))
+                    .expect("seals");
+                }),
+            ),
+            (
+                "aead_decrypt",
+                Box::new(|| {
+                    let inout = chacha20poly1305::aead::inout::InOutBuf::new(
+                        black_box(ciphertext),
+                        &mut decrypted,
+                    )
+                    .expect("equal lengths");
+                    aead.decrypt_inout_detached(&nonce, black_box(associated), inout, &aead_tag)
+                        .expect("authentic");
+                }),
+            ),
+            (
+                "aead_encrypt",
+                Box::new(|| {
+                    black_box(aead.encrypt_inout_detached(
+                        &nonce,
+                        black_box(associated),
+                        black_box(&mut encrypting[..]).into(),
+                    ))
+                    .expect("encrypts");
+                }),
+            ),
+        ];
+        // Batch sizes from a short calibration, so each batch lasts about `BATCH`.
+        let iterations: Vec<u32> = ops
+            .iter_mut()
+            .map(|(_, op)| {
+                let start = Instant::now();
+                for _ in 0..16 {
+                    op();
+                }
+                let each = start.elapsed() / 16;
+                (BATCH.as_nanos() / each.as_nanos().max(1)).clamp(1, 100_000) as u32
+            })
+            .map(|n| if measuring { n } else { 1 })
+            .collect();
+        let mut per_op = vec![Vec::with_capacity(rounds); ops.len()];
+        for round in 0..rounds {
+            for k in 0..ops.len() {
+                let i = (k + round) % ops.len();
+                let start = Instant::now();
+                for _ in 0..iterations[i] {
+                    (ops[i].1)();
+                }
+                per_op[i].push(start.elapsed().as_nanos() as f64 / f64::from(iterations[i]));
+            }
+        }
+        let index = |name: &str| {
+            ops.iter()
+                .position(|(n, _)| *n == name)
+                .expect("an operation")
+        };
+        for times in &mut per_op {
+            times.sort_by(f64::total_cmp);
+        }
+        let quantile =
+            |times: &[f64], f: f64| times[((times.len() - 1) as f64 * f).round() as usize];
+        let cells: Vec<String> = PAIRS
+            .iter()
+            .map(|(a, b)| {
+                let (a, b) = (&per_op[index(a)], &per_op[index(b)]);
+                format!(
+                    "{:.2} [{:.2}]",
+                    quantile(a, 0.5) / quantile(b, 0.5),
+                    quantile(a, 0.1) / quantile(b, 0.1)
+                )
+            })
+            .collect();
+        println!("| {} | {} |", size_label(size), cells.join(" | "));
+        let medians: Vec<String> = ops
+            .iter()
+            .zip(&per_op)
+            .map(|((name, _), times)| format!("{name} {:.0}", quantile(times, 0.5)))
+            .collect();
+        eprintln!("  {} median ns: {}", size_label(size), medians.join(", "));
+    }
+}
+
+fn size_label(size: usize) -> String {
+    if size >= 1024 {
+        format!("{} KiB", size / 1024)
+    } else {
+        format!("{size} B")
+    }
 }
 
 criterion_group! {
@@ -113,4 +447,9 @@ criterion_group! {
     config = config();
     targets = envelope, mac
 }
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    rounds();
+}

@@ -81,6 +81,8 @@ pub struct Cache<N: Namespace> {
 
 struct Inner<N: Namespace> {
     shared: Arc<Shared>,
+    /// How values are sealed in the remote tier.
+    sealing: crate::envelope::Sealing,
     local: Option<LocalCache<N>>,
     /// How long a value is fresh.
     ttl: Option<Duration>,

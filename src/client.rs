@@ -82,6 +82,7 @@ impl Client {
             breaker_sink: None,
             clock: Clock::system(),
             max_payload: DEFAULT_MAX_PAYLOAD,
+            read_version_1: true,
             skew_allowance: DEFAULT_CLOCK_SKEW_ALLOWANCE,
             store_breaker: Some(StoreBreaker::default()),
             bus: None,
@@ -145,6 +146,7 @@ pub struct ClientBuilder {
     breaker_sink: Option<BreakerSink>,
     clock: Clock,
     max_payload: usize,
+    read_version_1: bool,
     skew_allowance: Duration,
     store_breaker: Option<StoreBreaker>,
     bus: Option<Arc<dyn BusTransport>>,
@@ -209,6 +211,32 @@ impl ClientBuilder {
         self
     }
 
+    /// Whether remote values in envelope format version 1 still open (default `true`).
+    ///
+    /// This version writes format 2 and reads both: the migration window from version 1.
+    /// `false` ends the window: an authentic version 1 value is then a
+    /// [`Freshness::RetiredVersion`](crate::Freshness::RetiredVersion) miss (counted, not
+    /// reported, loaded again and rewritten in format 2), never a value. End it once no
+    /// instance runs a version that writes format 1 and the values they wrote have expired (one
+    /// TTL later).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use scoped_cache::{Client, KeyId, KeyRing, MemoryStore};
+    /// let client = Client::builder()
+    ///     .key_ring(KeyRing::new(KeyId(1), &[42; 32])?)
+    ///     .remote(MemoryStore::default())
+    ///     .read_version_1(false) // every instance writes format 2, and old values expired
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_version_1(mut self, read: bool) -> Self {
+        self.read_version_1 = read;
+        self
+    }
+
     /// How far apart the clocks of a service's instances may be (default 1 s, at most one day).
     ///
     /// A remote value is sealed to expire at its TTL, and the store and the in-process tier
@@ -266,7 +294,8 @@ impl ClientBuilder {
             (Some(store), Some(ring)) => Some(Remote {
                 store,
                 ring,
-                envelope: Envelope::with_max_payload(self.max_payload),
+                envelope: Envelope::with_max_payload(self.max_payload)
+                    .with_version_1(self.read_version_1),
                 // At most a day (checked above): fits a u64 of ms.
                 skew_allowance_ms: self.skew_allowance.as_millis() as u64,
                 breaker: self.store_breaker.map(|config| {

@@ -1,8 +1,10 @@
 //! The wire format: sealed envelopes, the only form in which a value leaves the process. Sans-IO.
 //!
 //! An envelope binds a payload to its full key (namespace, tenant, device, item), its schema, its
-//! lifetime and the id of the MAC key that sealed it, under a 256-bit HMAC-SHA256 tag. Opening it
-//! *for a requested key* checks all of them; any mismatch is a [`Violation`], never a value.
+//! lifetime and the id of the ring key that sealed it: under a 256-bit MAC tag
+//! ([`Sealing::Authenticated`]), or with the payload encrypted by XChaCha20-Poly1305 and
+//! everything before it as associated data ([`Sealing::Encrypted`]). Opening it *for a requested
+//! key* checks all of them; any mismatch is a [`Violation`], never a value.
 //!
 //! [`Cache`](crate::Cache) seals every value it writes to a
 //! [`RemoteStore`](crate::store::RemoteStore) and opens every value it reads, so most programs
@@ -10,7 +12,7 @@
 //! inspect or migrate a store, tests of a store, and implementations of the format in other
 //! languages. Everything here is pure: no I/O, no clock (time is a parameter).
 //!
-//! - [`Envelope`] seals ([`Envelope::seal`]) and opens ([`Envelope::open`],
+//! - [`Envelope`] seals ([`Envelope::seal`], as its [`Sealing`] says) and opens ([`Envelope::open`],
 //!   [`Envelope::open_details`] → [`Opened`]) under size limits; [`SealError`] says why a value
 //!   could not be sealed, [`Malformed`] why bytes are not a well-formed envelope.
 //!   [`Envelope::inspect`] → [`Inspected`] verifies an envelope without a typed key and says
@@ -25,14 +27,19 @@
 //!
 //! ```text
 //! magic(4) version(1) flags(1) schema(2) key_id(4) created_ms(8) expires_ms(8) key_len(4)
-//! key(key_len) payload_len(4) payload(payload_len) tag(32)          all integers big-endian
+//! key(key_len) payload_len(4)                                       all integers big-endian
+//!   flags 0: payload(payload_len) tag(32)
+//!   flags 1: nonce(24) ciphertext(payload_len) aead_tag(16)
 //! ```
+//!
+//! This build writes version 2 and, while [`Envelope::with_version_1`] allows it (the default),
+//! also opens version 1.
 
 use crate::clock::is_expired;
 use crate::freshness::Freshness;
 use crate::key::Key;
 use crate::keyring::{KeyId, KeyRing};
-use crate::mac::TAG_LEN;
+use crate::mac::{AEAD_TAG_LEN, NONCE_LEN, TAG_LEN};
 use crate::namespace::Namespace;
 use crate::refusal::Refusal;
 use crate::violation::Violation;
@@ -44,8 +51,13 @@ pub use crate::violation::Malformed;
 
 /// The first four bytes of every envelope. The high first byte keeps text from passing for one.
 pub const MAGIC: [u8; 4] = [0x89, b'S', b'C', b'E'];
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format version this build writes. It also reads version 1, until
+/// [`Envelope::with_version_1`] ends that.
+pub const FORMAT_VERSION: u8 = 2;
+/// The previous format version, read during a migration window.
+const VERSION_1: u8 = 1;
+/// The flag of an encrypted envelope (format 2).
+const FLAG_ENCRYPTED: u8 = 0x01;
 /// Longest encoded key an envelope carries, in bytes.
 pub const MAX_KEY_LEN: usize = 4096;
 /// Default largest payload: 8 MiB.
@@ -55,6 +67,51 @@ pub const DEFAULT_MAX_PAYLOAD: usize = 8 << 20;
 const HEADER_LEN: usize = 4 + 1 + 1 + 2 + 4 + 8 + 8 + 4;
 /// The smallest envelope: header, empty key, payload length, empty payload, tag.
 const MIN_LEN: usize = HEADER_LEN + 4 + TAG_LEN;
+/// What follows the payload length, besides the payload, in the longer of the two forms.
+const MAX_TRAILER: usize = NONCE_LEN + AEAD_TAG_LEN;
+
+/// How an envelope protects its payload. Both forms bind it to its full key, schema, lifetime and
+/// key id, and both open only for exactly that key; see `docs/ENVELOPE.md` for what each
+/// protects and what it does not.
+///
+/// Set per namespace with [`CacheBuilder::sealing`](crate::CacheBuilder::sealing), or on an
+/// [`Envelope`] with [`Envelope::with_sealing`]. It says how values are *written*: an envelope
+/// opens in either form, whatever the reader's setting.
+///
+/// # Examples
+///
+/// ```
+/// # use scoped_cache::{DeviceId, Key, KeyId, KeyRing, Namespace, RawBytes, TenantId};
+/// use scoped_cache::envelope::{Envelope, NEVER, Sealing};
+/// # struct Thumbnails;
+/// # impl Namespace for Thumbnails {
+/// #     const NAME: &'static str = "thumb";
+/// #     const SCHEMA: u16 = 1;
+/// #     type Item = u64;
+/// #     type Value = bytes::Bytes;
+/// #     type Codec = RawBytes;
+/// # }
+/// let ring = KeyRing::new(KeyId(1), &[42; 32])?;
+/// let key = Key::<Thumbnails>::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+/// let secret_jpeg = b"the inside of someone's home";
+/// let envelope = Envelope::default().with_sealing(Sealing::Encrypted);
+/// let sealed = envelope.seal(&key, secret_jpeg, 0, NEVER, &ring)?;
+/// assert!(!sealed.windows(secret_jpeg.len()).any(|w| w == secret_jpeg)); // not in the clear
+/// assert_eq!(Envelope::default().open(&sealed, &key, 1, &ring)?, &secret_jpeg[..]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Sealing {
+    /// The payload in the clear under a 256-bit MAC tag (HMAC-SHA256 for short envelopes, keyed
+    /// BLAKE3 for long ones). The default.
+    #[default]
+    Authenticated,
+    /// The payload encrypted with XChaCha20-Poly1305 under a random 192-bit nonce, the full key
+    /// header as associated data, a 128-bit tag. Whoever reads the store sees keys, lengths and
+    /// times, not payloads. Sealing draws the nonce from the operating system.
+    Encrypted,
+}
 
 /// A value could not be sealed.
 ///
@@ -96,6 +153,9 @@ pub enum SealError {
         /// Encoded key length.
         len: usize,
     },
+    /// The operating system gave no random bytes for an encrypted envelope's nonce.
+    #[error("no random bytes for a nonce from the operating system; check its entropy source")]
+    NoRandomness,
 }
 
 /// An envelope that opened for the requested key; from [`Envelope::open_details`].
@@ -124,7 +184,8 @@ pub enum SealError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Opened {
-    /// The verified payload (a zero-copy slice of the envelope).
+    /// The verified payload: a zero-copy slice of an authenticated envelope, the decrypted
+    /// bytes of an encrypted one.
     pub payload: Bytes,
     /// When it was sealed, in ms since the Unix epoch.
     pub created_ms: u64,
@@ -150,6 +211,10 @@ pub struct Inspected {
     pub expires_ms: u64,
     /// The payload's length in bytes.
     pub payload_len: usize,
+    /// The envelope's format version.
+    pub version: u8,
+    /// Whether its payload is encrypted.
+    pub sealing: Sealing,
 }
 
 impl Inspected {
@@ -196,12 +261,17 @@ impl Inspected {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Envelope {
     max_payload: usize,
+    sealing: Sealing,
+    version_1: bool,
 }
 
 impl Default for Envelope {
+    /// 8 MiB payloads, [`Sealing::Authenticated`], version 1 still opened.
     fn default() -> Self {
         Self {
             max_payload: DEFAULT_MAX_PAYLOAD,
+            sealing: Sealing::Authenticated,
+            version_1: true,
         }
     }
 }
@@ -241,7 +311,62 @@ impl Envelope {
     pub fn with_max_payload(max_payload: usize) -> Self {
         Self {
             max_payload: max_payload.min(u32::MAX as usize),
+            ..Self::default()
         }
+    }
+
+    /// Seals with `sealing` from now on (default [`Sealing::Authenticated`]). Opening accepts
+    /// both forms whatever this says.
+    pub fn with_sealing(self, sealing: Sealing) -> Self {
+        Self { sealing, ..self }
+    }
+
+    /// How [`seal`](Self::seal) protects payloads.
+    pub fn sealing(&self) -> Sealing {
+        self.sealing
+    }
+
+    /// Whether version 1 envelopes still open (default `true`): the migration window from
+    /// version 1, which this build no longer writes
+    /// ([`ClientBuilder::read_version_1`](crate::ClientBuilder::read_version_1) for a client). With `false`, an authentic version 1
+    /// envelope of the requested key is refused as [`Freshness::RetiredVersion`] (a counted
+    /// miss, not a violation); a forged or damaged one is still a violation.
+    ///
+    /// End the window once no writer seals version 1 and every version 1 value has expired
+    /// (one TTL after the last such writer stopped).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use scoped_cache::{Freshness, Key, KeyId, KeyRing, Namespace, RawBytes, Refusal, TenantId, DeviceId};
+    /// use scoped_cache::envelope::Envelope;
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// let ring = KeyRing::new(KeyId(1), &[42; 32])?;
+    /// let key = Key::<Thumbnails>::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+    /// let sealed = Envelope::default().seal(&key, b"jpeg", 0, 1_000, &ring)?;
+    /// assert_eq!(sealed[4], 2); // written as version 2 ...
+    /// let window_closed = Envelope::default().with_version_1(false);
+    /// assert_eq!(window_closed.open(&sealed, &key, 1, &ring)?, "jpeg"); // ... which always opens
+    /// assert!(!window_closed.reads_version_1());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_version_1(self, open: bool) -> Self {
+        Self {
+            version_1: open,
+            ..self
+        }
+    }
+
+    /// Whether version 1 envelopes open.
+    pub fn reads_version_1(&self) -> bool {
+        self.version_1
     }
 
     /// The largest payload sealed or opened.
@@ -251,14 +376,16 @@ impl Envelope {
 
     /// The largest envelope opened; anything longer is refused before it is parsed.
     pub fn max_envelope_len(&self) -> usize {
-        HEADER_LEN + MAX_KEY_LEN + 4 + self.max_payload + TAG_LEN
+        HEADER_LEN + MAX_KEY_LEN + 4 + self.max_payload + MAX_TRAILER
     }
 
     /// Seals `payload` for `key`, valid from `created_ms` until `expires_ms` (ms since the Unix
     /// epoch; [`NEVER`] for no expiry), with the ring's signing key.
     ///
     /// The envelope embeds the full key (namespace, owner, item) and the namespace's schema, so
-    /// it opens only for exactly that key. Pure: no I/O, no clock (time is a parameter).
+    /// it opens only for exactly that key. It is format version 2, in the form
+    /// [`sealing`](Self::sealing) says. No clock (time is a parameter) and no I/O, except that
+    /// [`Sealing::Encrypted`] draws a 24-byte nonce from the operating system's random source.
     ///
     /// # Examples
     ///
@@ -283,7 +410,8 @@ impl Envelope {
     ///
     /// # Errors
     ///
-    /// [`SealError`] when the payload or the encoded key exceeds its limit.
+    /// [`SealError`] when the payload or the encoded key exceeds its limit, or when an encrypted
+    /// envelope gets no random nonce ([`SealError::NoRandomness`]).
     pub fn seal<N: Namespace>(
         &self,
         key: &Key<N>,
@@ -308,21 +436,27 @@ impl Envelope {
     ///
     /// 1. Structure, before any MAC is computed ([`Violation::Malformed`]): the length is at most
     ///    [`max_envelope_len`](Self::max_envelope_len) and at least the minimum, then the magic,
-    ///    the format version, the reserved flags, the key length (at most [`MAX_KEY_LEN`]), the
-    ///    payload length (at most [`max_payload`](Self::max_payload)), and that the lengths
-    ///    account for every byte (truncated or trailing bytes).
+    ///    the format version (1 or 2), the flags (0, or 1 for encrypted in version 2), the key
+    ///    length (at most [`MAX_KEY_LEN`]), the payload length (at most
+    ///    [`max_payload`](Self::max_payload)), and that the lengths account for every byte
+    ///    (truncated or trailing bytes).
     /// 2. The key id is in `ring` ([`Freshness::UnknownKey`]: a rotation not yet known here).
-    /// 3. The tag verifies, in constant time ([`Violation::BadTag`]). Nothing before this point is
-    ///    authenticated; everything after it is.
+    /// 3. The tag verifies, in constant time, or the ciphertext decrypts under its tag
+    ///    ([`Violation::BadTag`] either way). Nothing before this point is authenticated;
+    ///    everything after it is.
     /// 4. The embedded key is `key`'s encoding: [`Violation::NamespaceMismatch`],
     ///    [`Violation::OwnerMismatch`] or [`Violation::ItemMismatch`], in that order of
     ///    precedence (or [`Malformed::BadKey`] if it does not decode).
-    /// 5. The schema is the namespace's ([`Freshness::SchemaMismatch`]: another version's value).
-    /// 6. It has not expired: `now_ms < expires_ms`, unless it is [`NEVER`]
+    /// 5. A version 1 envelope opens only while [`reads_version_1`](Self::reads_version_1)
+    ///    ([`Freshness::RetiredVersion`]).
+    /// 6. The schema is the namespace's ([`Freshness::SchemaMismatch`]: another version's value).
+    /// 7. It has not expired: `now_ms < expires_ms`, unless it is [`NEVER`]
     ///    ([`Freshness::Expired`]).
     ///
-    /// Steps 1, 3 and 4 are integrity refusals ([`Refusal::Violation`]); steps 2, 5 and 6 are
+    /// Steps 1, 3 and 4 are integrity refusals ([`Refusal::Violation`]); steps 2, 5, 6 and 7 are
     /// freshness misses ([`Refusal::Freshness`]), see [`Refusal`] for what each class means.
+    /// An encrypted envelope's payload is decrypted at step 3 and returned only if every later
+    /// step passes.
     ///
     /// # Examples
     ///
@@ -475,7 +609,7 @@ impl Envelope {
     /// [`Freshness::UnknownKey`] for a key id not in `ring`, [`Violation::BadTag`] when the tag
     /// does not verify.
     pub fn inspect(&self, sealed: &[u8], ring: &KeyRing) -> Result<Inspected, Refusal> {
-        let fields = self.authenticate(sealed, ring)?;
+        let (fields, _) = self.authenticate(sealed, ring)?;
         let embedded_key = &sealed[HEADER_LEN..HEADER_LEN + fields.key_len];
         let key = RawKey::decode(embedded_key).map_err(|_| Violation::Malformed {
             reason: Malformed::BadKey,
@@ -486,7 +620,13 @@ impl Envelope {
             key_id: fields.key_id,
             created_ms: fields.created_ms,
             expires_ms: fields.expires_ms,
-            payload_len: sealed.len() - TAG_LEN - fields.payload_start,
+            payload_len: fields.payload_len,
+            version: fields.version,
+            sealing: if fields.encrypted {
+                Sealing::Encrypted
+            } else {
+                Sealing::Authenticated
+            },
         })
     }
 
@@ -499,32 +639,86 @@ impl Envelope {
         expires_ms: u64,
         ring: &KeyRing,
     ) -> Result<Bytes, SealError> {
+        let nonce = match self.sealing {
+            Sealing::Authenticated => None,
+            Sealing::Encrypted => {
+                let mut nonce = [0; NONCE_LEN];
+                getrandom::fill(&mut nonce).map_err(|_| SealError::NoRandomness)?;
+                Some(nonce)
+            }
+        };
+        let header = Header {
+            version: FORMAT_VERSION,
+            schema,
+            created_ms,
+            expires_ms,
+        };
+        self.write(header, encoded_key, payload, nonce, ring)
+    }
+
+    /// Writes an envelope: with a `nonce`, encrypted under it (format 2 only), else under a
+    /// MAC tag of `header.version`.
+    pub(crate) fn write(
+        &self,
+        header: Header,
+        encoded_key: &[u8],
+        payload: &[u8],
+        nonce: Option<[u8; NONCE_LEN]>,
+        ring: &KeyRing,
+    ) -> Result<Bytes, SealError> {
         if encoded_key.len() > MAX_KEY_LEN {
             return Err(SealError::KeyTooLong {
                 len: encoded_key.len(),
             });
         }
+        let too_large = SealError::PayloadTooLarge {
+            len: payload.len(),
+            limit: self.max_payload,
+        };
         if payload.len() > self.max_payload {
-            return Err(SealError::PayloadTooLarge {
-                len: payload.len(),
-                limit: self.max_payload,
-            });
+            return Err(too_large);
         }
-        let mut out = BytesMut::with_capacity(MIN_LEN + encoded_key.len() + payload.len());
+        let keys = ring.signing_keys();
+        let trailer = if nonce.is_some() {
+            MAX_TRAILER
+        } else {
+            TAG_LEN
+        };
+        let mut out =
+            BytesMut::with_capacity(HEADER_LEN + encoded_key.len() + 4 + payload.len() + trailer);
         out.put_slice(&MAGIC);
-        out.put_u8(FORMAT_VERSION);
-        out.put_u8(0); // flags, reserved
-        out.put_u16(schema);
+        out.put_u8(header.version);
+        out.put_u8(if nonce.is_some() { FLAG_ENCRYPTED } else { 0 });
+        out.put_u16(header.schema);
         out.put_u32(ring.signing_id().0);
-        out.put_u64(created_ms);
-        out.put_u64(expires_ms);
+        out.put_u64(header.created_ms);
+        out.put_u64(header.expires_ms);
         // Both lengths were checked against limits that fit a u32 above.
         out.put_u32(encoded_key.len() as u32);
         out.put_slice(encoded_key);
         out.put_u32(payload.len() as u32);
-        out.put_slice(payload);
-        let tag = ring.signing_key().tag(&out);
-        out.put_slice(&tag);
+        match nonce {
+            None => {
+                out.put_slice(payload);
+                let tag = if header.version == VERSION_1 {
+                    keys.v1.tag(&out)
+                } else {
+                    keys.tag(&out)
+                };
+                out.put_slice(&tag);
+            }
+            Some(nonce) => {
+                // Everything before the nonce is the associated data.
+                let associated_len = out.len();
+                out.put_slice(&nonce);
+                out.put_slice(payload);
+                let (associated, rest) = out.split_at_mut(associated_len);
+                let tag = keys
+                    .encrypt(&nonce, associated, &mut rest[NONCE_LEN..])
+                    .ok_or(too_large)?;
+                out.put_slice(&tag);
+            }
+        }
         Ok(out.freeze())
     }
 
@@ -556,11 +750,17 @@ impl Envelope {
         now_ms: u64,
         ring: &KeyRing,
     ) -> Result<Opened, Refusal> {
-        let fields = self.authenticate(sealed, ring)?;
+        let (fields, plaintext) = self.authenticate(sealed, ring)?;
         // Authenticated from here on: the fields may be reported.
         let embedded_key = &sealed[HEADER_LEN..HEADER_LEN + fields.key_len];
         if !is_key(embedded_key) {
             return Err(key_mismatch::<N>(embedded_key, key).into());
+        }
+        if fields.version != FORMAT_VERSION && !self.version_1 {
+            return Err(Freshness::RetiredVersion {
+                version: fields.version,
+            }
+            .into());
         }
         if fields.schema != N::SCHEMA {
             return Err(Freshness::SchemaMismatch {
@@ -576,27 +776,50 @@ impl Envelope {
             }
             .into());
         }
+        let payload = match plaintext {
+            Some(plaintext) => Bytes::from(plaintext),
+            None => sealed.slice(fields.payload_start..fields.payload_end()),
+        };
         Ok(Opened {
-            payload: sealed.slice(fields.payload_start..sealed.len() - TAG_LEN),
+            payload,
             created_ms: fields.created_ms,
             expires_ms: fields.expires_ms,
         })
     }
 
-    /// Checks the structure, finds the MAC key and verifies the tag: steps 1 to 3 of
-    /// [`Envelope::open`], the part that needs no requested key.
-    fn authenticate(&self, sealed: &[u8], ring: &KeyRing) -> Result<Fields, Refusal> {
+    /// Checks the structure, finds the keys and verifies the tag (decrypting an encrypted
+    /// payload, returned here): steps 1 to 3 of [`Envelope::open`], the part that needs no
+    /// requested key.
+    fn authenticate(
+        &self,
+        sealed: &[u8],
+        ring: &KeyRing,
+    ) -> Result<(Fields, Option<Vec<u8>>), Refusal> {
         let fields = self.parse(sealed)?;
-        let mac_key = ring
-            .verifying_key(fields.key_id)
+        let keys = ring
+            .verifying_keys(fields.key_id)
             .ok_or(Freshness::UnknownKey {
                 key_id: fields.key_id,
             })?;
-        let (signed, tag) = sealed.split_at(sealed.len() - TAG_LEN);
-        if !mac_key.verify(signed, tag) {
+        let (signed, tag) = sealed.split_at(fields.payload_end());
+        if fields.encrypted {
+            let (associated, nonce) =
+                signed[..fields.payload_start].split_at(fields.payload_start - NONCE_LEN);
+            let ciphertext = &signed[fields.payload_start..];
+            let plaintext = keys
+                .decrypt(nonce, associated, ciphertext, tag)
+                .ok_or(Violation::BadTag)?;
+            return Ok((fields, Some(plaintext)));
+        }
+        let authentic = if fields.version == VERSION_1 {
+            keys.v1.verify(signed, tag)
+        } else {
+            keys.verify(signed, tag)
+        };
+        if !authentic {
             return Err(Violation::BadTag.into());
         }
-        Ok(fields)
+        Ok((fields, None))
     }
 
     /// Checks the structure and reads the fixed fields. Nothing here is authenticated yet.
@@ -615,12 +838,20 @@ impl Envelope {
         if sealed[..4] != MAGIC {
             return Err(malformed(Malformed::BadMagic));
         }
-        if sealed[4] != FORMAT_VERSION {
-            return Err(malformed(Malformed::UnsupportedVersion(sealed[4])));
+        let version = sealed[4];
+        if version != FORMAT_VERSION && version != VERSION_1 {
+            return Err(malformed(Malformed::UnsupportedVersion(version)));
         }
-        if sealed[5] != 0 {
-            return Err(malformed(Malformed::ReservedFlags));
-        }
+        let encrypted = match (version, sealed[5]) {
+            (_, 0) => false,
+            (FORMAT_VERSION, FLAG_ENCRYPTED) => true,
+            _ => return Err(malformed(Malformed::ReservedFlags)),
+        };
+        let (nonce_len, tag_len) = if encrypted {
+            (NONCE_LEN, AEAD_TAG_LEN)
+        } else {
+            (0, TAG_LEN)
+        };
         let key_len = be_u32(sealed, 28) as usize;
         if key_len > MAX_KEY_LEN {
             return Err(malformed(Malformed::TooLarge {
@@ -631,7 +862,7 @@ impl Envelope {
         // MIN_LEN covers an empty key, so this offset plus 4 is within `sealed` when it is short
         // enough to hold the key; otherwise the envelope is truncated.
         let payload_len_at = HEADER_LEN + key_len;
-        if payload_len_at + 4 + TAG_LEN > sealed.len() {
+        if payload_len_at + 4 + nonce_len + tag_len > sealed.len() {
             return Err(malformed(Malformed::Truncated));
         }
         let payload_len = be_u32(sealed, payload_len_at) as usize;
@@ -641,8 +872,8 @@ impl Envelope {
                 limit: self.max_payload,
             }));
         }
-        let payload_start = payload_len_at + 4;
-        let expected_len = payload_start + payload_len + TAG_LEN;
+        let payload_start = payload_len_at + 4 + nonce_len;
+        let expected_len = payload_start + payload_len + tag_len;
         if expected_len > sealed.len() {
             return Err(malformed(Malformed::Truncated));
         }
@@ -650,24 +881,47 @@ impl Envelope {
             return Err(malformed(Malformed::TrailingBytes));
         }
         Ok(Fields {
+            version,
+            encrypted,
             schema: u16::from_be_bytes([sealed[6], sealed[7]]),
             key_id: KeyId(be_u32(sealed, 8)),
             created_ms: be_u64(sealed, 12),
             expires_ms: be_u64(sealed, 20),
             key_len,
             payload_start,
+            payload_len,
         })
     }
 }
 
+/// The header fields a writer chooses (the key id is the ring's signing id).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Header {
+    pub(crate) version: u8,
+    pub(crate) schema: u16,
+    pub(crate) created_ms: u64,
+    pub(crate) expires_ms: u64,
+}
+
 /// The fixed fields of a structurally valid envelope.
 struct Fields {
+    version: u8,
+    encrypted: bool,
     schema: u16,
     key_id: KeyId,
     created_ms: u64,
     expires_ms: u64,
     key_len: usize,
+    /// Where the payload (or its ciphertext) starts.
     payload_start: usize,
+    payload_len: usize,
+}
+
+impl Fields {
+    /// Where the payload (or its ciphertext) ends and the tag starts.
+    fn payload_end(&self) -> usize {
+        self.payload_start + self.payload_len
+    }
 }
 
 /// The expiry a sealed value claims, *unverified*: for the test doubles, which hand back values

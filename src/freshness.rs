@@ -64,6 +64,14 @@ pub enum Freshness {
         /// The key id written in the envelope (not authenticated).
         key_id: KeyId,
     },
+    /// An authentic value in a format version this reader no longer opens: version 1 after
+    /// [`ClientBuilder::read_version_1`](crate::ClientBuilder::read_version_1) ended its
+    /// migration window. Reloaded and written again in the current version.
+    #[error("envelope format {version} is no longer read; it is rewritten on the next load")]
+    RetiredVersion {
+        /// The envelope's format version.
+        version: u8,
+    },
 }
 
 /// The kind of a [`Freshness`] miss, without its details: for counters and metric labels.
@@ -76,14 +84,17 @@ pub enum FreshnessKind {
     SchemaMismatch,
     /// [`Freshness::UnknownKey`].
     UnknownKey,
+    /// [`Freshness::RetiredVersion`].
+    RetiredVersion,
 }
 
 impl FreshnessKind {
     /// Every kind, in declaration order.
-    pub const ALL: [FreshnessKind; 3] = [
+    pub const ALL: [FreshnessKind; 4] = [
         FreshnessKind::Expired,
         FreshnessKind::SchemaMismatch,
         FreshnessKind::UnknownKey,
+        FreshnessKind::RetiredVersion,
     ];
 
     /// A stable snake_case name, for logs, reports and metric labels.
@@ -92,6 +103,7 @@ impl FreshnessKind {
             FreshnessKind::Expired => "expired",
             FreshnessKind::SchemaMismatch => "schema_mismatch",
             FreshnessKind::UnknownKey => "unknown_key",
+            FreshnessKind::RetiredVersion => "retired_version",
         }
     }
 
@@ -107,6 +119,7 @@ impl Freshness {
             Freshness::Expired { .. } => FreshnessKind::Expired,
             Freshness::SchemaMismatch { .. } => FreshnessKind::SchemaMismatch,
             Freshness::UnknownKey { .. } => FreshnessKind::UnknownKey,
+            Freshness::RetiredVersion { .. } => FreshnessKind::RetiredVersion,
         }
     }
 }
@@ -123,11 +136,12 @@ mod tests {
             FreshnessKind::Expired => 0,
             FreshnessKind::SchemaMismatch => 1,
             FreshnessKind::UnknownKey => 2,
+            FreshnessKind::RetiredVersion => 3,
         };
         for (index, kind) in FreshnessKind::ALL.into_iter().enumerate() {
             assert_eq!(kind.index(), index, "{kind:?} is not at its index in ALL");
             assert_eq!(position(kind), index, "{kind:?} listed out of order");
         }
-        assert_eq!(FreshnessKind::ALL.len(), 3, "ALL must list every kind once");
+        assert_eq!(FreshnessKind::ALL.len(), 4, "ALL must list every kind once");
     }
 }

@@ -11,11 +11,12 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 use crate::RawBytes;
-use crate::envelope::{Envelope, MAX_KEY_LEN, NEVER, SealError};
+use crate::envelope::{Envelope, Header, MAX_KEY_LEN, NEVER, SealError, Sealing};
 use crate::freshness::Freshness;
 use crate::id::{DeviceId, IdRepr, TenantId};
 use crate::key::{Key, Owner, RawKey};
 use crate::keyring::{KeyId, KeyRing};
+use crate::mac::NONCE_LEN;
 use crate::namespace::Namespace;
 use crate::refusal::Refusal;
 use crate::violation::Violation;
@@ -95,23 +96,36 @@ pub fn fixed_key() -> Key<Thumb> {
 }
 
 /// Opens arbitrary bytes for [`fixed_key`] at [`NOW_MS`]; never panics, and an envelope that
-/// opens is byte for byte what sealing its payload gives (only sealing makes an authentic one).
+/// opens is byte for byte what sealing its payload gives, in its version and form, with its
+/// nonce (only sealing makes an authentic one). With version 1's window closed, a version 1
+/// envelope that would open is refused as a retired version, and nothing else changes.
 pub fn envelope_open(data: &[u8]) {
     let key = fixed_key();
     let sealed = Bytes::copy_from_slice(data);
     let small = Envelope::with_max_payload(64);
     let small_result = small.open(&sealed, &key, NOW_MS, ring());
+    let window_closed =
+        Envelope::default()
+            .with_version_1(false)
+            .open(&sealed, &key, NOW_MS, ring());
     match Envelope::default().open_details(&sealed, &key, NOW_MS, ring()) {
         Ok(opened) => {
             assert!(NOW_MS < opened.expires_ms, "an expired envelope opened");
+            let encoded = key.encode();
+            let nonce = (sealed[5] != 0).then(|| {
+                let at = 36 + encoded.len();
+                let mut nonce = [0; NONCE_LEN];
+                nonce.copy_from_slice(&sealed[at..at + NONCE_LEN]);
+                nonce
+            });
+            let header = Header {
+                version: sealed[4],
+                schema: Thumb::SCHEMA,
+                created_ms: opened.created_ms,
+                expires_ms: opened.expires_ms,
+            };
             let resealed = Envelope::default()
-                .seal(
-                    &key,
-                    &opened.payload,
-                    opened.created_ms,
-                    opened.expires_ms,
-                    ring(),
-                )
+                .write(header, &encoded, &opened.payload, nonce, ring())
                 .expect("a payload that opened can be sealed again");
             assert_eq!(
                 resealed, sealed,
@@ -120,12 +134,36 @@ pub fn envelope_open(data: &[u8]) {
             if let Ok(payload) = small_result {
                 assert_eq!(payload, opened.payload, "limits changed the payload");
             }
+            if sealed[4] == 1 {
+                assert_eq!(
+                    window_closed,
+                    Err(Refusal::Freshness(Freshness::RetiredVersion { version: 1 })),
+                    "a version 1 envelope opened after its window"
+                );
+            } else {
+                assert_eq!(
+                    window_closed,
+                    Ok(opened.payload),
+                    "the window changed a version 2 envelope"
+                );
+            }
         }
         Err(refusal) => {
             assert!(
                 small_result.is_err(),
                 "a lower payload limit accepted what the default refused"
             );
+            // The window is checked after the key and before the schema and the expiry.
+            let later_step = matches!(
+                refusal,
+                Refusal::Freshness(Freshness::SchemaMismatch { .. } | Freshness::Expired { .. })
+            );
+            let expected = if sealed.get(4) == Some(&1) && later_step {
+                Refusal::Freshness(Freshness::RetiredVersion { version: 1 })
+            } else {
+                refusal.clone()
+            };
+            assert_eq!(window_closed, Err(expected), "the window changed a refusal");
             check_reported_fields(&refusal, key.owner());
         }
     }
@@ -190,11 +228,18 @@ fn roundtrip<N: Namespace>(
         Ok(&key),
         "a key does not decode to itself"
     );
-    let envelope = match input.byte() % 3 {
+    // 0-2: authenticated, 3-5: encrypted; with a 16 B, 1 KiB or 8 MiB payload limit.
+    let form = input.byte() % 6;
+    let envelope = match form % 3 {
         0 => Envelope::with_max_payload(16),
         1 => Envelope::with_max_payload(1024),
         _ => Envelope::default(),
-    };
+    }
+    .with_sealing(if form < 3 {
+        Sealing::Authenticated
+    } else {
+        Sealing::Encrypted
+    });
     let created = input.u64();
     let expires = input.u64();
     let now = input.u64();
@@ -217,7 +262,16 @@ fn roundtrip<N: Namespace>(
             );
             return;
         }
+        Err(SealError::NoRandomness) => panic!("no random nonce"),
     };
+    if envelope.sealing() == Sealing::Encrypted && payload.len() >= 8 {
+        let at = 36 + encoded.len() + NONCE_LEN;
+        assert_ne!(
+            &sealed[at..at + payload.len()],
+            payload,
+            "an encrypted payload is in the clear"
+        );
+    }
 
     // The owner it was sealed for gets the payload back, until it expires.
     match envelope.open(&sealed, &key, now, ring()) {

@@ -1,6 +1,6 @@
-//! MAC keys by id: one signs, all verify (rotation without a cold cache).
+//! Sealing keys by id: one signs, all verify (rotation without a cold cache).
 
-use crate::mac::MacKey;
+use crate::mac::{MacKey, SealKeys};
 use std::fmt;
 
 /// Shortest secret accepted, in bytes (256 bits).
@@ -33,7 +33,12 @@ pub enum KeyRingError {
     DuplicateId(KeyId),
 }
 
-/// The MAC keys of a deployment: one signing key and any number of older verifying keys.
+/// The sealing keys of a deployment: one signing key and any number of older verifying keys.
+///
+/// Each secret gives every key the envelope formats use, each derived for one primitive only
+/// (see `docs/ENVELOPE.md`): the format 2 MAC keys, the key that encrypts
+/// [`Sealing::Encrypted`](crate::envelope::Sealing::Encrypted) payloads, and the format 1 MAC
+/// key, which is the secret itself.
 ///
 /// Rotate by adding the new key as a verifier everywhere, then making it the signer, then
 /// dropping the old one once its envelopes have expired. Envelopes sealed with a key id not in the
@@ -55,7 +60,7 @@ pub enum KeyRingError {
 pub struct KeyRing {
     signing: KeyId,
     /// The signing key first; rings are small, so lookup is a scan.
-    keys: Vec<(KeyId, MacKey)>,
+    keys: Vec<(KeyId, SealKeys)>,
 }
 
 impl KeyRing {
@@ -89,12 +94,24 @@ impl KeyRing {
         self.signing
     }
 
+    /// The signing key's HMAC-SHA256 key of format 1 (the bus seals its messages with it).
     pub(crate) fn signing_key(&self) -> &MacKey {
+        &self.signing_keys().v1
+    }
+
+    /// Key `id`'s HMAC-SHA256 key of format 1.
+    pub(crate) fn verifying_key(&self, id: KeyId) -> Option<&MacKey> {
+        self.verifying_keys(id).map(|keys| &keys.v1)
+    }
+
+    /// Every key of the signing secret.
+    pub(crate) fn signing_keys(&self) -> &SealKeys {
         // `keys[0]` is the signing key by construction.
         &self.keys[0].1
     }
 
-    pub(crate) fn verifying_key(&self, id: KeyId) -> Option<&MacKey> {
+    /// Every key of secret `id`.
+    pub(crate) fn verifying_keys(&self, id: KeyId) -> Option<&SealKeys> {
         self.keys
             .iter()
             .find(|(known, _)| *known == id)
@@ -102,14 +119,14 @@ impl KeyRing {
     }
 }
 
-fn mac_key(id: KeyId, secret: &[u8]) -> Result<MacKey, KeyRingError> {
+fn mac_key(id: KeyId, secret: &[u8]) -> Result<SealKeys, KeyRingError> {
     if secret.len() < MIN_SECRET_LEN {
         return Err(KeyRingError::SecretTooShort {
             id,
             len: secret.len(),
         });
     }
-    MacKey::new(secret).ok_or(KeyRingError::SecretTooShort {
+    SealKeys::new(secret).ok_or(KeyRingError::SecretTooShort {
         id,
         len: secret.len(),
     })

@@ -18,8 +18,11 @@
 //!   injective, so no two keys share a store entry.
 //! - **Sealed values.** Everything written to a [`RemoteStore`](store::RemoteStore) is an
 //!   [`Envelope`](envelope::Envelope): the payload bound to its full key, schema and lifetime
-//!   under a 256-bit HMAC-SHA256 tag from a [`KeyRing`]. A read opens it *for the key it asked
-//!   for*.
+//!   under a 256-bit MAC tag from a [`KeyRing`] (HMAC-SHA256 for small values, keyed BLAKE3 for
+//!   large ones), or, for a namespace sealed with
+//!   [`Sealing::Encrypted`](envelope::Sealing::Encrypted), encrypted with XChaCha20-Poly1305 and
+//!   the full key as associated data, so whoever reads the store does not see payloads. A read
+//!   opens it *for the key it asked for*.
 //! - **Verified in-process hits.** [`LocalCache`] entries carry the key they were stored for;
 //!   every hit is compared with the requested key, apart from the map's own lookup.
 //! - **Fail closed.** A value that fails a check is read as a miss, never as data. Why it was
@@ -85,6 +88,11 @@
 //!   (one load per key at a time); with [`Policy::AutoBypass`] it can also keep the breaker
 //!   open, and a store that keeps failing is skipped by the store breaker ([`StoreBreaker`]).
 //!   Nothing it does yields another owner's data.
+//! - *Reading the store.* Whoever can read the shared store (an operator, a backup, a replica, a
+//!   dump) reads the payloads of authenticated values. A namespace sealed with
+//!   [`Sealing::Encrypted`](envelope::Sealing::Encrypted) keeps its payloads confidential, but
+//!   not its keys (namespace, tenant, device, item), times or payload lengths; see
+//!   `docs/ENVELOPE.md`.
 //! - *Timing side channels*, beyond the constant-time tag comparison. A hit is faster than a miss,
 //!   so whoever can time requests can tell whether a key was cached; comparisons of
 //!   already-authenticated fields (owner, item, namespace) are ordinary comparisons.

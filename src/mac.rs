@@ -1,15 +1,36 @@
-//! The keyed MAC that seals envelopes: HMAC-SHA256 with a 256-bit tag.
+//! The primitives that seal envelopes, and the keys each one gets from a ring secret.
 //!
-//! Chosen over keyed BLAKE3 by measurement on the development machine (see `BENCHMARKS.md` and
-//! the `mac` group of `benches/envelope.rs`). Only this file knows which MAC is used.
+//! - Format 1 (read during a migration window, and the invalidation bus's messages):
+//!   HMAC-SHA256 keyed with the secret itself, 256-bit tag.
+//! - Format 2, authenticated: HMAC-SHA256 for MAC inputs shorter than [`BLAKE3_FROM`] bytes,
+//!   keyed BLAKE3 from there on; both 256-bit tags, each under its own derived key. The split
+//!   is where keyed BLAKE3 overtakes HMAC-SHA256 (`benches/envelope.rs`, `BENCHMARKS.md`).
+//! - Format 2, encrypted: XChaCha20-Poly1305 under a third derived key.
+//!
+//! Derived keys are `BLAKE3::derive_key(context, secret)` with one context string per use, so no
+//! two primitives ever share a key. Only this file knows which primitives are used.
 
+use chacha20poly1305::aead::inout::InOutBuf;
+use chacha20poly1305::{AeadInOut, XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-/// Length of a tag in bytes.
+/// Length of a MAC tag in bytes (both formats, both MACs).
 pub(crate) const TAG_LEN: usize = 32;
+/// Length of an XChaCha20-Poly1305 nonce.
+pub(crate) const NONCE_LEN: usize = 24;
+/// Length of a Poly1305 tag.
+pub(crate) const AEAD_TAG_LEN: usize = 16;
+/// Format 2 tags MAC inputs of this many bytes or more with keyed BLAKE3, shorter ones with
+/// HMAC-SHA256.
+pub(crate) const BLAKE3_FROM: usize = 2048;
 
-/// A MAC key with its HMAC inner and outer pads already absorbed, cloned per message.
+/// The `derive_key` contexts: one per primitive of format 2. Never reuse or change one.
+const HMAC_CONTEXT: &str = "scoped-cache 2026-12-02 envelope v2 HMAC-SHA256 key";
+const BLAKE3_CONTEXT: &str = "scoped-cache 2026-12-02 envelope v2 keyed BLAKE3 key";
+const AEAD_CONTEXT: &str = "scoped-cache 2026-12-02 envelope v2 XChaCha20-Poly1305 key";
+
+/// An HMAC-SHA256 key with its inner and outer pads already absorbed, cloned per message.
 #[derive(Clone)]
 pub(crate) struct MacKey(Hmac<Sha256>);
 
@@ -30,5 +51,84 @@ impl MacKey {
         let mut mac = self.0.clone();
         mac.update(message);
         mac.verify_slice(tag).is_ok()
+    }
+}
+
+/// Every key that one ring secret gives: format 1's, and format 2's three derived keys.
+#[derive(Clone)]
+pub(crate) struct SealKeys {
+    /// HMAC-SHA256 under the secret itself: format 1 and the bus.
+    pub(crate) v1: MacKey,
+    hmac: MacKey,
+    blake3: [u8; 32],
+    aead: XChaCha20Poly1305,
+}
+
+impl SealKeys {
+    /// `None` only if a primitive refused a key length, which none does (checked lengths).
+    pub(crate) fn new(secret: &[u8]) -> Option<Self> {
+        let aead_key = blake3::derive_key(AEAD_CONTEXT, secret);
+        Some(Self {
+            v1: MacKey::new(secret)?,
+            hmac: MacKey::new(&blake3::derive_key(HMAC_CONTEXT, secret))?,
+            blake3: blake3::derive_key(BLAKE3_CONTEXT, secret),
+            aead: XChaCha20Poly1305::new_from_slice(&aead_key).ok()?,
+        })
+    }
+
+    /// Format 2's tag of `message`.
+    pub(crate) fn tag(&self, message: &[u8]) -> [u8; TAG_LEN] {
+        if message.len() < BLAKE3_FROM {
+            self.hmac.tag(message)
+        } else {
+            *blake3::keyed_hash(&self.blake3, message).as_bytes()
+        }
+    }
+
+    /// Constant-time check of format 2's tag of `message`.
+    pub(crate) fn verify(&self, message: &[u8], tag: &[u8]) -> bool {
+        if message.len() < BLAKE3_FROM {
+            return self.hmac.verify(message, tag);
+        }
+        let Ok(tag) = <[u8; TAG_LEN]>::try_from(tag) else {
+            return false;
+        };
+        // `blake3::Hash`'s equality is constant-time.
+        blake3::keyed_hash(&self.blake3, message) == blake3::Hash::from_bytes(tag)
+    }
+
+    /// Encrypts `buffer` in place under `nonce`, binding `associated_data`; returns the tag.
+    /// `None` only for a message over the cipher's limit (256 GiB), which the payload limit
+    /// rules out.
+    pub(crate) fn encrypt(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        associated_data: &[u8],
+        buffer: &mut [u8],
+    ) -> Option<[u8; AEAD_TAG_LEN]> {
+        let tag = self
+            .aead
+            .encrypt_inout_detached(&XNonce::from(*nonce), associated_data, buffer.into())
+            .ok()?;
+        Some(tag.into())
+    }
+
+    /// Verifies `tag` over `associated_data` and `ciphertext` and, only if it holds, returns the
+    /// plaintext; `None` when anything was altered or another key sealed it.
+    pub(crate) fn decrypt(
+        &self,
+        nonce: &[u8],
+        associated_data: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8],
+    ) -> Option<Vec<u8>> {
+        let nonce = XNonce::try_from(nonce).ok()?;
+        let tag = chacha20poly1305::Tag::try_from(tag).ok()?;
+        let mut plaintext = vec![0; ciphertext.len()];
+        let buffer = InOutBuf::new(ciphertext, &mut plaintext).ok()?;
+        self.aead
+            .decrypt_inout_detached(&nonce, associated_data, buffer, &tag)
+            .ok()?;
+        Some(plaintext)
     }
 }

@@ -5,7 +5,7 @@
 mod support;
 
 use bytes::Bytes;
-use scoped_cache::envelope::{Envelope, MAGIC, Malformed, NEVER, SealError};
+use scoped_cache::envelope::{Envelope, MAGIC, Malformed, NEVER, SealError, Sealing};
 use scoped_cache::store::{RemoteStore, StoreError, StoreFuture};
 use scoped_cache::testing::DownStore;
 use scoped_cache::{
@@ -37,6 +37,18 @@ namespace!(Events, "event", 1);
 
 fn seal<N: Namespace>(key: &Key<N>, payload: &[u8], expires_ms: u64, ring: &KeyRing) -> Bytes {
     Envelope::default()
+        .seal(key, payload, START_MS, expires_ms, ring)
+        .expect("within limits")
+}
+
+fn seal_encrypted<N: Namespace>(
+    key: &Key<N>,
+    payload: &[u8],
+    expires_ms: u64,
+    ring: &KeyRing,
+) -> Bytes {
+    Envelope::default()
+        .with_sealing(Sealing::Encrypted)
         .seal(key, payload, START_MS, expires_ms, ring)
         .expect("within limits")
 }
@@ -81,6 +93,9 @@ async fn poisoned_remote_values_are_refused_reported_and_deleted() {
     let far = START_MS + 60_000;
     let mut truncated = seal(&mine, b"mine", far, &ring()).to_vec();
     truncated.pop();
+    let mut tampered_ciphertext = seal_encrypted(&mine, b"mine", far, &ring()).to_vec();
+    let last_ciphertext_byte = tampered_ciphertext.len() - 17;
+    tampered_ciphertext[last_ciphertext_byte] ^= 1;
     let cases: Vec<(&str, Bytes, Violation)> = vec![
         (
             "another owner's envelope",
@@ -102,6 +117,29 @@ async fn poisoned_remote_values_are_refused_reported_and_deleted() {
             "another item",
             seal(&key(1, 2, 4), b"other item", far, &ring()),
             Violation::ItemMismatch,
+        ),
+        (
+            "another owner's encrypted envelope",
+            seal_encrypted(&key(9, 8, 3), b"theirs", far, &ring()),
+            Violation::OwnerMismatch {
+                expected: owner(1, 2),
+                found: owner(9, 8),
+            },
+        ),
+        (
+            "an encrypted envelope of another item",
+            seal_encrypted(&key(1, 2, 4), b"other item", far, &ring()),
+            Violation::ItemMismatch,
+        ),
+        (
+            "my encrypted envelope with a flipped ciphertext byte",
+            Bytes::from(tampered_ciphertext),
+            Violation::BadTag,
+        ),
+        (
+            "my encrypted envelope under another secret",
+            seal_encrypted(&mine, b"forged", far, &other_secret),
+            Violation::BadTag,
         ),
         (
             "another namespace",
@@ -595,4 +633,46 @@ async fn garbage_that_starts_like_an_envelope_is_still_refused() {
     assert_eq!(cache.get(&mine).await, None);
     assert_eq!(cache.stats().violations.get(ViolationKind::Malformed), 1);
     assert_eq!(fixture.stored(&mine).await, None);
+}
+
+/// A namespace sealed encrypted stores ciphertext, reads its own values back in either form,
+/// and a client of another namespace setting reads them too.
+#[tokio::test]
+async fn encrypted_namespaces_store_ciphertext_and_read_both_forms() {
+    let fixture = Fixture::new();
+    let encrypted: Cache<Thumbs> = fixture
+        .client
+        .cache()
+        .ttl(Duration::from_secs(60))
+        .local_capacity(0)
+        .sealing(Sealing::Encrypted)
+        .build()
+        .expect("valid cache");
+    let (mine, plain) = (key(1, 2, 3), key(1, 2, 4));
+    let secret = Bytes::from_static(b"a jpeg of the living room");
+    encrypted
+        .insert(&mine, secret.clone())
+        .await
+        .expect("insert");
+    let stored = fixture
+        .store
+        .get(&mine.encode())
+        .await
+        .expect("store")
+        .expect("stored");
+    assert_eq!((stored[4], stored[5]), (2, 1), "format 2, encrypted");
+    assert!(!stored.windows(secret.len()).any(|w| w == &secret[..]));
+    // A value written authenticated before the namespace switched still reads.
+    fixture
+        .poison(&plain, seal(&plain, b"older", START_MS + 60_000, &ring()))
+        .await;
+    assert_eq!(
+        encrypted.get(&plain).await,
+        Some(Bytes::from_static(b"older"))
+    );
+    // Another instance whose namespace is not (yet) encrypted reads the encrypted value.
+    let peer = fixture.peer();
+    let authenticated: Cache<Thumbs> = peer.remote_only_cache();
+    assert_eq!(authenticated.get(&mine).await, Some(secret));
+    assert!(fixture.reports().is_empty() && peer.reports().is_empty());
 }

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use scoped_cache::envelope::{Envelope, MAGIC, Malformed, NEVER, SealError};
+use scoped_cache::envelope::{Envelope, MAGIC, Malformed, NEVER, SealError, Sealing};
 use scoped_cache::{
     DeviceId, Freshness, Key, KeyId, KeyRing, Namespace, Owner, RawBytes, Refusal, TenantId,
     Violation,
@@ -98,10 +98,18 @@ fn allowed(region: Region, refusal: &Refusal, flipped: &[u8]) -> bool {
     };
     match (region, violation) {
         (Region::Magic, Violation::Malformed { reason }) => *reason == Malformed::BadMagic,
+        // A version flipped to 1 is read as version 1, whose tag is another MAC's.
         (Region::Version, Violation::Malformed { reason }) => {
             matches!(reason, Malformed::UnsupportedVersion(_))
         }
-        (Region::Flags, Violation::Malformed { reason }) => *reason == Malformed::ReservedFlags,
+        (Region::Version, Violation::BadTag) => flipped[4] == 1,
+        // The encrypted flag changes the framing: the lengths no longer add up, or the tag fails.
+        (Region::Flags, Violation::Malformed { reason }) => {
+            *reason == Malformed::ReservedFlags
+                || (flipped[5] == 1
+                    && matches!(reason, Malformed::Truncated | Malformed::TrailingBytes))
+        }
+        (Region::Flags, Violation::BadTag) => flipped[5] == 1,
         (Region::KeyLen | Region::PayloadLen, Violation::Malformed { .. } | Violation::BadTag) => {
             true
         }
@@ -637,4 +645,242 @@ fn violations_say_what_happened() {
         !ring.contains("94") && !ring.contains("5e"),
         "secret in Debug: {ring}"
     );
+}
+
+/// The encrypted form of the same key, payload and times.
+fn seal_encrypted<N: Namespace>(
+    key: &Key<N>,
+    payload: &[u8],
+    created: u64,
+    expires: u64,
+    ring: &KeyRing,
+) -> Bytes {
+    Envelope::default()
+        .with_sealing(Sealing::Encrypted)
+        .seal(key, payload, created, expires, ring)
+        .expect("within limits")
+}
+
+/// Bytes of the encrypted form: header and key (the associated data), then payload length,
+/// nonce, ciphertext and tag.
+const NONCE_LEN: usize = 24;
+const AEAD_TAG_LEN: usize = 16;
+
+#[test]
+fn encrypted_envelopes_hide_the_payload_and_open_for_their_key() {
+    let ring = ring(&[0x42; 32]);
+    let key = thumbs_key(1, 2, 3);
+    let payload = b"the living room at night, in a jpeg".repeat(10);
+    let sealed = seal_encrypted(&key, &payload, 1_000, 61_000, &ring);
+    let key_len = key.encode().len();
+    assert_eq!(sealed[4], 2, "version 2");
+    assert_eq!(sealed[5], 1, "the encrypted flag");
+    assert_eq!(
+        sealed.len(),
+        HEADER_LEN + key_len + 4 + NONCE_LEN + payload.len() + AEAD_TAG_LEN
+    );
+    assert!(
+        !sealed
+            .windows(8)
+            .any(|w| payload.windows(8).any(|p| p == w)),
+        "no 8 payload bytes in the clear"
+    );
+    assert_eq!(
+        Envelope::default().open(&sealed, &key, 2_000, &ring),
+        Ok(Bytes::from(payload.clone()))
+    );
+    // Nonces are random: the same value seals differently every time.
+    let again = seal_encrypted(&key, &payload, 1_000, 61_000, &ring);
+    assert_ne!(sealed, again, "a nonce was reused");
+    // Expiry and schema are checked as for the authenticated form.
+    assert!(matches!(
+        Envelope::default().open(&sealed, &key, 61_000, &ring),
+        Err(Refusal::Freshness(Freshness::Expired { .. }))
+    ));
+    let next_schema = Key::<ThumbsV2>::new(TenantId::from_u64(1), DeviceId::from_u64(2), 3);
+    assert_eq!(
+        Envelope::default().open(&sealed, &next_schema, 2_000, &ring),
+        Err(Refusal::Freshness(Freshness::SchemaMismatch {
+            expected: 2,
+            found: 1
+        }))
+    );
+    let inspected = Envelope::default()
+        .inspect(&sealed, &ring)
+        .expect("authentic");
+    assert_eq!(
+        (inspected.sealing, inspected.version, inspected.payload_len),
+        (Sealing::Encrypted, 2, payload.len())
+    );
+}
+
+/// A value encrypted for key A is refused for key B exactly as an authenticated one is: the
+/// same violation, naming both owners.
+#[test]
+fn encrypted_values_are_refused_for_another_key_as_authenticated_ones_are() {
+    let ring = ring(&[0x42; 32]);
+    let mine = thumbs_key(42, 7, 9);
+    let others = [
+        thumbs_key(7, 42, 9), // tenant and device exchanged
+        thumbs_key(43, 7, 9),
+        thumbs_key(42, 8, 9),
+        thumbs_key(42, 7, 10),
+    ];
+    for sealed in [
+        seal(&mine, b"jpeg", 1_000, NEVER, &ring),
+        seal_encrypted(&mine, b"jpeg", 1_000, NEVER, &ring),
+    ] {
+        for other in &others {
+            let expected = if other.owner() == mine.owner() {
+                Violation::ItemMismatch
+            } else {
+                Violation::OwnerMismatch {
+                    expected: other.owner().clone(),
+                    found: mine.owner().clone(),
+                }
+            };
+            assert_eq!(
+                Envelope::default().open(&sealed, other, 2_000, &ring),
+                Err(Refusal::Violation(expected)),
+                "flags {}",
+                sealed[5]
+            );
+        }
+        let event = Key::<Events>::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+        assert_eq!(
+            Envelope::default().open(&sealed, &event, 2_000, &ring),
+            Err(Refusal::Violation(Violation::NamespaceMismatch {
+                expected: "event",
+                found: "thumb".to_owned()
+            }))
+        );
+        // Another secret under the same id: not even the owner's key opens it.
+        let impostor = KeyRing::new(SIGNING_ID, &[0x43; 32]).expect("valid");
+        assert_eq!(
+            Envelope::default().open(&sealed, &mine, 2_000, &impostor),
+            Err(Refusal::Violation(Violation::BadTag))
+        );
+    }
+}
+
+/// Every flip of every byte of an encrypted envelope is refused; in the nonce, the ciphertext
+/// or the tag it is a bad tag.
+#[test]
+fn every_flip_of_an_encrypted_envelope_is_refused() {
+    let ring = ring(&[0x42; 32]);
+    let key = Key::<Thumbs>::new(
+        TenantId::new("user-42").expect("valid"),
+        DeviceId::from_u64(7),
+        9,
+    );
+    let key_len = key.encode().len();
+    for payload in [&b""[..], b"jpeg", &[0x5a; 100]] {
+        let sealed = seal_encrypted(&key, payload, 1_000, 61_000, &ring);
+        let nonce_at = HEADER_LEN + key_len + 4;
+        for at in 0..sealed.len() {
+            for mask in [0x01, 0x80, 0xff] {
+                let mut flipped = sealed.to_vec();
+                flipped[at] ^= mask;
+                let result = Envelope::default().open(&Bytes::from(flipped), &key, 2_000, &ring);
+                assert!(result.is_err(), "flip {mask:#04x} at {at} opened");
+                if at >= nonce_at {
+                    assert_eq!(
+                        result,
+                        Err(Refusal::Violation(Violation::BadTag)),
+                        "flip {mask:#04x} at {at} (nonce, ciphertext or tag)"
+                    );
+                }
+            }
+        }
+        for len in 0..sealed.len() {
+            assert!(
+                Envelope::default()
+                    .open(&sealed.slice(..len), &key, 2_000, &ring)
+                    .is_err(),
+                "truncated to {len}"
+            );
+        }
+    }
+}
+
+/// The associated data is the whole header and the key: an encrypted value moved under another
+/// key's header (re-framed so every length adds up), or given other times, schema or key id,
+/// never opens; a bad tag, not a value and not an owner mismatch with a forged owner.
+#[test]
+fn the_associated_data_covers_the_full_key_header() {
+    let ring = ring(&[0x42; 32]);
+    let mine = thumbs_key(42, 7, 9);
+    let theirs = thumbs_key(43, 7, 9); // an encoding of the same length
+    let (mine_enc, theirs_enc) = (mine.encode(), theirs.encode());
+    assert_eq!(mine_enc.len(), theirs_enc.len());
+    let sealed = seal_encrypted(&mine, b"jpeg", 1_000, 61_000, &ring);
+
+    // The key transplanted: the header now names their key, the ciphertext is mine.
+    let mut transplanted = sealed.to_vec();
+    transplanted[HEADER_LEN..HEADER_LEN + theirs_enc.len()].copy_from_slice(&theirs_enc);
+    assert_eq!(
+        Envelope::default().open(&Bytes::from(transplanted), &theirs, 2_000, &ring),
+        Err(Refusal::Violation(Violation::BadTag)),
+        "opened under another key's header"
+    );
+    // Each header field rewritten to another valid value.
+    let rewrites: [(&str, usize, &[u8]); 4] = [
+        ("schema", 6, &2u16.to_be_bytes()),
+        ("created", 12, &0u64.to_be_bytes()),
+        ("expires", 20, &NEVER.to_be_bytes()),
+        ("key id", 8, &NEIGHBOUR_ID.0.to_be_bytes()),
+    ];
+    for (field, at, bytes) in rewrites {
+        let mut rewritten = sealed.to_vec();
+        rewritten[at..at + bytes.len()].copy_from_slice(bytes);
+        assert_eq!(
+            Envelope::default().open(&Bytes::from(rewritten), &mine, 2_000, &ring),
+            Err(Refusal::Violation(Violation::BadTag)),
+            "{field} rewritten"
+        );
+    }
+    // The same ciphertext with an authenticated flag is not a MAC envelope either.
+    let mut unflagged = sealed.to_vec();
+    unflagged[5] = 0;
+    assert!(
+        Envelope::default()
+            .open(&Bytes::from(unflagged), &mine, 2_000, &ring)
+            .is_err()
+    );
+}
+
+/// Format 2 covers both MAC size classes: every flip around the class boundary is refused, and
+/// an envelope sealed at each size opens.
+#[test]
+fn both_mac_size_classes_seal_open_and_refuse_flips() {
+    let ring = ring(&[0x42; 32]);
+    let key = thumbs_key(1, 2, 3);
+    let key_len = key.encode().len();
+    // MAC inputs of 2047, 2048 and 2049 bytes: the last HMAC-SHA256 size and the first BLAKE3.
+    for mac_input in [2047, 2048, 2049, 70_000] {
+        let payload = vec![0xa5; mac_input - HEADER_LEN - key_len - 4];
+        let sealed = seal(&key, &payload, 1_000, 61_000, &ring);
+        assert_eq!(sealed.len(), mac_input + TAG_LEN);
+        assert_eq!(
+            Envelope::default().open(&sealed, &key, 2_000, &ring),
+            Ok(Bytes::from(payload))
+        );
+        for at in [
+            0,
+            7,
+            HEADER_LEN,
+            sealed.len() / 2,
+            sealed.len() - TAG_LEN,
+            sealed.len() - 1,
+        ] {
+            let mut flipped = sealed.to_vec();
+            flipped[at] ^= 1;
+            assert!(
+                Envelope::default()
+                    .open(&Bytes::from(flipped), &key, 2_000, &ring)
+                    .is_err(),
+                "flip at {at} of {mac_input}"
+            );
+        }
+    }
 }

@@ -1,14 +1,17 @@
 //! The test vectors of `docs/ENVELOPE.md`, read from the document itself so the two cannot drift.
 //!
-//! For each vector: sealing the inputs gives exactly the committed key and envelope bytes, opening
-//! the envelope gives the payload back, and the envelope's bytes match the layout table of the
-//! document field by field, with a tag recomputed by HMAC-SHA256 outside the crate's MAC module.
+//! For each vector: an independent implementation of the document (here, on the primitives'
+//! crates directly) gives exactly the committed envelope bytes; the library's sealing gives them
+//! too where it is deterministic (format 2 authenticated); opening the envelope gives the payload
+//! back; and its bytes match the layout table of the document field by field. Version 1 vectors
+//! open only while the migration window is open.
 //! Then vector 1 is mutated in every way the document names, each refused with its violation; and
 //! the committed fuzz seeds are checked to still be what their names say.
 
 use bytes::Bytes;
+use chacha20poly1305::{AeadInOut, XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, KeyInit, Mac};
-use scoped_cache::envelope::{Envelope, MAX_KEY_LEN, Malformed, NEVER, RawKey};
+use scoped_cache::envelope::{Envelope, MAX_KEY_LEN, Malformed, NEVER, RawKey, Sealing};
 use scoped_cache::{
     DeviceId, Freshness, ItemKey, Key, KeyId, KeyRing, Namespace, Owner, RawBytes, Refusal,
     TenantId, Violation,
@@ -59,6 +62,21 @@ impl Vector {
         self.get(field)
             .parse()
             .unwrap_or_else(|_| panic!("field {field} of vector {} is not a number", self.name()))
+    }
+
+    /// The format version: 1 unless the vector says otherwise.
+    fn version(&self) -> u8 {
+        self.0
+            .get("version")
+            .map_or(1, |v| v.parse().expect("version"))
+    }
+
+    fn encrypted(&self) -> bool {
+        match self.0.get("sealing").map(String::as_str) {
+            None | Some("authenticated") => false,
+            Some("encrypted") => true,
+            Some(other) => panic!("vector {}: sealing {other:?}", self.name()),
+        }
     }
 
     fn name(&self) -> &str {
@@ -179,6 +197,64 @@ fn be_u64(bytes: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
 }
 
+/// The `derive_key` contexts of `docs/ENVELOPE.md` §3.
+const HMAC_CONTEXT: &str = "scoped-cache 2026-12-02 envelope v2 HMAC-SHA256 key";
+const BLAKE3_CONTEXT: &str = "scoped-cache 2026-12-02 envelope v2 keyed BLAKE3 key";
+const AEAD_CONTEXT: &str = "scoped-cache 2026-12-02 envelope v2 XChaCha20-Poly1305 key";
+/// MAC inputs this long or longer take keyed BLAKE3 in format 2.
+const BLAKE3_FROM: usize = 2048;
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// The vector's envelope as the document describes it, built from its inputs on the
+/// primitives' own crates: nothing of the library's sealing code is used.
+fn independent_seal(v: &Vector) -> Vec<u8> {
+    let secret = v.hex("secret");
+    let (key, payload) = (v.hex("key"), v.hex("payload"));
+    let mut out = vec![0x89, b'S', b'C', b'E', v.version(), u8::from(v.encrypted())];
+    out.extend_from_slice(&v.number::<u16>("schema").to_be_bytes());
+    out.extend_from_slice(&v.number::<u32>("key_id").to_be_bytes());
+    out.extend_from_slice(&v.number::<u64>("created_ms").to_be_bytes());
+    out.extend_from_slice(&v.number::<u64>("expires_ms").to_be_bytes());
+    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    out.extend_from_slice(&key);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    if v.encrypted() {
+        assert_eq!(v.version(), 2, "only format 2 encrypts");
+        let aead = XChaCha20Poly1305::new_from_slice(&blake3::derive_key(AEAD_CONTEXT, &secret))
+            .expect("a 32-byte key");
+        let nonce = v.hex("nonce");
+        let mut buffer = payload.clone();
+        let tag = aead
+            .encrypt_inout_detached(
+                &XNonce::try_from(&nonce[..]).expect("a 24-byte nonce"),
+                &out,
+                buffer.as_mut_slice().into(),
+            )
+            .expect("encrypts");
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&buffer);
+        out.extend_from_slice(&tag);
+        return out;
+    }
+    out.extend_from_slice(&payload);
+    let tag = match v.version() {
+        1 => hmac_sha256(&secret, &out),
+        _ if out.len() < BLAKE3_FROM => {
+            hmac_sha256(&blake3::derive_key(HMAC_CONTEXT, &secret), &out)
+        }
+        _ => blake3::keyed_hash(&blake3::derive_key(BLAKE3_CONTEXT, &secret), &out)
+            .as_bytes()
+            .to_vec(),
+    };
+    out.extend_from_slice(&tag);
+    out
+}
+
 /// Every check of one vector, for its namespace type `N`.
 fn check_vector<N: Namespace>(v: &Vector) {
     let name = v.name();
@@ -207,14 +283,55 @@ fn check_vector<N: Namespace>(v: &Vector) {
         "vector {name}: raw key re-encodes"
     );
 
-    // Sealing reproduces the envelope exactly; opening gives the payload back.
+    // The document's construction gives the envelope exactly, and so does the library's
+    // sealing where it is deterministic; opening gives the payload back.
+    assert_eq!(
+        independent_seal(v),
+        expected,
+        "vector {name}: the document's construction differs from the committed bytes"
+    );
+    let sealing = if v.encrypted() {
+        Sealing::Encrypted
+    } else {
+        Sealing::Authenticated
+    };
     let sealed = Envelope::default()
+        .with_sealing(sealing)
         .seal(&key, &payload, created, expires, &ring)
         .expect("vector seals");
-    assert_eq!(
-        sealed, expected,
-        "vector {name}: sealed bytes differ from the document"
-    );
+    if v.version() == 2 && !v.encrypted() {
+        assert_eq!(
+            sealed, expected,
+            "vector {name}: sealed bytes differ from the document"
+        );
+    } else {
+        // Version 1 is no longer written; an encrypted envelope has a fresh nonce.
+        assert_eq!((sealed[4], sealed[5]), (2, u8::from(v.encrypted())));
+        assert_eq!(sealed.len(), expected.len(), "vector {name}: length");
+        let resealed = Envelope::default().open(&sealed, &key, created, &ring);
+        assert_eq!(
+            resealed,
+            Ok(Bytes::from(payload.clone())),
+            "vector {name}: reseal"
+        );
+    }
+    // Version 1 opens only during the migration window; version 2 always.
+    let window_closed = Envelope::default()
+        .with_version_1(false)
+        .open(&expected, &key, created, &ring);
+    if v.version() == 1 {
+        assert_eq!(
+            window_closed,
+            Err(Refusal::Freshness(Freshness::RetiredVersion { version: 1 })),
+            "vector {name}: version 1 after the window"
+        );
+    } else {
+        assert_eq!(
+            window_closed,
+            Ok(Bytes::from(payload.clone())),
+            "vector {name}"
+        );
+    }
     let now = if expires == NEVER {
         u64::MAX - 1
     } else {
@@ -251,8 +368,8 @@ fn check_vector<N: Namespace>(v: &Vector) {
     let e = &expected[..];
     let key_len = expected_key.len();
     assert_eq!(e[..4], [0x89, b'S', b'C', b'E'], "vector {name}: magic");
-    assert_eq!(e[4], 1, "vector {name}: version");
-    assert_eq!(e[5], 0, "vector {name}: flags");
+    assert_eq!(e[4], v.version(), "vector {name}: version");
+    assert_eq!(e[5], u8::from(v.encrypted()), "vector {name}: flags");
     assert_eq!(
         u16::from_be_bytes([e[6], e[7]]),
         N::SCHEMA,
@@ -272,23 +389,29 @@ fn check_vector<N: Namespace>(v: &Vector) {
         payload.len(),
         "vector {name}: payload_len"
     );
-    assert_eq!(
-        e[36 + key_len..36 + key_len + payload.len()],
-        payload,
-        "vector {name}: payload"
-    );
-    assert_eq!(
-        e.len(),
-        68 + key_len + payload.len(),
-        "vector {name}: total length"
-    );
-    let mut mac = Hmac::<Sha256>::new_from_slice(&v.hex("secret")).expect("any key length");
-    mac.update(&e[..e.len() - 32]);
-    assert_eq!(
-        mac.finalize().into_bytes()[..],
-        e[e.len() - 32..],
-        "vector {name}: tag is HMAC-SHA256(secret, all bytes before it)"
-    );
+    if v.encrypted() {
+        assert_eq!(
+            e[36 + key_len..60 + key_len],
+            v.hex("nonce"),
+            "vector {name}: nonce"
+        );
+        assert_eq!(
+            e.len(),
+            76 + key_len + payload.len(),
+            "vector {name}: total length"
+        );
+    } else {
+        assert_eq!(
+            e[36 + key_len..36 + key_len + payload.len()],
+            payload,
+            "vector {name}: payload"
+        );
+        assert_eq!(
+            e.len(),
+            68 + key_len + payload.len(),
+            "vector {name}: total length"
+        );
+    }
 }
 
 #[test]
@@ -314,6 +437,21 @@ fn the_document_has_the_promised_vectors() {
     assert!(
         vectors.iter().any(|v| v.hex("payload").len() > 256),
         "a vector with a larger payload"
+    );
+    let v2 = |encrypted: bool| {
+        vectors
+            .iter()
+            .filter(move |v| v.version() == 2 && v.encrypted() == encrypted)
+    };
+    assert!(v2(false).count() >= 2, "format 2 authenticated vectors");
+    assert!(v2(true).count() >= 2, "format 2 encrypted vectors");
+    assert!(
+        v2(false).any(|v| v.hex("envelope").len() - 32 >= BLAKE3_FROM),
+        "a format 2 vector in the keyed BLAKE3 class"
+    );
+    assert!(
+        v2(false).any(|v| v.hex("envelope").len() - 32 < BLAKE3_FROM),
+        "a format 2 vector in the HMAC-SHA256 class"
     );
 }
 
@@ -425,7 +563,12 @@ fn a_mutated_vector_is_refused_with_the_documented_violation() {
     }
     // And each field fails at the step the document gives it.
     assert_eq!(mutated(0, b'S'), malformed(Malformed::BadMagic));
-    assert_eq!(mutated(4, 2), malformed(Malformed::UnsupportedVersion(2)));
+    assert_eq!(mutated(4, 3), malformed(Malformed::UnsupportedVersion(3)));
+    assert_eq!(
+        mutated(4, 2),
+        Err(Refusal::Violation(Violation::BadTag)),
+        "a version 1 tag is not a version 2 tag"
+    );
     assert_eq!(mutated(5, 1), malformed(Malformed::ReservedFlags));
     assert_eq!(
         mutated(7, 2),
@@ -710,12 +853,19 @@ fn generate_fuzz_seeds() -> BTreeMap<(String, String), Vec<u8>> {
         "other-secret-same-id",
         &s(&k1, b"jpeg", NEVER, &impostor),
     );
+    // Vectors of vector 1's secret, key id and key open for the target's key; the others are
+    // sealed for another ring or key.
+    let same_key_and_ring = |v: &Vector| {
+        (v.hex("secret"), v.get("key_id"), v.hex("key"))
+            == (v1.hex("secret"), v1.get("key_id"), v1.hex("key"))
+    };
     for v in vectors.iter().filter(|v| v.name() != "1") {
-        write(
-            "envelope_open",
-            &format!("vector-{}-other-ring", v.name()),
-            &v.hex("envelope"),
-        );
+        let name = if same_key_and_ring(v) {
+            format!("valid-vector-{}", v.name())
+        } else {
+            format!("vector-{}-other-ring", v.name())
+        };
+        write("envelope_open", &name, &v.hex("envelope"));
     }
     write("envelope_open", "empty", b"");
     write("envelope_open", "magic-only", b"\x89SCE");
@@ -735,7 +885,8 @@ fn generate_fuzz_seeds() -> BTreeMap<(String, String), Vec<u8>> {
     };
     let key_len = k1.encode().len();
     mutate("trailing-byte", sealed_v1.len(), &[0]);
-    mutate("version-2", 4, &[2]);
+    mutate("version-3", 4, &[3]);
+    mutate("version-2-with-v1-tag", 4, &[2]);
     mutate("flags-set", 5, &[0x80]);
     mutate("bad-magic", 0, b"S");
     mutate("key-len-max", 28, &u32::MAX.to_be_bytes());
@@ -896,6 +1047,23 @@ fn generate_fuzz_seeds() -> BTreeMap<(String, String), Vec<u8>> {
             &u16b(5000),
             &[b'x'; 5000],
             &[2],
+        ],
+    );
+    roundtrip(
+        "u64-ids-thumb-encrypted",
+        &[
+            &[0],
+            &u64b(42),
+            &[0],
+            &u64b(7),
+            &[0],
+            &u64b(9),
+            &[5],
+            &u64b(t0),
+            &u64b(t0 + 600_000),
+            &u64b(t0 + 1),
+            &u16b(77),
+            b"a jpeg of a living room",
         ],
     );
     roundtrip("empty", &[]);

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use scoped_cache::envelope::{Envelope, KEY_PREFIX, KeyDecodeError, RawKey};
+use scoped_cache::envelope::{Envelope, KEY_PREFIX, KeyDecodeError, RawKey, Sealing};
 use scoped_cache::store::StoreError;
 use scoped_cache::{
     Cache, Client, DeviceId, Error, IdError, Key, KeyRing, LocalCache, MAX_TEXT_ID_LEN,
@@ -516,6 +516,7 @@ fn public_types_are_send_and_sync() {
     assert_send_sync::<Client>();
     assert_send_sync::<KeyRing>();
     assert_send_sync::<Envelope>();
+    assert_send_sync::<Sealing>();
     assert_send_sync::<MemoryStore>();
     assert_send_sync::<Key<ThumbsU64>>();
     assert_send_sync::<Key<RawItems>>();

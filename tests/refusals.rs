@@ -316,6 +316,101 @@ fn seal_for(key: &scoped_cache::Key<Thumbs>) -> Bytes {
         .unwrap()
 }
 
+/// `key`'s value in envelope format 1, as a previous release sealed it: the layout of
+/// `docs/ENVELOPE.md` under HMAC-SHA256 keyed with the secret itself.
+fn seal_version_1(key: &scoped_cache::Key<Thumbs>, payload: &[u8], expires_ms: u64) -> Bytes {
+    use hmac::{Hmac, KeyInit, Mac};
+    let encoded = key.encode();
+    let mut out = vec![0x89, b'S', b'C', b'E', 1, 0];
+    out.extend_from_slice(&1u16.to_be_bytes()); // Thumbs::SCHEMA
+    out.extend_from_slice(&1u32.to_be_bytes()); // ring()'s key id
+    out.extend_from_slice(&START_MS.to_be_bytes());
+    out.extend_from_slice(&expires_ms.to_be_bytes());
+    out.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+    out.extend_from_slice(&encoded);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&SECRET).unwrap();
+    mac.update(&out);
+    out.extend_from_slice(&mac.finalize().into_bytes());
+    Bytes::from(out)
+}
+
+/// A format 1 value opens during the migration window; once a client ends it, the same value
+/// is a retired-version miss: counted, not reported, no breaker, not deleted (an instance
+/// still in the window reads it), and a load writes format 2 over it. A forged format 1 value
+/// is still a violation.
+#[tokio::test]
+async fn format_1_after_the_window_is_a_counted_miss_not_an_alarm() {
+    let store = Arc::new(MemoryStore::with_clock(
+        1 << 20,
+        ManualClock::new(START_MS).clock(),
+    ));
+    let k = key(1, 2, 3);
+    let old = seal_version_1(&k, &truth(&k), START_MS + 600_000);
+    store.set(&k.encode(), old.clone(), None).await.unwrap();
+
+    let in_window = Instance::new(&store, START_MS, ring());
+    assert_eq!(in_window.cache::<Thumbs>().get(&k).await, Some(truth(&k)));
+
+    let clock = ManualClock::new(START_MS);
+    let reports = Reports::default();
+    let client = Client::builder()
+        .key_ring(ring())
+        .remote_shared(store.clone())
+        .clock(clock.clock())
+        .on_violation(reports.sink())
+        .read_version_1(false)
+        .build()
+        .unwrap();
+    let closed: Cache<Thumbs> = client
+        .cache()
+        .local_capacity(0)
+        .ttl(TTL)
+        .policy(HAIR_TRIGGER)
+        .build()
+        .unwrap();
+    assert_eq!(
+        closed.get(&k).await,
+        None,
+        "format 1 served after the window"
+    );
+    let stats = closed.stats();
+    assert_eq!(stats.freshness_misses.get(FreshnessKind::RetiredVersion), 1);
+    assert_eq!(stats.violations.total(), 0);
+    assert_eq!(stats.breaker_state, BreakerState::Closed);
+    assert!(reports.all().is_empty(), "reported");
+    assert_eq!(
+        store.get(&k.encode()).await.unwrap(),
+        Some(old.clone()),
+        "deleted"
+    );
+
+    // A load rewrites it in format 2, which both instances read.
+    let load = || async { Ok::<_, std::io::Error>(truth(&k)) };
+    assert_eq!(closed.get_or_load(&k, load).await.unwrap(), truth(&k));
+    let rewritten = store.get(&k.encode()).await.unwrap().unwrap();
+    assert_eq!(rewritten[4], 2, "rewritten in format 2");
+    assert_eq!(closed.get(&k).await, Some(truth(&k)));
+
+    // A forged format 1 value is a violation, window or not.
+    let mut forged = old.to_vec();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    store
+        .set(&k.encode(), Bytes::from(forged), None)
+        .await
+        .unwrap();
+    assert_eq!(closed.get(&k).await, None);
+    assert_eq!(
+        closed
+            .stats()
+            .violations
+            .get(scoped_cache::ViolationKind::BadTag),
+        1
+    );
+}
+
 #[test]
 fn two_namespace_types_with_one_name_on_one_client_is_a_build_error() {
     struct Alias;

@@ -1,6 +1,6 @@
 //! Instruction counts under callgrind (gungraun): the speed comparison CI can gate on.
 //!
-//! Four library benchmarks, each measured once under valgrind; fixtures are built by gungraun's
+//! Six library benchmarks, each measured once under valgrind; fixtures are built by gungraun's
 //! `setup` functions and dropped after the benchmark function returns, so neither is counted:
 //!
 //! - `local_hit`: [`GETS`] verified hits `LocalCache::get` over distinct keys of a cache filled
@@ -11,13 +11,17 @@
 //! - `hmac_sha256`: its irreducible part, the MAC the open verifies: a pre-keyed HMAC-SHA256
 //!   state cloned, fed the same bytes the envelope's tag covers (everything but the tag: header,
 //!   encoded key, payload length, payload) and compared with the tag in constant time, as the
-//!   crate's `src/mac.rs` does.
+//!   crate's `src/mac.rs` does, under the key format 2 derives for it;
+//! - `envelope_open.payload_16k` and `blake3_keyed.payload_16k`: the same at [`PAYLOAD_16K`]
+//!   bytes, whose MAC input is in format 2's keyed BLAKE3 class: one `Envelope::open`, and keyed
+//!   BLAKE3 of the bytes the tag covers under the derived key, compared with the tag.
 //!
 //! This file belongs to the `icount/` package, which depends on `scoped-cache` (`..`) with its
 //! default features, so what is measured is the build users ship. `.ci/icount` runs it with
 //! `--save-summary=json`; `icount-ratios` (`icount/src/main.rs`) reads each benchmark's
-//! instruction count (Ir) from gungraun's `summary.json` and fails when `local_hit ÷ dashmap_get`
-//! or `envelope_open ÷ hmac_sha256` passes its budget. Every benchmark returns what it read
+//! instruction count (Ir) from gungraun's `summary.json` and fails when `local_hit ÷ dashmap_get`,
+//! `envelope_open ÷ hmac_sha256` (1 KiB) or `envelope_open ÷ blake3_keyed` (16 KiB) passes its
+//! budget. Every benchmark returns what it read
 //! (values, fixture), so a get is counted from the call to the value in hand: dropping the values
 //! is not counted, on either side. Results and budgets: the repository's `BENCHMARKS.md`,
 //! "Instruction counts (CI check)".
@@ -60,6 +64,11 @@ const GETS: usize = ENTRIES;
 const VALUE_LEN: usize = 64;
 /// Payload of the envelope benchmark.
 const PAYLOAD_LEN: usize = 1024;
+/// Payload of the envelope benchmark in the keyed BLAKE3 class: a thumbnail.
+const PAYLOAD_16K: usize = 16 << 10;
+/// `docs/ENVELOPE.md` §3: the derived MAC keys of format 2.
+const HMAC_CONTEXT: &str = "scoped-cache 2026-12-02 envelope v2 HMAC-SHA256 key";
+const BLAKE3_CONTEXT: &str = "scoped-cache 2026-12-02 envelope v2 keyed BLAKE3 key";
 /// Seeds of the keys, values and order, and of aHash.
 const SEED: u64 = 0x5eed_cafe;
 const HASH_SEEDS: [u64; 4] = [1, 2, 3, 4];
@@ -217,16 +226,27 @@ struct EnvelopeFixture {
     now_ms: u64,
     /// Pre-keyed HMAC state, as the crate's `src/mac.rs` keeps it, for the reference benchmark.
     hmac: Hmac<Sha256>,
+    /// The keyed BLAKE3 key, for the reference benchmark of the 16 KiB class.
+    blake3_key: [u8; 32],
 }
 
 /// A `PAYLOAD_LEN`-byte random payload sealed for its key, checked to open.
 fn envelope_fixture() -> EnvelopeFixture {
+    envelope_fixture_of(PAYLOAD_LEN)
+}
+
+/// A `PAYLOAD_16K`-byte random payload sealed for its key, checked to open.
+fn envelope_fixture_16k() -> EnvelopeFixture {
+    envelope_fixture_of(PAYLOAD_16K)
+}
+
+fn envelope_fixture_of(payload_len: usize) -> EnvelopeFixture {
     let mut rng = SplitMix64(SEED);
     let ring = KeyRing::new(KeyId(1), &SECRET).expect("valid key ring");
     let key = BenchKey::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
     let envelope = Envelope::default();
     let (created_ms, now_ms) = (1_700_000_000_000, 1_700_000_001_000);
-    let payload = rng.bytes(PAYLOAD_LEN);
+    let payload = rng.bytes(payload_len);
     let sealed = envelope
         .seal(&key, &payload, created_ms, NEVER, &ring)
         .expect("payload within limits");
@@ -235,7 +255,8 @@ fn envelope_fixture() -> EnvelopeFixture {
         Ok(&payload[..]),
         "opens for its own key"
     );
-    let hmac = Hmac::<Sha256>::new_from_slice(&SECRET).expect("HMAC takes any key length");
+    let hmac = Hmac::<Sha256>::new_from_slice(&blake3::derive_key(HMAC_CONTEXT, &SECRET))
+        .expect("HMAC takes any key length");
     EnvelopeFixture {
         envelope,
         ring,
@@ -243,12 +264,14 @@ fn envelope_fixture() -> EnvelopeFixture {
         sealed,
         now_ms,
         hmac,
+        blake3_key: blake3::derive_key(BLAKE3_CONTEXT, &SECRET),
     }
 }
 
 // One `Envelope::open` (parse, MAC check, key, schema and expiry checks, payload slice).
 #[library_benchmark]
 #[bench::payload_1k(setup = envelope_fixture)]
+#[bench::payload_16k(setup = envelope_fixture_16k)]
 fn envelope_open(fixture: EnvelopeFixture) -> (EnvelopeFixture, Option<Bytes>) {
     let opened = fixture
         .envelope
@@ -274,9 +297,20 @@ fn hmac_sha256(fixture: EnvelopeFixture) -> (EnvelopeFixture, bool) {
     (fixture, valid)
 }
 
+// Keyed BLAKE3 verification of exactly the bytes `envelope_open.payload_16k` authenticates.
+#[library_benchmark]
+#[bench::payload_16k(setup = envelope_fixture_16k)]
+fn blake3_keyed(fixture: EnvelopeFixture) -> (EnvelopeFixture, bool) {
+    let sealed = black_box(&fixture.sealed[..]);
+    let (signed, tag) = sealed.split_at(sealed.len() - 32);
+    let tag: [u8; 32] = tag.try_into().expect("a 32-byte tag");
+    let valid = blake3::keyed_hash(&fixture.blake3_key, signed) == blake3::Hash::from_bytes(tag);
+    (fixture, valid)
+}
+
 library_benchmark_group!(
     name = icount;
-    benchmarks = local_hit, dashmap_get, envelope_open, hmac_sha256
+    benchmarks = local_hit, dashmap_get, envelope_open, hmac_sha256, blake3_keyed
 );
 
 main!(

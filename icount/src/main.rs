@@ -1,19 +1,20 @@
 //! `icount-ratios`: the check step of `.ci/icount`.
 //!
 //! Reads the instruction count (Ir) of each benchmark of `benches/icount.rs` from the
-//! `summary.json` files gungraun writes with `--save-summary=json`, and checks two ratios, each
+//! `summary.json` files gungraun writes with `--save-summary=json`, and checks three ratios, each
 //! against its budget:
 //!
 //! - L1: `local_hit` (verified `LocalCache::get` hits) ÷ `dashmap_get` (raw `DashMap` gets), both
 //!   shown per get;
-//! - envelope: `envelope_open` (one `Envelope::open` of 1 KiB) ÷ `hmac_sha256` (the MAC it verifies).
+//! - envelope: `envelope_open` (one `Envelope::open` of 1 KiB) ÷ `hmac_sha256` (the MAC it verifies);
+//! - envelope 16K: `envelope_open` of 16 KiB ÷ `blake3_keyed` (the MAC it verifies).
 //!
 //! ```text
-//! icount-ratios SUMMARY_DIR GETS_PER_CALL BUDGET_L1 BUDGET_ENVELOPE
+//! icount-ratios SUMMARY_DIR GETS_PER_CALL BUDGET_L1 BUDGET_ENVELOPE BUDGET_ENVELOPE_16K
 //! ```
 //!
 //! `SUMMARY_DIR` holds one directory per benchmark (`local_hit.gets_1000/summary.json`, …).
-//! Exit status: 0 when both ratios are within budget, 1 when one is over, 2 on bad arguments or a
+//! Exit status: 0 when every ratio is within budget, 1 when one is over, 2 on bad arguments or a
 //! missing or unexpected summary. The budgets themselves are set in `.ci/icount`.
 
 use serde_json::Value;
@@ -28,8 +29,11 @@ const LOCAL_HIT: &str = "local_hit.gets_1000";
 const DASHMAP_GET: &str = "dashmap_get.gets_1000";
 const ENVELOPE_OPEN: &str = "envelope_open.payload_1k";
 const HMAC_SHA256: &str = "hmac_sha256.payload_1k";
+const ENVELOPE_OPEN_16K: &str = "envelope_open.payload_16k";
+const BLAKE3_KEYED_16K: &str = "blake3_keyed.payload_16k";
 
-const USAGE: &str = "usage: icount-ratios SUMMARY_DIR GETS_PER_CALL BUDGET_L1 BUDGET_ENVELOPE";
+const USAGE: &str =
+    "usage: icount-ratios SUMMARY_DIR GETS_PER_CALL BUDGET_L1 BUDGET_ENVELOPE BUDGET_ENVELOPE_16K";
 
 /// The total Ir of callgrind's profile in `SUMMARY_DIR/<bench>/summary.json`.
 fn instruction_count(summary_dir: &Path, bench: &str) -> Result<u64, String> {
@@ -96,23 +100,46 @@ fn check(label: &str, ours: &Measured, floor: &Measured, budget: f64) -> bool {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [summary_dir, gets_per_call, budget_l1, budget_envelope] = &args[..] else {
+    let [
+        summary_dir,
+        gets_per_call,
+        budget_l1,
+        budget_envelope,
+        budget_envelope_16k,
+    ] = &args[..]
+    else {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    let (Ok(gets_per_call), Ok(budget_l1), Ok(budget_envelope)) = (
+    let (Ok(gets_per_call), Ok(budget_l1), Ok(budget_envelope), Ok(budget_envelope_16k)) = (
         gets_per_call.parse::<u64>(),
         budget_l1.parse::<f64>(),
         budget_envelope.parse::<f64>(),
+        budget_envelope_16k.parse::<f64>(),
     ) else {
         eprintln!("icount-ratios: GETS_PER_CALL must be an integer, the budgets numbers\n{USAGE}");
         return ExitCode::from(2);
     };
 
     let summary_dir = Path::new(summary_dir);
-    let counts = [LOCAL_HIT, DASHMAP_GET, ENVELOPE_OPEN, HMAC_SHA256]
-        .map(|bench| instruction_count(summary_dir, bench));
-    let [Ok(local_hit), Ok(dashmap_get), Ok(open), Ok(hmac)] = counts else {
+    let counts = [
+        LOCAL_HIT,
+        DASHMAP_GET,
+        ENVELOPE_OPEN,
+        HMAC_SHA256,
+        ENVELOPE_OPEN_16K,
+        BLAKE3_KEYED_16K,
+    ]
+    .map(|bench| instruction_count(summary_dir, bench));
+    let [
+        Ok(local_hit),
+        Ok(dashmap_get),
+        Ok(open),
+        Ok(hmac),
+        Ok(open_16k),
+        Ok(blake3_16k),
+    ] = counts
+    else {
         for error in counts.iter().filter_map(|count| count.as_ref().err()) {
             eprintln!("icount-ratios: {error}");
         }
@@ -141,7 +168,13 @@ fn main() -> ExitCode {
         &single("hmac_sha256", hmac),
         budget_envelope,
     );
-    if l1_ok && envelope_ok {
+    let envelope_16k_ok = check(
+        "envelope open 16K",
+        &single("envelope_open", open_16k),
+        &single("blake3_keyed", blake3_16k),
+        budget_envelope_16k,
+    );
+    if l1_ok && envelope_ok && envelope_16k_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -5,6 +5,7 @@ use super::{Cache, FailSafe, Inner};
 use crate::breaker::{Breaker, BreakerScope, BreakerState};
 use crate::bus::CoherentTier;
 use crate::clock::{expiry_margin, validate_ttl};
+use crate::envelope::Sealing;
 use crate::error::BuildError;
 use crate::found::FreshFor;
 use crate::limiter::LoadLimiter;
@@ -148,6 +149,7 @@ pub struct CacheBuilder<N: Namespace> {
     /// Loads in flight and queued at most.
     max_loads: Option<(usize, usize)>,
     max_wait: Option<Duration>,
+    sealing: Sealing,
     namespace: std::marker::PhantomData<fn() -> N>,
 }
 
@@ -162,6 +164,7 @@ impl<N: Namespace> CacheBuilder<N> {
             fail_safe: FailSafe::default(),
             max_loads: None,
             max_wait: None,
+            sealing: Sealing::Authenticated,
             namespace: std::marker::PhantomData,
         }
     }
@@ -264,6 +267,47 @@ impl<N: Namespace> CacheBuilder<N> {
     /// [`Cache::get_or_refresh_within`] sets it per call.
     pub fn max_wait(mut self, wait: Duration) -> Self {
         self.max_wait = Some(wait);
+        self
+    }
+
+    /// How this namespace's values are sealed in the remote tier (default
+    /// [`Sealing::Authenticated`]): [`Sealing::Encrypted`] keeps payloads confidential from
+    /// whoever can read the store, for one extra pass over the bytes and 8 bytes per value.
+    /// Values are read in either form, so a namespace can switch without losing its entries;
+    /// without a remote tier it changes nothing. See `docs/ENVELOPE.md` for what encryption
+    /// protects and what it does not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use scoped_cache::{Client, DeviceId, Key, KeyId, KeyRing, MemoryStore, Namespace, RawBytes, TenantId};
+    /// use scoped_cache::envelope::Sealing;
+    /// use scoped_cache::store::RemoteStore;
+    /// use std::sync::Arc;
+    /// # struct Thumbnails;
+    /// # impl Namespace for Thumbnails {
+    /// #     const NAME: &'static str = "thumb";
+    /// #     const SCHEMA: u16 = 1;
+    /// #     type Item = u64;
+    /// #     type Value = bytes::Bytes;
+    /// #     type Codec = RawBytes;
+    /// # }
+    /// # pollster::block_on(async {
+    /// let store = Arc::new(MemoryStore::default());
+    /// let client = Client::builder()
+    ///     .key_ring(KeyRing::new(KeyId(1), &[42; 32])?)
+    ///     .remote_shared(store.clone())
+    ///     .build()?;
+    /// let thumbs = client.cache::<Thumbnails>().sealing(Sealing::Encrypted).build()?;
+    /// let key = Key::<Thumbnails>::new(TenantId::from_u64(42), DeviceId::from_u64(7), 9);
+    /// thumbs.insert(&key, bytes::Bytes::from_static(b"a private jpeg")).await?;
+    /// let stored = store.get(&key.encode()).await?.expect("stored");
+    /// assert!(!stored.windows(14).any(|w| w == b"a private jpeg")); // the store sees ciphertext
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn sealing(mut self, sealing: Sealing) -> Self {
+        self.sealing = sealing;
         self
     }
 
@@ -380,6 +424,7 @@ impl<N: Namespace> CacheBuilder<N> {
                 flights: crate::sync::Arc::new(LoadFlights::<N>::default()),
                 counters: Counters::default(),
                 coherence,
+                sealing: self.sealing,
             }),
         };
         if let Some(coherence) = &cache.inner.coherence {

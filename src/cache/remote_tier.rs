@@ -194,7 +194,7 @@ impl<N: Namespace> Cache<N> {
         let payload = N::Codec::encode(value)?;
         let encoded = key.encode();
         let expires_ms = deadline(now_ms, inner.lifetime);
-        let sealed = remote.envelope.seal_encoded(
+        let sealed = remote.envelope.with_sealing(inner.sealing).seal_encoded(
             N::SCHEMA,
             &encoded,
             &payload,
