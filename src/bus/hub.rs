@@ -2,13 +2,14 @@
 //! received message, connect and disconnect means for the coherent caches of the client.
 
 use super::message::{self, Message, Scope};
-use super::{BusReceiver, BusStats, BusTransport, lock};
+use super::{BusReceiver, BusStats, BusTransport};
 use crate::clock::Clock;
 use crate::keyring::KeyRing;
 use crate::store::StoreError;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+// The crate's primitives, so that a loom model sees the bus's side of the fail-closed rule.
+use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, lock};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// A coherent cache, as the hub sees it.
