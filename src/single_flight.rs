@@ -66,9 +66,26 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
         }
     }
 
-    /// Whether a flight of `key` is in progress.
-    pub(crate) fn in_progress(&self, key: &K) -> bool {
-        lock(&self.map).contains_key(key)
+    /// Marks every flight still loading whose key `revoked` names stale (its leader will not
+    /// store), as [`invalidate`](Self::invalidate) does for one key.
+    pub(crate) fn invalidate_where(&self, revoked: impl Fn(&K) -> bool) {
+        let map = lock(&self.map);
+        for (key, flight) in map.iter() {
+            if revoked(key) {
+                let mut state = lock(&flight.state);
+                if let State::Loading { stale } = &mut *state {
+                    *stale = true;
+                }
+            }
+        }
+    }
+
+    /// Whether `key`'s flight in progress was marked stale: what it loads may predate a
+    /// change, and a caller should not wait for it.
+    pub(crate) fn is_stale(&self, key: &K) -> bool {
+        let map = lock(&self.map);
+        map.get(key)
+            .is_some_and(|flight| matches!(*lock(&flight.state), State::Loading { stale: true }))
     }
 
     /// Leads a new flight for `key`, or joins the one in progress. The leader owns its part

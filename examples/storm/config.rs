@@ -1,6 +1,8 @@
 //! The run's parameters: the storm's flags, with their defaults and help.
 
-use crate::flags::{duration, number, positive, positive_duration, rate, slow_window, window};
+use crate::flags::{
+    duration, every_for, number, positive, positive_duration, rate, slow_window, window,
+};
 use crate::population::Population;
 use clap::{Parser, ValueEnum};
 use scoped_cache::Policy;
@@ -127,6 +129,10 @@ pub struct Config {
     /// from then its old owner must be served nothing of it (makes the namespace coherent)
     #[arg(long, value_name = "R", default_value = "0", value_parser = rate)]
     pub transfers: f64,
+    /// Cut one instance's bus subscription (in turn) every EVERY for FOR (e.g. 500ms+50ms):
+    /// it must serve nothing from its in-process tier meanwhile, and drop it when back
+    #[arg(long, value_name = "EVERY+FOR", value_parser = every_for)]
+    pub bus_cuts: Option<(Duration, Duration)>,
     /// Also run the storm through a naive unverified cache
     #[arg(long)]
     pub baseline_unverified: bool,
@@ -286,7 +292,7 @@ impl Config {
 
     /// Whether the run is a fleet: several instances, or transfers, under `Policy::Coherent`.
     pub fn fleet(&self) -> bool {
-        self.instances > 1 || self.transfers > 0.0
+        self.instances > 1 || self.transfers > 0.0 || self.bus_cuts.is_some()
     }
 
     /// Whether reads go through `get_or_refresh` (fail-safe, refresh-ahead or a deadline)

@@ -58,10 +58,12 @@ fn check(config: &Config) -> Result<(), String> {
         return Err("--soft-timeout needs --stale-for (it answers with a stale value)".into());
     }
     if config.fleet() && config.policy != PolicyChoice::Cache {
-        return Err("--instances and --transfers run the coherent policy; drop --policy".into());
+        return Err(
+            "--instances, --transfers and --bus-cuts run the coherent policy; drop --policy".into(),
+        );
     }
     if config.fleet() && config.baseline_unverified {
-        return Err("--baseline-unverified runs one naive instance; drop it with --instances or --transfers".into());
+        return Err("--baseline-unverified runs one naive instance; drop it with --instances, --transfers or --bus-cuts".into());
     }
     Ok(())
 }
@@ -120,6 +122,18 @@ pub fn window(text: &str) -> Result<Window, String> {
         at: duration(at)?,
         length: positive_duration(length)?,
     })
+}
+
+/// A period and a length, `EVERY+FOR` (e.g. `500ms+50ms`), the length shorter.
+pub fn every_for(text: &str) -> Result<(Duration, Duration), String> {
+    let (every, length) = text
+        .split_once('+')
+        .ok_or_else(|| "write EVERY+FOR, e.g. 500ms+50ms".to_owned())?;
+    let (every, length) = (positive_duration(every)?, positive_duration(length)?);
+    if length >= every {
+        return Err("FOR must be shorter than EVERY".into());
+    }
+    Ok((every, length))
 }
 
 /// A stretch of the run and a latency, `AT+FOR@LATENCY` (e.g. `8s+5s@2s`).

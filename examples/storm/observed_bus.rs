@@ -1,18 +1,22 @@
 //! The fleet's bus, observed: when each invalidation was published and when each instance
 //! received it, for the invalidation lag and for judging what an instance served after a
-//! transfer.
+//! transfer; and cut (`--bus-cuts`): an instance's subscription drops for a while, as a
+//! network bus's does, and the instance is told so.
 
 use bytes::Bytes;
 use scoped_cache::bus::{self, BusReceiver, BusTransport};
 use scoped_cache::store::StoreFuture;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What every instance's [`ObservedBus`] saw.
 #[derive(Default)]
 pub struct BusLog {
     inner: Mutex<Log>,
+    /// Each instance's end of the bus, by instance.
+    receivers: Mutex<Vec<Arc<ObservedReceiver>>>,
 }
 
 #[derive(Default)]
@@ -37,6 +41,23 @@ impl BusLog {
     /// How many invalidations were published so far.
     pub fn published(&self) -> usize {
         self.lock().published.len()
+    }
+
+    /// Cuts instance `instance`'s subscription for `length`: it is told at once, hears nothing
+    /// meanwhile, then is told it is subscribed again.
+    pub async fn cut(&self, instance: usize, length: Duration) {
+        let receiver = {
+            let receivers = self.receivers.lock().unwrap_or_else(|e| e.into_inner());
+            receivers.iter().find(|r| r.instance == instance).cloned()
+        };
+        let Some(receiver) = receiver else {
+            return;
+        };
+        receiver.down.store(true, Ordering::SeqCst);
+        receiver.inner.disconnected();
+        tokio::time::sleep(length).await;
+        receiver.down.store(false, Ordering::SeqCst);
+        receiver.inner.connected();
     }
 
     /// Invalidation `index` (in publishing order).
@@ -74,11 +95,16 @@ impl BusTransport for ObservedBus {
     }
 
     fn subscribe(&self, receiver: Arc<dyn BusReceiver>) {
-        self.inner.subscribe(Arc::new(ObservedReceiver {
+        let observed = Arc::new(ObservedReceiver {
             inner: receiver,
             instance: self.instance,
             log: Arc::clone(&self.log),
-        }));
+            down: AtomicBool::new(false),
+        });
+        let mut receivers = self.log.receivers.lock().unwrap_or_else(|e| e.into_inner());
+        receivers.push(Arc::clone(&observed));
+        drop(receivers);
+        self.inner.subscribe(observed);
     }
 
     fn heartbeat(&self) -> Option<std::time::Duration> {
@@ -90,14 +116,21 @@ struct ObservedReceiver {
     inner: Arc<dyn BusReceiver>,
     instance: usize,
     log: Arc<BusLog>,
+    /// Cut: what arrives is lost.
+    down: AtomicBool,
 }
 
 impl BusReceiver for ObservedReceiver {
     fn connected(&self) {
-        self.inner.connected();
+        if !self.down.load(Ordering::SeqCst) {
+            self.inner.connected();
+        }
     }
 
     fn message(&self, message: &[u8]) {
+        if self.down.load(Ordering::SeqCst) {
+            return;
+        }
         self.inner.message(message);
         // Received once the instance has applied it.
         if bus::is_invalidation(message) {

@@ -9,7 +9,7 @@ use crate::measured::FleetMeasured;
 use crate::measured::{CacheCounts, Measured};
 use crate::naive_cache::NaiveCache;
 use crate::namespace::{Thumbnails, key_ring};
-use crate::observed_bus::ObservedBus;
+use crate::observed_bus::{BusLog, ObservedBus};
 use crate::origin::Origin;
 use crate::origin::OriginDown;
 use crate::population::Population;
@@ -317,17 +317,32 @@ pub async fn run(
     let prepared = preparing.elapsed();
     let started = *run.started.get_or_init(Instant::now);
     origin.release(started);
-    let mover = match (&transfers, &fleet, &run.path) {
-        (Some(transfers), Some(fleet), Path::Verified(caches)) => {
-            let mut state = config.seed ^ 0x7472_616e_7366_6572; // "transfer"
-            let pick = move |devices: u64| splitmix64(&mut state) % devices;
-            let task = Arc::clone(transfers).run(
-                config.transfers,
-                caches.clone(),
-                Arc::clone(&fleet.log),
-                pick,
-            );
-            Some(on_own_thread(task)?)
+    let mover = match (&fleet, &run.path) {
+        (Some(fleet), Path::Verified(caches)) => {
+            let moves = transfers.as_ref().map(|transfers| {
+                let mut state = config.seed ^ 0x7472_616e_7366_6572; // "transfer"
+                let pick = move |devices: u64| splitmix64(&mut state) % devices;
+                let log = Arc::clone(&fleet.log);
+                Arc::clone(transfers).run(config.transfers, caches.clone(), log, pick)
+            });
+            let cuts = config.bus_cuts.map(|every_for| {
+                let log = Arc::clone(&fleet.log);
+                cut_in_turn(log, caches.len(), every_for)
+            });
+            let admin = async move {
+                let moves = async move {
+                    if let Some(moves) = moves {
+                        moves.await;
+                    }
+                };
+                let cuts = async move {
+                    if let Some(cuts) = cuts {
+                        cuts.await;
+                    }
+                };
+                tokio::join!(moves, cuts);
+            };
+            Some(on_own_thread(admin)?)
         }
         _ => None,
     };
@@ -453,6 +468,14 @@ pub async fn run(
         violation_check,
         fleet,
     })
+}
+
+/// `--bus-cuts EVERY+FOR`: cuts the instances' subscriptions in turn until aborted.
+async fn cut_in_turn(log: Arc<BusLog>, instances: usize, (every, length): (Duration, Duration)) {
+    for turn in 0.. {
+        tokio::time::sleep(every - length).await;
+        log.cut(turn % instances, length).await;
+    }
 }
 
 /// Runs `task` on a thread and runtime of its own until told to stop: the transfers are the

@@ -118,22 +118,22 @@ impl<N: Namespace> Cache<N> {
             .map_or(0, |coherence| coherence.hub.generation())
     }
 
-    /// Whether a caller of `key` must load alone, joining no flight and storing nothing: its
-    /// key, device or tenant was revoked here within the clock-skew allowance, or a flight of
-    /// it is in progress and one was revoked since that flight may have begun. A load in
-    /// flight may have read the source of truth before the revocation.
+    /// Whether a caller of `key` must load alone, joining no flight and storing nothing: the
+    /// bus is not listening (nothing in-process is shared then, loads in flight included), its
+    /// key, device or tenant was revoked here within the clock-skew allowance, or its flight in
+    /// progress began before a revocation or a flush of the tier. A load in flight may have
+    /// read the source of truth before the revocation.
     pub(super) fn must_load_alone(&self, key: &Key<N>) -> bool {
         let Some(coherence) = &self.inner.coherence else {
             return false;
         };
-        let recent = lock(&coherence.recent);
-        if recent.is_empty() {
-            return false;
+        if !coherence.hub.is_serving() || self.inner.flights.is_stale(key) {
+            return true;
         }
+        let recent = lock(&coherence.recent);
         let now_ms = self.inner.shared.clock.now_ms();
         let since = now_ms.saturating_sub(coherence.window_ms);
         revoked_after(&recent, key, since, 0)
-            || (revoked_after(&recent, key, 0, 0) && self.inner.flights.in_progress(key))
     }
 
     /// Removes every value of `tenant` in this namespace, on every instance: see
@@ -368,11 +368,14 @@ impl<N: Namespace> CoherentTier for Inner<N> {
                 }
             }
             Scope::Device { owner, .. } => {
+                self.flights.invalidate_where(|key| key.owner() == owner);
                 if let Some(local) = &self.local {
                     local.remove_owner(&owner.tenant, Some(&owner.device));
                 }
             }
             Scope::Tenant { tenant, .. } => {
+                self.flights
+                    .invalidate_where(|key| key.owner().tenant == *tenant);
                 if let Some(local) = &self.local {
                     local.remove_owner(tenant, None);
                 }
@@ -385,6 +388,8 @@ impl<N: Namespace> CoherentTier for Inner<N> {
             return;
         };
         let _recent = lock(&coherence.recent);
+        // Loads in flight may have read what a missed revocation changed.
+        self.flights.invalidate_where(|_| true);
         if let Some(local) = &self.local {
             local.clear();
         }
