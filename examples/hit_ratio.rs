@@ -190,7 +190,7 @@ fn main() -> ExitCode {
                 let started = Instant::now();
                 let hits = runs[policy]();
                 timings += &format!(
-                    " {} {:.1} s,",
+                    " {} {:.3} s,",
                     POLICIES[policy],
                     started.elapsed().as_secs_f64()
                 );

@@ -262,30 +262,29 @@ where
     }
 
     /// Decides the fate of a popped record; called with its policy shard locked.
+    ///
+    /// One probe of the map: the decision is taken under the shard's write lock that removes
+    /// the entry when it is evicted (a referenced entry only has its frequency lowered).
     fn visit(&self, record: &s3fifo::Record<K>, force: bool, now_ms: impl Fn() -> u64) -> Visit {
-        let decision = self.map.view(&record.key, |_, slot| {
+        let mut visit = Visit::Stale;
+        let evicted = self.map.remove_if(&record.key, |_, slot| {
             if slot.id != record.id {
-                return Visit::Stale;
+                return false;
             }
             let expired = is_expired(slot.expires_ms, &now_ms);
             let freq = slot.freq.load(Ordering::Relaxed);
             if !expired && !force && freq > 0 {
                 slot.freq.store(freq - 1, Ordering::Relaxed);
-                return Visit::Referenced;
+                visit = Visit::Referenced;
+                return false;
             }
-            Visit::Evicted { expired }
+            visit = Visit::Evicted { expired };
+            true
         });
-        let expired = match decision {
-            None | Some(Visit::Stale) => return Visit::Stale,
-            Some(Visit::Referenced) => return Visit::Referenced,
-            Some(Visit::Evicted { expired }) => expired,
-        };
-        match self
-            .map
-            .remove_if(&record.key, |_, slot| slot.id == record.id)
-        {
-            Some(_) => Visit::Evicted { expired },
-            None => Visit::Stale,
+        match (evicted, visit) {
+            (Some(_), evicted @ Visit::Evicted { .. }) => evicted,
+            (None, Visit::Referenced) => Visit::Referenced,
+            _ => Visit::Stale,
         }
     }
 

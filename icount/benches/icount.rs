@@ -7,6 +7,13 @@
 //!   with [`ENTRIES`] entries (seeded `ahash::RandomState`, no TTL, capacity 2 × entries);
 //! - `dashmap_get`: the same keys, values, hasher and order in a raw
 //!   `DashMap<Key<N>, Bytes, ahash::RandomState>`, `get(..).map(|v| v.clone())`;
+//! - `local_insert_full`: [`INSERTS`] `LocalCache::insert`s of new keys into a cache of
+//!   [`ENTRIES`] entries already full of other keys (capacity [`ENTRIES`], no TTL, no reads; filled,
+//!   then every entry replaced once by more new keys, so the policy's queues and ghost are at their
+//!   steady size), so every insert admits its key and evicts one;
+//! - `quick_cache_insert_full`: the same keys, values, hasher and order into a
+//!   `quick_cache::sync::Cache<Key<N>, Bytes, _, ahash::RandomState>` of the same capacity, filled
+//!   the same way;
 //! - `envelope_open`: one `Envelope::open` of a sealed [`PAYLOAD_LEN`]-byte value for its key;
 //! - `hmac_sha256`: its irreducible part, the MAC the open verifies: a pre-keyed HMAC-SHA256
 //!   state cloned, fed the same bytes the envelope's tag covers (everything but the tag: header,
@@ -20,7 +27,8 @@
 //! default features, so what is measured is the build users ship. `.ci/icount` runs it with
 //! `--save-summary=json`; `icount-ratios` (`icount/src/main.rs`) reads each benchmark's
 //! instruction count (Ir) from gungraun's `summary.json` and fails when `local_hit ÷ dashmap_get`,
-//! `envelope_open ÷ hmac_sha256` (1 KiB) or `envelope_open ÷ blake3_keyed` (16 KiB) passes its
+//! `local_insert_full ÷ quick_cache_insert_full`, `envelope_open ÷ hmac_sha256` (1 KiB) or
+//! `envelope_open ÷ blake3_keyed` (16 KiB) passes its
 //! budget. Every benchmark returns what it read
 //! (values, fixture), so a get is counted from the call to the value in hand: dropping the values
 //! is not counted, on either side. Results and budgets: the repository's `BENCHMARKS.md`,
@@ -60,6 +68,9 @@ const ENTRIES: usize = 1_000;
 /// Gets per benchmark call: every key once, in a seeded random order. `.ci/icount` passes it to
 /// `icount-ratios`, which divides by it.
 const GETS: usize = ENTRIES;
+/// Inserts of new keys per insert benchmark call, each into a full cache. `.ci/icount` passes
+/// it to `icount-ratios` as well.
+const INSERTS: usize = ENTRIES;
 /// Size of each in-process value.
 const VALUE_LEN: usize = 64;
 /// Payload of the envelope benchmark.
@@ -218,6 +229,124 @@ fn dashmap_get(fixture: DashMapFixture) -> (DashMapFixture, Vec<Option<Bytes>>) 
     (fixture, out)
 }
 
+/// The keys of a full cache in its steady state: `resident` fill it, `warm_up` then replace them
+/// (so the policy's queues and ghost have reached their size), and `new_keys` are the measured
+/// inserts. All distinct (random 64-bit tenant, device and item), with their values.
+struct InsertWorkload {
+    resident: Workload,
+    warm_up: Vec<(BenchKey, Bytes)>,
+    new_keys: Vec<(BenchKey, Bytes)>,
+}
+
+impl InsertWorkload {
+    fn new() -> Self {
+        let resident = Workload::new();
+        let mut rng = SplitMix64(!SEED);
+        let mut entry = || {
+            let key = Key::new(
+                TenantId::from_u64(rng.next()),
+                DeviceId::from_u64(rng.next()),
+                rng.next(),
+            );
+            let value = Bytes::from(rng.bytes(VALUE_LEN));
+            // A `Bytes` made from a `Vec` allocates on its first clone; clone it here, so that
+            // the measured clone only counts a reference, on both sides alike.
+            drop(value.clone());
+            (key, value)
+        };
+        let warm_up = (0..ENTRIES).map(|_| entry()).collect();
+        let new_keys = (0..INSERTS).map(|_| entry()).collect();
+        Self {
+            resident,
+            warm_up,
+            new_keys,
+        }
+    }
+}
+
+struct LocalFullFixture {
+    cache: LocalCache<Thumbs>,
+    workload: InsertWorkload,
+}
+
+/// A `LocalCache` of `ENTRIES` entries, full.
+fn local_full_fixture() -> LocalFullFixture {
+    let workload = InsertWorkload::new();
+    let cache = LocalCache::<Thumbs>::builder()
+        .max_entries(ENTRIES as u64)
+        .hasher(hasher())
+        .build()
+        .expect("valid cache");
+    let resident = &workload.resident;
+    for (key, value) in resident.keys.iter().zip(&resident.values) {
+        assert!(cache.insert(key, value.clone()), "insert fits");
+    }
+    assert_eq!(cache.len(), ENTRIES, "full");
+    for (key, value) in &workload.warm_up {
+        assert!(cache.insert(key, value.clone()), "insert fits");
+    }
+    LocalFullFixture { cache, workload }
+}
+
+type QuickCache = quick_cache::sync::Cache<
+    BenchKey,
+    Bytes,
+    quick_cache::UnitWeighter,
+    ahash::RandomState,
+    quick_cache::sync::DefaultLifecycle<BenchKey, Bytes>,
+>;
+
+struct QuickFullFixture {
+    cache: QuickCache,
+    workload: InsertWorkload,
+}
+
+/// A quick_cache cache of `ENTRIES` entries, full of the same keys.
+fn quick_full_fixture() -> QuickFullFixture {
+    let workload = InsertWorkload::new();
+    let cache = QuickCache::with(
+        ENTRIES,
+        ENTRIES as u64,
+        quick_cache::UnitWeighter,
+        hasher(),
+        quick_cache::sync::DefaultLifecycle::default(),
+    );
+    let resident = &workload.resident;
+    for (key, value) in resident.keys.iter().zip(&resident.values) {
+        cache.insert(key.clone(), value.clone());
+    }
+    // quick_cache splits its capacity into shards, each full once it holds its share: some
+    // evict before the whole cache holds `ENTRIES`.
+    assert!(cache.len() > ENTRIES * 9 / 10, "full");
+    for (key, value) in &workload.warm_up {
+        cache.insert(key.clone(), value.clone());
+    }
+    QuickFullFixture { cache, workload }
+}
+
+// `INSERTS` inserts of new keys into a full `LocalCache`: admission, eviction, ghost.
+#[library_benchmark]
+#[bench::inserts_1000(setup = local_full_fixture)]
+fn local_insert_full(fixture: LocalFullFixture) -> (LocalFullFixture, usize) {
+    let workload = &fixture.workload;
+    let mut stored = 0;
+    for (key, value) in &workload.new_keys {
+        stored += usize::from(fixture.cache.insert(black_box(key), value.clone()));
+    }
+    (fixture, stored)
+}
+
+// The same inserts into a full quick_cache cache, the floor `local_insert_full` is compared with.
+#[library_benchmark]
+#[bench::inserts_1000(setup = quick_full_fixture)]
+fn quick_cache_insert_full(fixture: QuickFullFixture) -> QuickFullFixture {
+    let workload = &fixture.workload;
+    for (key, value) in &workload.new_keys {
+        fixture.cache.insert(black_box(key).clone(), value.clone());
+    }
+    fixture
+}
+
 struct EnvelopeFixture {
     envelope: Envelope,
     ring: KeyRing,
@@ -310,7 +439,8 @@ fn blake3_keyed(fixture: EnvelopeFixture) -> (EnvelopeFixture, bool) {
 
 library_benchmark_group!(
     name = icount;
-    benchmarks = local_hit, dashmap_get, envelope_open, hmac_sha256, blake3_keyed
+    benchmarks = local_hit, dashmap_get, local_insert_full, quick_cache_insert_full, envelope_open,
+        hmac_sha256, blake3_keyed
 );
 
 main!(

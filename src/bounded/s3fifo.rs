@@ -12,6 +12,7 @@
 //! record behind, recognised by its id and skipped.
 
 use nohash_hasher::BuildNoHashHasher;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 
 /// One queued entry.
@@ -199,10 +200,11 @@ impl Ghost {
     }
 
     fn release(&mut self, hash: u64) {
-        if let Some(count) = self.counts.get_mut(&hash) {
-            *count -= 1;
-            if *count == 0 {
-                self.counts.remove(&hash);
+        // One probe for the lookup and the removal.
+        if let Entry::Occupied(mut count) = self.counts.entry(hash) {
+            *count.get_mut() -= 1;
+            if *count.get() == 0 {
+                count.remove();
             }
         }
     }
