@@ -52,6 +52,17 @@
 //! the breaker was open, one per key at a time). A second load of a key within one fill is a
 //! double load that single-flight should have prevented (`reloads_unexplained`, expected 0).
 //!
+//! **The fleet.** `--instances N` runs N clients, each with its own in-process tier, on one
+//! store and one invalidation bus (`MemoryBus`, or `RedisBus` with a `redis://` backend), the
+//! namespace coherent; requests go to the instances in turn. `--transfers R` moves R cameras a
+//! second to another tenant on a thread of its own: the origin refuses the old owner from the
+//! moment a move starts (a load that began before returns the old thumbnail, as a real one
+//! would), then one instance's `invalidate_device` runs; a value of the camera served to its old
+//! owner by a read that started after that returned, and after the bus reached the serving
+//! instance (or while it was not listening), counts in `served_after_revocation` and fails the
+//! run. `--bus-cuts EVERY+FOR` cuts the instances' subscriptions in turn. `observed_bus` logs
+//! when each invalidation was published and received, for the lag and the judgement.
+//!
 //! **The baseline.** `--baseline-unverified` runs the same storm again through a naive cache
 //! built here: a plain `quick_cache` L1 keyed by the key bytes, the payload cut out of the
 //! envelope read from the store without any check, no single-flight. It reports how many wrong
