@@ -367,6 +367,17 @@ fn held_load(
     (read, load)
 }
 
+/// Lets a held load start, revokes device 7 of tenant 1 on `revoking`, and waits well past
+/// the 10 ms clock-skew allowance.
+async fn revoke_device_1_7_while_loading(revoking: &Cache<Relations>) {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    revoking
+        .invalidate_device(&TenantId::from_u64(1), &DeviceId::from_u64(7))
+        .await
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
 /// A load that read the source of truth before a device was revoked, and ends well after the
 /// revocation (past the clock-skew allowance): what it stores is as old as its read, so no
 /// instance serves it.
@@ -378,12 +389,7 @@ async fn a_load_that_read_before_a_revocation_stores_nothing_servable_however_lo
     let (_c, reading) = quick_instance(&store, &bus);
     let key = key(1, 7, 0);
     let (read, load) = held_load(&loading, &key, b"yes, before the move");
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    revoking
-        .invalidate_device(&TenantId::from_u64(1), &DeviceId::from_u64(7))
-        .await
-        .unwrap_or_else(|e| unreachable!("{e}"));
-    tokio::time::sleep(Duration::from_millis(100)).await; // well past the allowance
+    revoke_device_1_7_while_loading(&revoking).await;
     let _ = read.send(());
     let loaded = load.await.unwrap_or_else(|e| unreachable!("{e}"));
     assert!(
@@ -407,12 +413,7 @@ async fn a_caller_after_a_revocation_does_not_join_a_load_that_began_before_it()
     let (_b, revoking) = quick_instance(&store, &bus);
     let key = key(1, 7, 0);
     let (read, load) = held_load(&loading, &key, b"yes, before the move");
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    revoking
-        .invalidate_device(&TenantId::from_u64(1), &DeviceId::from_u64(7))
-        .await
-        .unwrap_or_else(|e| unreachable!("{e}"));
-    tokio::time::sleep(Duration::from_millis(100)).await; // past the allowance
+    revoke_device_1_7_while_loading(&revoking).await;
     let (read_later, later) = held_load(&loading, &key, b"no, after the move");
     drop(read_later);
     let later = tokio::time::timeout(Duration::from_secs(5), later)
