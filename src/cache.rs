@@ -326,15 +326,9 @@ impl<N: Namespace> Cache<N> {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let inner = &*self.inner;
-        // A coherent key revoked moments ago, or since its load in flight began, is loaded by
-        // this caller alone and not stored.
-        if inner.policy == Policy::Bypass || self.must_load_alone(key) {
+        if inner.policy == Policy::Bypass {
             inner.counters.record(Event::Miss);
-            let limiter = inner.limiter.as_ref();
-            let loaded =
-                load::run_load(&inner.counters, limiter, &|| true, key, || self.timed(load));
-            let outcome = loaded.await;
-            return (outcome.clone(), Outcome::Bypass.unless_err(&outcome));
+            return self.load_alone(key, load).await;
         }
         // An open breaker skips the remote tier, never single-flight nor the verified
         // in-process tier: it must not stampede the origin.
@@ -342,6 +336,11 @@ impl<N: Namespace> Cache<N> {
         let ticket = inner.flights.ticket(key);
         if let (Some(value), tier) = fresh(self.find(key, reach).await) {
             return (Ok(value), Outcome::read(tier));
+        }
+        // A coherent key revoked moments ago, or since its load in flight began, is loaded by
+        // this caller alone and not stored.
+        if self.must_load_alone(key) {
+            return self.load_alone(key, load).await;
         }
         // Only when a load ended since our miss: it may have stored the value (in-process,
         // where a small tier may already have evicted it, and remotely).
@@ -394,6 +393,24 @@ impl<N: Namespace> Cache<N> {
     {
         began.mark(self.read_now());
         self.timed(load)
+    }
+
+    /// Loads `key` for this caller only: no flight joined, nothing stored.
+    async fn load_alone<F, Fut, E>(
+        &self,
+        key: &Key<N>,
+        load: F,
+    ) -> (Result<N::Value, LoadError>, Outcome)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<N::Value, E>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let inner = &*self.inner;
+        let limiter = inner.limiter.as_ref();
+        let loaded = load::run_load(&inner.counters, limiter, &|| true, key, || self.timed(load));
+        let outcome = loaded.await;
+        (outcome.clone(), Outcome::Bypass.unless_err(&outcome))
     }
 
     /// Runs `load` within the cache's load timeout.

@@ -38,8 +38,7 @@ const HMAC_SHA256: &str = "hmac_sha256.payload_1k";
 const ENVELOPE_OPEN_16K: &str = "envelope_open.payload_16k";
 const BLAKE3_KEYED_16K: &str = "blake3_keyed.payload_16k";
 
-const USAGE: &str =
-    "usage: icount-ratios SUMMARY_DIR OPS_PER_CALL BUDGET_L1 BUDGET_ENVELOPE BUDGET_INSERT \
+const USAGE: &str = "usage: icount-ratios SUMMARY_DIR OPS_PER_CALL BUDGET_L1 BUDGET_ENVELOPE BUDGET_INSERT \
      BUDGET_ENVELOPE_16K";
 
 /// The total Ir of callgrind's profile in `SUMMARY_DIR/<bench>/summary.json`.
@@ -131,7 +130,8 @@ fn main() -> ExitCode {
         budget_envelope.parse::<f64>(),
         budget_insert.parse::<f64>(),
         budget_envelope_16k.parse::<f64>(),
-    ) else {
+    )
+    else {
         eprintln!("icount-ratios: OPS_PER_CALL must be an integer, the budgets numbers\n{USAGE}");
         return ExitCode::from(2);
     };

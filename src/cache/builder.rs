@@ -96,10 +96,15 @@ pub enum Policy {
     /// for [`MemoryBus`](crate::MemoryBus), whose publish returns after delivery; a
     /// sub-millisecond Redis round trip for `RedisBus`), and, when the subscription fails
     /// silently, until the failure is noticed: at once for a closed connection, at most three
-    /// heartbeat intervals otherwise (300 ms by default). A load that read the source of truth
-    /// before the revocation and finished within the clock-skew allowance after it is not
-    /// stored in-process and is refused remotely; on the instance where such a load runs,
-    /// callers that arrive within that allowance load for themselves.
+    /// heartbeat intervals otherwise (300 ms by default).
+    ///
+    /// **Loads that race a revocation.** A loaded value is sealed as of when its load began,
+    /// so one whose load began before a revocation is refused in the store however late it is
+    /// stored, and is not kept in-process. Callers after a revocation do not wait for a load
+    /// that began before it (nor, while the bus is not listening, for any load): they load for
+    /// themselves. Such a load returns what it read to the callers it already had. An instance
+    /// remembers a revocation for the load timeout (without one, `l1_ttl`) plus the clock-skew
+    /// allowance: a load that runs longer than that is the one not covered.
     Coherent {
         /// The longest an in-process entry lives (the remote tier keeps the cache's TTL).
         l1_ttl: Duration,

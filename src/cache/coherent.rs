@@ -170,9 +170,9 @@ impl<N: Namespace> Cache<N> {
     /// Every remote read of a coherent cache reads the markers of its key, device and tenant
     /// in the same batch and refuses (as a miss) a value sealed before the revocation time,
     /// which is the time of the call plus the client's clock-skew allowance, so that a value
-    /// written by an instance whose clock runs ahead, or loaded before the call and stored
-    /// within the allowance after it, is refused too. Markers live as long as the namespace's
-    /// values. A namespace that is not coherent has no markers to read: there it removes the
+    /// written by an instance whose clock runs ahead is refused too. A loaded value is sealed
+    /// as of when its load began, so one whose load began before the call is refused however
+    /// late it is stored. Markers live as long as the namespace's values. A namespace that is not coherent has no markers to read: there it removes the
     /// device's entries from this instance's in-process tier only.
     ///
     /// When it returns (in a coherent cache), no instance serves a value of the device stored

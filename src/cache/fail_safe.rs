@@ -296,18 +296,9 @@ impl<N: Namespace> Cache<N> {
         let inner = &*self.inner;
         let deadline = Deadline::after(wait);
         let reach = self.reach();
-        if reach == Reach::Nothing || self.must_load_alone(key) {
+        if reach == Reach::Nothing {
             inner.counters.record(Event::Miss);
-            let limiter = inner.limiter.as_ref();
-            let loaded =
-                load::run_load(&inner.counters, limiter, &|| true, key, || self.timed(load));
-            let Ok(outcome) = deadline.bound(loaded).await else {
-                return self.deadline_exceeded(deadline);
-            };
-            return (
-                outcome.clone().map(Fetched::loaded),
-                Outcome::Bypass.unless_err(&outcome),
-            );
+            return self.load_alone_within(key, deadline, load).await;
         }
         let ticket = inner.flights.ticket(key);
         let Ok(found) = deadline.bound(self.find(key, reach)).await else {
@@ -335,6 +326,11 @@ impl<N: Namespace> Cache<N> {
             }
             None => false,
         };
+        // A coherent key revoked moments ago, or since its load in flight began, is loaded by
+        // this caller alone and not stored.
+        if self.must_load_alone(key) {
+            return self.load_alone_within(key, deadline, load).await;
+        }
         let mut loading = std::pin::pin!(self.load_detachable(key, ticket, reach, load));
         // With a stale value to fall back on, wait no longer than the soft timeout.
         let soft = match has_stale {
@@ -471,6 +467,30 @@ impl<N: Namespace> Cache<N> {
                 let _ = refresh.await;
             }
         });
+    }
+
+    /// Loads `key` for this caller only (no flight joined, nothing stored), within `deadline`.
+    async fn load_alone_within<F, Fut, E>(
+        &self,
+        key: &Key<N>,
+        deadline: Deadline,
+        load: F,
+    ) -> (Result<Fetched<N::Value>, LoadError>, Outcome)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<N::Value, E>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let inner = &*self.inner;
+        let limiter = inner.limiter.as_ref();
+        let loaded = load::run_load(&inner.counters, limiter, &|| true, key, || self.timed(load));
+        let Ok(outcome) = deadline.bound(loaded).await else {
+            return self.deadline_exceeded(deadline);
+        };
+        (
+            outcome.clone().map(Fetched::loaded),
+            Outcome::Bypass.unless_err(&outcome),
+        )
     }
 
     /// Joins `key`'s flight and waits for its outcome; a caller that comes to lead runs the load
