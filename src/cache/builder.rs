@@ -93,8 +93,9 @@ pub enum Policy {
     /// **The revocation bound.** Once an invalidation returns, no instance serves a value of
     /// what it named that was stored before the call, except an instance that has not yet
     /// received the message: for at most the bus's delivery time while it is subscribed (zero
-    /// for [`MemoryBus`](crate::MemoryBus), whose publish returns after delivery; a
-    /// sub-millisecond Redis round trip for `RedisBus`), and, when the subscription fails
+    /// for [`MemoryBus`](crate::MemoryBus), whose publish returns after delivery; for
+    /// `RedisBus`, a round trip through Redis plus the time the subscriber's runtime takes to
+    /// read the message, milliseconds on a loaded host), and, when the subscription fails
     /// silently, until the failure is noticed: at once for a closed connection, at most three
     /// heartbeat intervals otherwise (300 ms by default).
     ///
