@@ -10,11 +10,13 @@ use crate::error::Error;
 use crate::found::Found;
 use crate::id::{DeviceId, TenantId};
 use crate::key::{Key, Owner};
+use crate::keyring::KeyRing;
 use crate::local::LocalCache;
 use crate::namespace::Namespace;
 use crate::observe::{Op, OpKind, Outcome};
 use crate::stats::Event;
 use crate::sync::{Mutex, lock};
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -294,11 +296,11 @@ impl<N: Namespace> Cache<N> {
         let inner = &*self.inner;
         let remote = inner.shared.remote.as_ref()?;
         let encoded = key.encode();
-        let markers = scopes_of(key).map(|scope| message::marker_key(&scope));
-        let read = self.read_now();
-        let mut batch = Vec::with_capacity(4);
+        let markers = Markers::of(std::iter::once(key));
+        let mut batch = Vec::with_capacity(1 + markers.keys.len());
         batch.push(encoded.clone());
-        batch.extend(markers.iter().cloned());
+        batch.extend(markers.keys.iter().cloned());
+        let read = self.read_now();
         let call = remote.store.get_many(&batch);
         let mut found = inner
             .shared
@@ -309,22 +311,63 @@ impl<N: Namespace> Cache<N> {
             inner.counters.record(Event::RemoteError);
             return None;
         }
-        let sealed = found[0].take()?;
-        let mut revoked_before = 0;
-        for (marker_key, marker) in markers.iter().zip(&found[1..]) {
-            let Some(marker) = marker else { continue };
-            // A marker that does not verify revokes everything: it can only cause misses.
-            let before = message::open_marker(&remote.ring, marker_key, marker).unwrap_or(u64::MAX);
-            revoked_before = revoked_before.max(before);
+        let revoked = markers.open(&remote.ring, found.split_off(1));
+        let sealed = found.pop().flatten()?;
+        let unrevoked = (revoked(0), read);
+        self.accept(key, &encoded, &sealed, promote_stale, unrevoked)
+            .await
+    }
+}
+
+/// The revocation markers a batch of keys reads beside the values: each distinct marker once,
+/// and for each key (by its place in the batch) where its key's, device's and tenant's are.
+#[derive(Default)]
+pub(super) struct Markers {
+    /// The markers' store keys, to append to the batch.
+    pub(super) keys: Vec<Vec<u8>>,
+    of_key: Vec<[usize; 3]>,
+}
+
+impl Markers {
+    pub(super) fn of<'a, N: Namespace + 'a>(keys: impl Iterator<Item = &'a Key<N>>) -> Self {
+        let mut markers = Self::default();
+        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+        for key in keys {
+            let places = scopes_of(key).map(|scope| {
+                let marker_key = message::marker_key(&scope);
+                *index.entry(marker_key).or_insert_with_key(|marker_key| {
+                    markers.keys.push(marker_key.clone());
+                    markers.keys.len() - 1
+                })
+            });
+            markers.of_key.push(places);
         }
-        self.accept(
-            key,
-            &encoded,
-            &sealed,
-            promote_stale,
-            (revoked_before, read),
-        )
-        .await
+        markers
+    }
+
+    /// From what the store answered for `keys`: for the `n`-th key, the time before which a
+    /// value of it is revoked (0 for none). A marker that does not verify revokes everything:
+    /// it can only cause misses.
+    pub(super) fn open(self, ring: &KeyRing, found: Vec<Option<Bytes>>) -> impl Fn(usize) -> u64 {
+        let revoked: Vec<u64> = self
+            .keys
+            .iter()
+            .zip(&found)
+            .map(|(marker_key, marker)| match marker {
+                None => 0,
+                Some(marker) => message::open_marker(ring, marker_key, marker).unwrap_or(u64::MAX),
+            })
+            .collect();
+        let of_key = self.of_key;
+        move |n| {
+            of_key.get(n).map_or(0, |places| {
+                places
+                    .iter()
+                    .map(|&place| revoked.get(place).copied().unwrap_or(u64::MAX))
+                    .max()
+                    .unwrap_or(0)
+            })
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The remote tier of a `Cache`: values are sealed on the way in and opened for the requested
 //! key on the way out; every call goes through the client's store breaker.
 
+use super::coherent::Markers;
 use super::{Cache, Read};
 use crate::clock::{NEVER, deadline, expiry_margin};
 use crate::codec::Codec;
@@ -55,32 +56,30 @@ impl<N: Namespace> Cache<N> {
         let Some(remote) = &inner.shared.remote else {
             return;
         };
-        if inner.coherence.is_some() {
-            // Each key with its revocation markers (see `coherent_remote_get`).
-            for &i in missing {
-                values[i] = self
-                    .remote_get(&keys[i], false)
-                    .await
-                    .and_then(Found::fresh);
-                if values[i].is_some() {
-                    inner.counters.record(Event::HitRemote);
-                }
-                observe::lookup(N::NAME, Tier::Remote, values[i].is_some());
-            }
-            return;
-        }
         let encoded: Vec<Vec<u8>> = missing.iter().map(|&i| keys[i].encode()).collect();
-        let call = remote.store.get_many(&encoded);
+        // A coherent cache reads each key's revocation markers in the same batch.
+        let markers = match inner.coherence {
+            Some(_) => Markers::of(missing.iter().map(|&i| &keys[i])),
+            None => Markers::default(),
+        };
+        let mut batch = encoded.clone();
+        batch.extend(markers.keys.iter().cloned());
+        let read = self.read_now();
+        let call = remote.store.get_many(&batch);
         match inner
             .shared
             .call_store(N::NAME, &inner.counters, call)
             .await
         {
-            Ok(found) if found.len() == encoded.len() => {
-                for ((&i, encoded), sealed) in missing.iter().zip(&encoded).zip(found) {
+            Ok(mut found) if found.len() == batch.len() => {
+                let revoked = markers.open(&remote.ring, found.split_off(encoded.len()));
+                for (n, ((&i, encoded), sealed)) in
+                    missing.iter().zip(&encoded).zip(found).enumerate()
+                {
                     if let Some(sealed) = sealed {
-                        let unrevoked = (0, self.read_now());
-                        let found = self.accept(&keys[i], encoded, &sealed, false, unrevoked);
+                        let revoked_before = revoked(n);
+                        let found =
+                            self.accept(&keys[i], encoded, &sealed, false, (revoked_before, read));
                         let found = found.await;
                         values[i] = found.and_then(Found::fresh);
                         if values[i].is_some() {
