@@ -93,15 +93,20 @@ pub async fn open_backend(
     config: &Config,
     run: &str,
 ) -> Result<(Arc<dyn RemoteStore>, Option<Arc<MemoryStore>>), String> {
+    let timeout = config.store_timeout;
     let (url, store) = match &config.backend {
         BackendChoice::Memory => {
             // Room for every key: evictions would only cost reloads, never the checks.
             let memory = Arc::new(MemoryStore::new(4 << 30));
             return Ok((memory.clone(), Some(memory)));
         }
-        BackendChoice::Redis(url) => (url, open_redis(url, prefix(run)).await),
-        BackendChoice::RedisCluster(url) => (url, open_redis_cluster(url, prefix(run)).await),
-        BackendChoice::RedisSentinel(url) => (url, open_redis_sentinel(url, prefix(run)).await),
+        BackendChoice::Redis(url) => (url, open_redis(url, prefix(run), timeout).await),
+        BackendChoice::RedisCluster(url) => {
+            (url, open_redis_cluster(url, prefix(run), timeout).await)
+        }
+        BackendChoice::RedisSentinel(url) => {
+            (url, open_redis_sentinel(url, prefix(run), timeout).await)
+        }
     };
     store
         .map(|store| (store, None))
@@ -115,10 +120,20 @@ fn prefix(run: &str) -> String {
 // `BackendChoice::from_str` accepts a Redis URL only in a build with its feature; a build
 // without it keeps the variant, and these say which feature it lacks.
 
+/// `--store-timeout`, or the store's default.
+type Timeout = Option<Duration>;
+
 #[cfg(feature = "redis")]
-async fn open_redis(url: &str, prefix: String) -> Result<Arc<dyn RemoteStore>, String> {
-    scoped_cache::RedisStore::builder(url)
-        .key_prefix(prefix)
+async fn open_redis(
+    url: &str,
+    prefix: String,
+    timeout: Timeout,
+) -> Result<Arc<dyn RemoteStore>, String> {
+    let mut builder = scoped_cache::RedisStore::builder(url).key_prefix(prefix);
+    if let Some(timeout) = timeout {
+        builder = builder.response_timeout(timeout);
+    }
+    builder
         .connect()
         .await
         .map(|store| Arc::new(store) as Arc<dyn RemoteStore>)
@@ -126,14 +141,22 @@ async fn open_redis(url: &str, prefix: String) -> Result<Arc<dyn RemoteStore>, S
 }
 
 #[cfg(not(feature = "redis"))]
-async fn open_redis(_url: &str, _prefix: String) -> Result<Arc<dyn RemoteStore>, String> {
+async fn open_redis(_: &str, _: String, _: Timeout) -> Result<Arc<dyn RemoteStore>, String> {
     Err("this build has no Redis support; add --features redis".into())
 }
 
 #[cfg(feature = "redis-cluster")]
-async fn open_redis_cluster(url: &str, prefix: String) -> Result<Arc<dyn RemoteStore>, String> {
-    scoped_cache::store::RedisClusterStore::builder_from_url(url)
-        .key_prefix(prefix)
+async fn open_redis_cluster(
+    url: &str,
+    prefix: String,
+    timeout: Timeout,
+) -> Result<Arc<dyn RemoteStore>, String> {
+    let mut builder =
+        scoped_cache::store::RedisClusterStore::builder_from_url(url).key_prefix(prefix);
+    if let Some(timeout) = timeout {
+        builder = builder.response_timeout(timeout);
+    }
+    builder
         .connect()
         .await
         .map(|store| Arc::new(store) as Arc<dyn RemoteStore>)
@@ -141,14 +164,26 @@ async fn open_redis_cluster(url: &str, prefix: String) -> Result<Arc<dyn RemoteS
 }
 
 #[cfg(not(feature = "redis-cluster"))]
-async fn open_redis_cluster(_url: &str, _prefix: String) -> Result<Arc<dyn RemoteStore>, String> {
+async fn open_redis_cluster(
+    _: &str,
+    _: String,
+    _: Timeout,
+) -> Result<Arc<dyn RemoteStore>, String> {
     Err("this build has no Redis Cluster support; add --features redis-cluster".into())
 }
 
 #[cfg(feature = "redis-sentinel")]
-async fn open_redis_sentinel(url: &str, prefix: String) -> Result<Arc<dyn RemoteStore>, String> {
-    scoped_cache::store::RedisSentinelStore::builder_from_url(url)
-        .key_prefix(prefix)
+async fn open_redis_sentinel(
+    url: &str,
+    prefix: String,
+    timeout: Timeout,
+) -> Result<Arc<dyn RemoteStore>, String> {
+    let mut builder =
+        scoped_cache::store::RedisSentinelStore::builder_from_url(url).key_prefix(prefix);
+    if let Some(timeout) = timeout {
+        builder = builder.response_timeout(timeout);
+    }
+    builder
         .connect()
         .await
         .map(|store| Arc::new(store) as Arc<dyn RemoteStore>)
@@ -156,6 +191,10 @@ async fn open_redis_sentinel(url: &str, prefix: String) -> Result<Arc<dyn Remote
 }
 
 #[cfg(not(feature = "redis-sentinel"))]
-async fn open_redis_sentinel(_url: &str, _prefix: String) -> Result<Arc<dyn RemoteStore>, String> {
+async fn open_redis_sentinel(
+    _: &str,
+    _: String,
+    _: Timeout,
+) -> Result<Arc<dyn RemoteStore>, String> {
     Err("this build has no Sentinel support; add --features redis-sentinel".into())
 }

@@ -112,6 +112,10 @@ pub struct Config {
     /// redis+sentinel://H:P[,H:P…]/SERVICE (--features redis-sentinel)
     #[arg(long, value_name = "memory|URL", default_value = "memory")]
     pub backend: BackendChoice,
+    /// How long one call to a Redis backend may take, reconnection included [default: the
+    /// store's, 500 ms]
+    #[arg(long, value_name = "D", value_parser = positive_duration)]
+    pub store_timeout: Option<Duration>,
     /// kind=rate[@duration],… or none; kinds swap, confuse, corrupt, truncate, stale, replay,
     /// drop, delay, timeout
     #[arg(
