@@ -1,6 +1,8 @@
 //! The run's parameters: the storm's flags, with their defaults and help.
 
-use crate::flags::{duration, number, positive, positive_duration, slow_window, window};
+use crate::flags::{
+    duration, number, positive, positive_duration, positive_rate, slow_window, window,
+};
 use crate::population::Population;
 use clap::{Parser, ValueEnum};
 use scoped_cache::Policy;
@@ -50,6 +52,15 @@ pub struct Config {
     /// Run for D (e.g. 10s) instead of --requests
     #[arg(long, value_name = "D", value_parser = duration, overrides_with = "requests")]
     pub duration: Option<Duration>,
+    /// Open loop: requests arrive at R per second, whatever the cache answers, instead of each
+    /// session sending its next as soon as it has an answer; latency counts from when a
+    /// request was due
+    #[arg(long, value_name = "R", value_parser = positive_rate)]
+    pub rate: Option<f64>,
+    /// With --rate: at most N requests sent and not yet answered; a request due while all are
+    /// busy is sent late (and its lateness counts in its latency)
+    #[arg(long, value_name = "N", default_value = "10_000", value_parser = positive::<usize>)]
+    pub in_flight: usize,
     /// In-process entries; 0 disables the in-process tier
     #[arg(long, value_name = "N", default_value = "10_000", value_parser = number::<u64>)]
     pub l1_capacity: u64,

@@ -75,6 +75,7 @@
 //! `ground_truth` computes, and returns what it `measured` (per interval too: the `timeline`). `report` judges that against the
 //! `fault_plan` into one report (serde derive), printed as text and written as JSON.
 
+mod arrival;
 mod backend;
 mod config;
 mod fault_plan;

@@ -1,0 +1,156 @@
+//! Open-loop arrivals (`--rate`): requests arrive on a fixed schedule, `--rate` per second,
+//! whatever the cache answers, and at most `--in-flight` run at once.
+//!
+//! The default storm is closed-loop: every session is spawned before the barrier and sends its
+//! next request as soon as its last one is answered. At a million devices that is two million
+//! tasks on two cores, and a request's latency is then mostly the wait for the scheduler to
+//! come round to its task again, which measures the harness, not the cache. With `--rate`, the
+//! harness creates no more work than it is asked to: request `i` is due `i / rate` seconds
+//! after the start, and one of `--in-flight` workers sends it then (or as soon as one is free).
+//! Its latency counts from when it was *due*, not from when a worker got to it, so a harness
+//! (or a cache) that falls behind the schedule shows as latency rather than hiding it
+//! (no coordinated omission); `arrival.late_p99_us` says how late requests were sent.
+//!
+//! Request `i` is the `i / sessions`-th request of session `i % sessions`, in the order the
+//! closed-loop storm's sessions would send theirs: a device's sessions are adjacent, so they
+//! ask for the same cold key at the same moment, and every device fetches its items in turn.
+
+use crate::config::Stop;
+use crate::run::Run;
+use crate::session::{LATENCY_BATCH, Tally, record_latencies};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How the arrivals kept to their schedule (the report's `arrival` object).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ArrivalSummary {
+    /// `--rate`: requests due per second.
+    pub rate_per_s: f64,
+    /// `--in-flight`: the most requests sent and not yet answered.
+    pub in_flight: usize,
+    /// Requests sent per second of the run.
+    pub sent_per_s: f64,
+    /// How late after its due time a request was sent (all workers busy, or the machine
+    /// behind): p50, p99 and max in µs.
+    pub late_p50_us: u64,
+    pub late_p99_us: u64,
+    pub late_max_us: u64,
+}
+
+/// The schedule the workers share.
+struct Schedule {
+    run: Arc<Run>,
+    started: Instant,
+    rate: f64,
+    stop: Stop,
+    /// The next request's number.
+    next: AtomicU64,
+    sessions: u64,
+    sessions_per_device: u64,
+}
+
+impl Schedule {
+    /// When request `i` is due.
+    fn due(&self, i: u64) -> Instant {
+        self.started + Duration::from_secs_f64(i as f64 / self.rate)
+    }
+
+    /// The (tenant, device index, item) of request `i`.
+    fn request(&self, i: u64) -> (u64, u64, u64) {
+        let population = self.run.population;
+        let (session, nth) = (i % self.sessions, i / self.sessions);
+        let device_slot = session / self.sessions_per_device;
+        (
+            device_slot / population.devices_per_tenant,
+            device_slot % population.devices_per_tenant,
+            nth % population.items_per_device,
+        )
+    }
+
+    /// The next request to send, if the run is not over.
+    fn claim(&self) -> Option<u64> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        let over = match self.stop {
+            Stop::Requests(total) => i >= total,
+            Stop::After(limit) => self.due(i) >= self.started + limit,
+        };
+        (!over).then_some(i)
+    }
+}
+
+/// Sends the run's requests on schedule from `started`, with `in_flight` workers, and returns
+/// their counts and how late they were sent.
+pub async fn arrivals(
+    run: Arc<Run>,
+    started: Instant,
+    rate: f64,
+    in_flight: usize,
+    stop: Stop,
+    sessions_per_device: u64,
+) -> (Tally, ArrivalSummary) {
+    let schedule = Arc::new(Schedule {
+        sessions: run.population.tenants * run.population.devices_per_tenant * sessions_per_device,
+        run,
+        started,
+        rate,
+        stop,
+        next: AtomicU64::new(0),
+        sessions_per_device,
+    });
+    let workers: Vec<_> = (0..in_flight)
+        .map(|_| tokio::spawn(worker(Arc::clone(&schedule))))
+        .collect();
+    let mut tally = Tally::default();
+    let mut late = new_histogram();
+    for worker in workers {
+        match worker.await {
+            Ok((done, worker_late)) => {
+                tally.merge(done);
+                let _ = late.add(&worker_late);
+            }
+            Err(error) => eprintln!("storm: an arrival worker failed: {error}"),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    let summary = ArrivalSummary {
+        rate_per_s: rate,
+        in_flight,
+        sent_per_s: tally.requests as f64 / elapsed,
+        late_p50_us: late.value_at_quantile(0.5),
+        late_p99_us: late.value_at_quantile(0.99),
+        late_max_us: late.max(),
+    };
+    (tally, summary)
+}
+
+/// One worker: sends the next due request, waits for its answer, checks it; until the run is
+/// over.
+async fn worker(schedule: Arc<Schedule>) -> (Tally, Histogram<u64>) {
+    let run = &schedule.run;
+    let mut tally = Tally::default();
+    let mut late = new_histogram();
+    let mut latencies = Vec::with_capacity(LATENCY_BATCH);
+    while let Some(i) = schedule.claim() {
+        let due = schedule.due(i);
+        if due > Instant::now() {
+            tokio::time::sleep_until(due.into()).await;
+        } else {
+            // Behind schedule: nothing here waits, so spend budget to let other tasks run.
+            tokio::task::coop::consume_budget().await;
+        }
+        late.saturating_record(due.elapsed().as_micros() as u64);
+        let (tenant, device_index, item) = schedule.request(i);
+        tally
+            .fetch_and_check(run, tenant, device_index, item, due, &mut latencies)
+            .await;
+    }
+    record_latencies(run, &mut latencies);
+    (tally, late)
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("1 µs to 1 h at 3 digits are valid")
+}
