@@ -20,8 +20,8 @@ use crate::run::Run;
 use crate::session::{LATENCY_BATCH, Tally, record_latencies};
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How the arrivals kept to their schedule (the report's `arrival` object).
@@ -50,6 +50,9 @@ struct Schedule {
     next: AtomicU64,
     sessions: u64,
     sessions_per_device: u64,
+    /// How late requests were sent, in µs: one histogram for all workers (one each would
+    /// take ~180 KiB a worker).
+    late_us: Mutex<Histogram<u64>>,
 }
 
 impl Schedule {
@@ -99,21 +102,19 @@ pub async fn arrivals(
         stop,
         next: AtomicU64::new(0),
         sessions_per_device,
+        late_us: Mutex::new(new_histogram()),
     });
     let workers: Vec<_> = (0..in_flight)
         .map(|_| tokio::spawn(worker(Arc::clone(&schedule))))
         .collect();
     let mut tally = Tally::default();
-    let mut late = new_histogram();
     for worker in workers {
         match worker.await {
-            Ok((done, worker_late)) => {
-                tally.merge(done);
-                let _ = late.add(&worker_late);
-            }
+            Ok(done) => tally.merge(done),
             Err(error) => eprintln!("storm: an arrival worker failed: {error}"),
         }
     }
+    let late = schedule.late_us.lock().unwrap_or_else(|e| e.into_inner());
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     let summary = ArrivalSummary {
         rate_per_s: rate,
@@ -128,10 +129,10 @@ pub async fn arrivals(
 
 /// One worker: sends the next due request, waits for its answer, checks it; until the run is
 /// over.
-async fn worker(schedule: Arc<Schedule>) -> (Tally, Histogram<u64>) {
+async fn worker(schedule: Arc<Schedule>) -> Tally {
     let run = &schedule.run;
     let mut tally = Tally::default();
-    let mut late = new_histogram();
+    let mut late = Vec::with_capacity(LATENCY_BATCH);
     let mut latencies = Vec::with_capacity(LATENCY_BATCH);
     while let Some(i) = schedule.claim() {
         let due = schedule.due(i);
@@ -141,14 +142,26 @@ async fn worker(schedule: Arc<Schedule>) -> (Tally, Histogram<u64>) {
             // Behind schedule: nothing here waits, so spend budget to let other tasks run.
             tokio::task::coop::consume_budget().await;
         }
-        late.saturating_record(due.elapsed().as_micros() as u64);
+        late.push(due.elapsed().as_micros() as u64);
+        if late.len() == LATENCY_BATCH {
+            record_late(&schedule, &mut late);
+        }
         let (tenant, device_index, item) = schedule.request(i);
         tally
             .fetch_and_check(run, tenant, device_index, item, due, &mut latencies)
             .await;
     }
     record_latencies(run, &mut latencies);
-    (tally, late)
+    record_late(&schedule, &mut late);
+    tally
+}
+
+fn record_late(schedule: &Schedule, late: &mut Vec<u64>) {
+    let mut histogram = schedule.late_us.lock().unwrap_or_else(|e| e.into_inner());
+    for &us in late.iter() {
+        histogram.saturating_record(us.max(1));
+    }
+    late.clear();
 }
 
 fn new_histogram() -> Histogram<u64> {

@@ -52,10 +52,11 @@ pub struct Origin {
     after_outage: Box<[AtomicU32]>,
     loads_after_outage: AtomicU64,
     max_per_key_after_outage: AtomicU32,
-    /// Loads started per 10 ms since the release (the first hour), for the utilization.
+    /// Loads a place started serving, per 10 ms since the release (the first hour), for the
+    /// utilization.
     starts: Box<[AtomicU32]>,
-    /// The last time a load found every one of the origin's places taken, in ms since the
-    /// release: the queue's end.
+    /// When the last load that had to wait for a place started, in ms since the release: the
+    /// queue's end.
     last_queued_ms: AtomicU64,
     concurrency: usize,
     /// Breaker transitions so far: each ends every key's fill (while the breaker is open, or
@@ -66,7 +67,7 @@ pub struct Origin {
     reloads_after_fill_ended: AtomicU64,
     reloads_after_expiry: AtomicU64,
     reloads_unexplained: AtomicU64,
-    /// Loads that started while another load of the same key was still running.
+    /// Loads of a key that started while the cache still waited for another load of it.
     loads_beside_another: AtomicU64,
     /// Loads the cache stopped waiting for before the origin answered (its load timeout, or
     /// a cancelled caller): they stored nothing, so the key's next load is a new fill.
@@ -157,18 +158,19 @@ impl Origin {
             Some((window, latency)) if within(window) => latency,
             _ => self.latency,
         };
-        if let Some(since) = since {
-            let since_ms = since.as_millis() as u64;
-            if let Some(bucket) = self.starts.get((since_ms / BUCKET_MS) as usize) {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
         if !latency.is_zero() {
-            let (done, queued) = self.take_place(latency);
-            if let (true, Some(since)) = (queued, since) {
-                let since_ms = since.as_millis() as u64;
-                self.last_queued_ms.fetch_max(since_ms, Ordering::Relaxed);
+            let (start, queued) = self.take_place(latency);
+            // Counted when its place starts serving it, not when it was asked for.
+            if let Some(released) = self.released.get() {
+                let start_ms = start.saturating_duration_since(*released).as_millis() as u64;
+                if let Some(bucket) = self.starts.get((start_ms / BUCKET_MS) as usize) {
+                    bucket.fetch_add(1, Ordering::Relaxed);
+                }
+                if queued {
+                    self.last_queued_ms.fetch_max(start_ms, Ordering::Relaxed);
+                }
             }
+            let done = start + latency;
             let served = self.server.spawn(tokio::time::sleep_until(done.into()));
             // An error only means the origin's runtime is gone: the load is not slowed then.
             let _ = served.await;
@@ -178,8 +180,8 @@ impl Origin {
         Ok(thumbnail(tenant, device, item))
     }
 
-    /// Takes the first place to come free for one load of `latency`: when the load is done,
-    /// and whether it had to wait for the place.
+    /// Takes the first place to come free for one load of `latency`: when the place starts
+    /// serving it, and whether it had to wait for the place.
     fn take_place(&self, latency: Duration) -> (Instant, bool) {
         let now = Instant::now();
         let mut places = self.places.lock().unwrap_or_else(|e| e.into_inner());
@@ -187,9 +189,9 @@ impl Origin {
             true => now,
             false => places.pop().map_or(now, |Reverse(at)| at),
         };
-        let done = free_at.max(now) + latency;
-        places.push(Reverse(done));
-        (done, free_at > now)
+        let start = free_at.max(now);
+        places.push(Reverse(start + latency));
+        (start, free_at > now)
     }
 
     fn count(&self, index: usize, since_release: Option<Duration>) {
@@ -285,8 +287,9 @@ impl Origin {
         }
     }
 
-    /// Loads per second ÷ the origin's capacity (places ÷ latency) from the release until the
-    /// last time a load had to wait for a place; none if none ever did.
+    /// Loads served per second ÷ the origin's capacity (places ÷ latency), from the release
+    /// until the last load that had to wait for a place started; none if none ever waited.
+    /// Below 1, places stood idle while loads were still to come.
     fn utilization(&self) -> Option<f64> {
         let queued_until_ms = self.last_queued_ms.load(Ordering::Relaxed);
         if queued_until_ms == 0 || self.latency.is_zero() {
@@ -318,8 +321,8 @@ pub struct OriginSummary {
     pub reloads_after_expiry: u64,
     /// Second loads of a key within one fill, that single-flight should have prevented.
     pub reloads_unexplained: u64,
-    /// Loads that started while another load of the same key was still running at the origin
-    /// (the cache had stopped waiting for that one, or single-flight failed).
+    /// Loads of a key that started while the cache still waited for another load of it: what
+    /// single-flight exists to prevent (expected 0).
     pub loads_beside_another: u64,
     /// Loads the cache stopped waiting for before the origin answered (the cache's load
     /// timeout, or a cancelled caller): they stored nothing, and the key's next load starts a
@@ -331,7 +334,8 @@ pub struct OriginSummary {
     /// would be every key at once, and several loads of one key.
     pub loads_first_second_after_outage: Option<u64>,
     pub loads_per_key_max_first_second_after_outage: Option<u32>,
-    /// Loads per second ÷ the origin's capacity while loads queued for it (none if none did).
+    /// Loads served per second ÷ the origin's capacity, from the release until the last load
+    /// that had to wait for a place started (none if none did).
     pub utilization: Option<f64>,
     /// Loads whose value no caller received (every caller had stopped waiting; the cache
     /// stored it): the cache's `loads_unclaimed`.
