@@ -16,6 +16,7 @@
 //! ask for the same cold key at the same moment, and every device fetches its items in turn.
 
 use crate::config::Stop;
+use crate::population::Population;
 use crate::run::Run;
 use crate::session::{LATENCY_BATCH, Tally, record_latencies};
 use hdrhistogram::Histogram;
@@ -48,7 +49,6 @@ struct Schedule {
     stop: Stop,
     /// The next request's number.
     next: AtomicU64,
-    sessions: u64,
     sessions_per_device: u64,
     /// How late requests were sent, in µs: one histogram for all workers (one each would
     /// take ~180 KiB a worker).
@@ -61,17 +61,6 @@ impl Schedule {
         self.started + Duration::from_secs_f64(i as f64 / self.rate)
     }
 
-    /// The (tenant, device index, item) of request `i`.
-    fn request(&self, i: u64) -> (u64, u64, u64) {
-        let population = self.run.population;
-        let (session, nth) = (i % self.sessions, i / self.sessions);
-        let device_slot = session / self.sessions_per_device;
-        (
-            device_slot / population.devices_per_tenant,
-            device_slot % population.devices_per_tenant,
-            nth % population.items_per_device,
-        )
-    }
 
     /// The next request to send, if the run is not over.
     fn claim(&self) -> Option<u64> {
@@ -95,7 +84,6 @@ pub async fn arrivals(
     sessions_per_device: u64,
 ) -> (Tally, ArrivalSummary) {
     let schedule = Arc::new(Schedule {
-        sessions: run.population.tenants * run.population.devices_per_tenant * sessions_per_device,
         run,
         started,
         rate,
@@ -146,7 +134,8 @@ async fn worker(schedule: Arc<Schedule>) -> Tally {
         if late.len() == LATENCY_BATCH {
             record_late(&schedule, &mut late);
         }
-        let (tenant, device_index, item) = schedule.request(i);
+        let (tenant, device_index, item) =
+            request(&run.population, schedule.sessions_per_device, i);
         tally
             .fetch_and_check(run, tenant, device_index, item, due, &mut latencies)
             .await;
@@ -154,6 +143,19 @@ async fn worker(schedule: Arc<Schedule>) -> Tally {
     record_latencies(run, &mut latencies);
     record_late(&schedule, &mut late);
     tally
+}
+
+/// The (tenant, device index, item) of request `i`: the `i / sessions`-th request of session
+/// `i % sessions`, a device's sessions numbered one after another.
+fn request(population: &Population, sessions_per_device: u64, i: u64) -> (u64, u64, u64) {
+    let sessions = population.tenants * population.devices_per_tenant * sessions_per_device;
+    let (session, nth) = (i % sessions, i / sessions);
+    let device_slot = session / sessions_per_device;
+    (
+        device_slot / population.devices_per_tenant,
+        device_slot % population.devices_per_tenant,
+        nth % population.items_per_device,
+    )
 }
 
 fn record_late(schedule: &Schedule, late: &mut Vec<u64>) {
@@ -166,4 +168,29 @@ fn record_late(schedule: &Schedule, late: &mut Vec<u64>) {
 
 fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("1 µs to 1 h at 3 digits are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The requests of one pass over the sessions name every device once per session, a
+    /// device's sessions one after another (so they coalesce), and the next pass the next item.
+    #[test]
+    fn requests_follow_the_sessions_order() {
+        let population = Population {
+            tenants: 3,
+            devices_per_tenant: 2,
+            items_per_device: 2,
+        };
+        let request = |i| request(&population, 2, i);
+        let first_pass: Vec<_> = (0..12).map(request).collect();
+        assert_eq!(first_pass[0], first_pass[1], "a device's two sessions ask together");
+        let mut devices = first_pass.clone();
+        devices.dedup();
+        assert_eq!(devices.len(), 6, "every device once: {devices:?}");
+        assert!(first_pass.iter().all(|&(_, _, item)| item == 0));
+        assert!((12..24).map(request).all(|(_, _, item)| item == 1));
+        assert_eq!(request(24), request(0), "then the first item again");
+    }
 }

@@ -145,13 +145,19 @@ pub async fn run(
     };
     let observer = {
         let origin = Arc::clone(&origin);
+        // With fail-safe, a value can be unexpired (within its stale time) and still stale: a
+        // `replay` may hand back such a value (yesterday's, with `--keep-yesterday`), which the
+        // cache reads as a miss and loads again.
+        let replay_may_be_stale = config.stale_for.is_some();
         move |key: &[u8], kind: FaultKind| {
             // The verified cache deletes a refused value and reads a failed read as a miss, so
             // the next read must load again; the naive one only misses on a failed read.
             let ends_fill = if naive {
                 kind.is_error()
             } else {
-                kind.is_error() || kind.is_wrong_value()
+                kind.is_error()
+                    || kind.is_wrong_value()
+                    || (replay_may_be_stale && kind == FaultKind::Replay)
             };
             if ends_fill {
                 origin.end_fill(key);
