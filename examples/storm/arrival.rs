@@ -61,7 +61,6 @@ impl Schedule {
         self.started + Duration::from_secs_f64(i as f64 / self.rate)
     }
 
-
     /// The next request to send, if the run is not over.
     fn claim(&self) -> Option<u64> {
         let i = self.next.fetch_add(1, Ordering::Relaxed);
@@ -185,7 +184,10 @@ mod tests {
         };
         let request = |i| request(&population, 2, i);
         let first_pass: Vec<_> = (0..12).map(request).collect();
-        assert_eq!(first_pass[0], first_pass[1], "a device's two sessions ask together");
+        assert_eq!(
+            first_pass[0], first_pass[1],
+            "a device's two sessions ask together"
+        );
         let mut devices = first_pass.clone();
         devices.dedup();
         assert_eq!(devices.len(), 6, "every device once: {devices:?}");

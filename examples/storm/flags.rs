@@ -171,7 +171,10 @@ mod tests {
         assert!(fail_safe.refreshing());
         let open_loop = parse("--rate 150_000 --in-flight 500")
             .unwrap_or_else(|error| unreachable!("valid flags refused: {error}"));
-        assert_eq!((open_loop.rate, open_loop.in_flight), (Some(150_000.0), 500));
+        assert_eq!(
+            (open_loop.rate, open_loop.in_flight),
+            (Some(150_000.0), 500)
+        );
         assert_eq!(Config::default().rate, None, "closed loop by default");
         assert!(
             Config::default().faults.iter().all(|(_, rate)| rate > 0.0),
