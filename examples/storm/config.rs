@@ -39,7 +39,7 @@ pub struct Config {
     /// Concurrent fetchers per device (camera + apps)
     #[arg(long, value_name = "N", default_value = "2", value_parser = positive::<u64>)]
     pub sessions_per_device: u64,
-    /// Total get_or_load calls, split over the sessions
+    /// Total requests, split over the sessions (with --rate, sent on its schedule)
     // Whichever of --requests and --duration comes last decides when the run stops.
     #[arg(
         long,
