@@ -1,7 +1,8 @@
 //! The run's parameters: the storm's flags, with their defaults and help.
 
 use crate::flags::{
-    duration, every_for, number, positive, positive_duration, rate, slow_window, window,
+    duration, every_for, number, positive, positive_duration, positive_rate, rate, slow_window,
+    window,
 };
 use crate::population::Population;
 use clap::{Parser, ValueEnum};
@@ -39,7 +40,7 @@ pub struct Config {
     /// Concurrent fetchers per device (camera + apps)
     #[arg(long, value_name = "N", default_value = "2", value_parser = positive::<u64>)]
     pub sessions_per_device: u64,
-    /// Total get_or_load calls, split over the sessions
+    /// Total requests, split over the sessions (with --rate, sent on its schedule)
     // Whichever of --requests and --duration comes last decides when the run stops.
     #[arg(
         long,
@@ -52,6 +53,15 @@ pub struct Config {
     /// Run for D (e.g. 10s) instead of --requests
     #[arg(long, value_name = "D", value_parser = duration, overrides_with = "requests")]
     pub duration: Option<Duration>,
+    /// Open loop: requests arrive at R per second, whatever the cache answers, instead of each
+    /// session sending its next as soon as it has an answer; latency counts from when a
+    /// request was due
+    #[arg(long, value_name = "R", value_parser = positive_rate)]
+    pub rate: Option<f64>,
+    /// With --rate: at most N requests sent and not yet answered; a request due while all are
+    /// busy is sent late (and its lateness counts in its latency)
+    #[arg(long, value_name = "N", default_value = "10_000", value_parser = positive::<usize>)]
+    pub in_flight: usize,
     /// In-process entries; 0 disables the in-process tier
     #[arg(long, value_name = "N", default_value = "10_000", value_parser = number::<u64>)]
     pub l1_capacity: u64,

@@ -144,6 +144,14 @@ pub fn slow_window(text: &str) -> Result<(Window, Duration), String> {
     Ok((window(stretch)?, duration(latency)?))
 }
 
+/// A rate per second: a positive number, e.g. 150000 or 1.5e5 (`_` separators allowed).
+pub fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.replace('_', "").parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err("not a positive number (per second), e.g. 150_000".into()),
+    }
+}
+
 /// A duration longer than zero.
 pub fn positive_duration(text: &str) -> Result<Duration, String> {
     match duration(text)? {
@@ -189,6 +197,13 @@ mod tests {
             Some(Duration::from_secs(3))
         );
         assert!(fail_safe.refreshing());
+        let open_loop = parse("--rate 150_000 --in-flight 500")
+            .unwrap_or_else(|error| unreachable!("valid flags refused: {error}"));
+        assert_eq!(
+            (open_loop.rate, open_loop.in_flight),
+            (Some(150_000.0), 500)
+        );
+        assert_eq!(Config::default().rate, None, "closed loop by default");
         assert!(
             Config::default().faults.iter().all(|(_, rate)| rate > 0.0),
             "every kind on by default"
@@ -210,6 +225,9 @@ mod tests {
             "--soft-timeout 1s",
             "--keep-yesterday",
             "--max-loads 0",
+            "--rate 0",
+            "--rate fast",
+            "--rate 1000 --in-flight 0",
             "--nonsense",
         ] {
             let error = parse(bad).err();

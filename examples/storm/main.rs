@@ -9,6 +9,9 @@
 //!     --faults swap=0.01,confuse=0.01,corrupt=0.001,truncate=0.001,stale=0.001,replay=0.001,drop=0.001
 //! cargo run --release --example storm -- --faults swap=0.2 --policy autobypass
 //! cargo run --release --example storm -- --baseline-unverified --json storm.json
+//! cargo run --release --example storm -- --tenants 100000 --devices-per-tenant 10 \
+//!     --requests 10000000 --l1-capacity 200000 --rate 20000 --in-flight 20000 --deadline 2s \
+//!     --max-loads 1024 --load-queue 32000
 //! cargo run --release --features redis-cluster --example storm -- \
 //!     --backend redis-cluster://127.0.0.1:7000,127.0.0.1:7001 --duration 20s --timeline 1s
 //! ```
@@ -20,8 +23,22 @@
 //! sessions (the camera and its owner's apps), all spawned before a barrier that releases them
 //! together; session `s` of a device fetches item `i % items` on its `i`-th request, so a
 //! device's sessions ask for the same cold keys at the same moment (`get_or_load` coalesces
-//! them). A miss loads from the *origin*: it waits for one of `--origin-concurrency` permits,
-//! sleeps `--origin-latency`, and counts the load per key.
+//! them). A miss loads from the *origin*: it waits for one of `--origin-concurrency` places,
+//! is served for `--origin-latency`, and counts the load per key.
+//!
+//! **Open loop.** With `--rate R` there are no sessions: requests are due at R per second from
+//! the start, whatever the cache answers, in the order the sessions would send them, and at most
+//! `--in-flight N` run at once (`arrival`). A request's latency counts from when it was due, so
+//! a harness or a cache that falls behind shows in the latency (`arrival.late_*` says by how
+//! much the sending fell behind). The closed loop measures a storm that saturates the machine;
+//! the open loop measures the cache at a load the machine can carry.
+//!
+//! **Deadlines and overload.** `--deadline D` bounds each request's wait (`get_or_refresh`
+//! with `max_wait`): at D it is answered stale if the key has a stale value, else with
+//! `deadline_exceeded`. `--max-loads N --load-queue Q` caps the cache's loads in flight and
+//! queued (beyond that, `overloaded` at once). `origin.utilization` is the loads the origin
+//! served per second ÷ its capacity while loads queued for it; `origin.wasted_loads` the loads
+//! whose value no caller received; `peak_rss_mib` the process's peak resident memory.
 //!
 //! **The faults.** The remote tier is a store (in-process `MemoryStore`; Redis with
 //! `--features redis --backend redis://…`, a Redis Cluster with `--features redis-cluster
@@ -49,8 +66,14 @@
 //! margin, after the key's previous one). A load after that is a reload the design requires;
 //! those are real origin traffic and are reported next to it (`reloads_after_fill_ended`,
 //! `reloads_after_expiry`, the most loads of one key over the whole run, and the loads made while
-//! the breaker was open, one per key at a time). A second load of a key within one fill is a
-//! double load that single-flight should have prevented (`reloads_unexplained`, expected 0).
+//! the breaker was open, one per key at a time). With `--stale-for`, a `replay` ends the fill
+//! too: the earlier value it hands back may be unexpired but stale (yesterday's, with
+//! `--keep-yesterday`), and the cache loads again. A load the cache stops waiting for before the
+//! origin answers (its load timeout, 30 s by default, or a cancelled caller) stores nothing and
+//! ends the fill too (`loads_dropped`; the origin still spends its place on it). A second load of
+//! a key within one fill is a double load that single-flight should have prevented
+//! (`reloads_unexplained`, expected 0), and so is a load that starts while the cache still waits
+//! for another of the same key (`loads_beside_another`, expected 0).
 //!
 //! **The fleet.** `--instances N` runs N clients, each with its own in-process tier, on one
 //! store and one invalidation bus (`MemoryBus`, or `RedisBus` with a `redis://` backend), the
@@ -82,10 +105,12 @@
 //! **The code.** `config` is the flags (clap derive: their defaults and `--help`), which `flags`
 //! reads and checks; `run` runs the storm once: the `backend` under a `FaultyStore`,
 //! `yesterday`'s values, the `origin`, the verified `Cache` (its refusals in a `sink_log`) or the
-//! `naive_cache`, one `session` per device fetching over a `population` whose values
+//! `naive_cache`, one `session` per device (or, with `--rate`, the `arrival` workers) fetching
+//! over a `population` whose values
 //! `ground_truth` computes, and returns what it `measured` (per interval too: the `timeline`). `report` judges that against the
 //! `fault_plan` into one report (serde derive), printed as text and written as JSON.
 
+mod arrival;
 mod backend;
 mod config;
 mod fault_plan;

@@ -1,5 +1,6 @@
 //! What one run measured, as `run` hands it to the report to be judged.
 
+use crate::arrival::ArrivalSummary;
 use crate::fleet::FleetBusSummary;
 use crate::latency::Latency;
 use crate::origin::OriginSummary;
@@ -49,6 +50,8 @@ pub struct Measured {
     pub prepared: Duration,
     /// Per interval of `--timeline`; empty without it.
     pub timeline: Vec<Interval>,
+    /// `--rate`: how the arrivals kept to their schedule; none for the closed-loop storm.
+    pub arrival: Option<ArrivalSummary>,
     /// `--violation-log`: the verified run's log and ground truth.
     pub violation_check: Option<ViolationCheck>,
     /// `--instances`, `--transfers`: the fleet's transfers and bus.

@@ -5,19 +5,26 @@ use crate::ground_truth::thumbnail;
 use crate::population::Population;
 use bytes::Bytes;
 use serde::Serialize;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 
 /// The source of truth: slow, limited, and counting what it is asked for.
 ///
-/// It serves on a runtime of its own, as another service would: a load's permit is held for
-/// the origin's latency, not for as long as the storm's busy runtime takes to poll the loader
-/// again.
+/// It has `--origin-concurrency` places, each serving one load at a time for exactly
+/// `--origin-latency`, first come first served: a load arriving when every place is taken waits
+/// for the first to come free. The schedule is kept in time, not in timer wake-ups: a place
+/// is free again exactly one latency after its load started, however late the timer that ends
+/// that load fires on a busy machine (a 1 ms sleep takes 1–2 ms on Tokio's millisecond timer,
+/// which would otherwise cost the origin a third of its capacity). A load the cache stops
+/// waiting for keeps its place, as a query already sent to a database runs to its end. The
+/// waiting is done on a runtime of its own, as another service would.
 pub struct Origin {
     latency: Duration,
-    permits: Arc<Semaphore>,
+    /// When each place comes free (a min-heap of instants); empty until first used.
+    places: Mutex<BinaryHeap<Reverse<Instant>>>,
     server: tokio::runtime::Handle,
     population: Population,
     /// Loads of each key over the run.
@@ -28,6 +35,8 @@ pub struct Origin {
     fill_loads: Box<[AtomicU64]>,
     /// Per key: when its last load started, in ms since the origin opened.
     last_load_ms: Box<[AtomicU64]>,
+    /// Per key: its loads the cache is still waiting for.
+    running: Box<[AtomicU32]>,
     opened: Instant,
     /// How long after a load the cache loads its key again by design (in ms): when the value
     /// leaves the cache, goes stale, or is due for refresh-ahead. A load that long after the
@@ -43,10 +52,11 @@ pub struct Origin {
     after_outage: Box<[AtomicU32]>,
     loads_after_outage: AtomicU64,
     max_per_key_after_outage: AtomicU32,
-    /// Loads started per 10 ms since the release (the first hour), for the utilization.
+    /// Loads a place started serving, per 10 ms since the release (the first hour), for the
+    /// utilization.
     starts: Box<[AtomicU32]>,
-    /// The last time a load found every one of the origin's places taken, in ms since the
-    /// release: the queue's end.
+    /// When the last load that had to wait for a place started, in ms since the release: the
+    /// queue's end.
     last_queued_ms: AtomicU64,
     concurrency: usize,
     /// Breaker transitions so far: each ends every key's fill (while the breaker is open, or
@@ -57,6 +67,11 @@ pub struct Origin {
     reloads_after_fill_ended: AtomicU64,
     reloads_after_expiry: AtomicU64,
     reloads_unexplained: AtomicU64,
+    /// Loads of a key that started while the cache still waited for another load of it.
+    loads_beside_another: AtomicU64,
+    /// Loads the cache stopped waiting for before the origin answered (its load timeout, or
+    /// a cancelled caller): they stored nothing, so the key's next load is a new fill.
+    loads_dropped: AtomicU64,
     /// Whether the namespace's breaker is open (set by the client's breaker sink).
     pub breaker_open: AtomicBool,
     loads_while_open: AtomicU64,
@@ -68,13 +83,14 @@ impl Origin {
         let zeroed32 = || (0..keys).map(|_| AtomicU32::new(0)).collect();
         Self {
             latency: config.origin_latency,
-            permits: Arc::new(Semaphore::new(config.origin_concurrency)),
+            places: Mutex::new(BinaryHeap::with_capacity(config.origin_concurrency)),
             server,
             population: config.population(),
             loads: zeroed32(),
             fills_ended: zeroed32(),
             fill_loads: (0..keys).map(|_| AtomicU64::new(0)).collect(),
             last_load_ms: (0..keys).map(|_| AtomicU64::new(0)).collect(),
+            running: zeroed32(),
             opened: Instant::now(),
             refill_ms: refill_ms(config),
             outage: config.origin_outage,
@@ -94,6 +110,8 @@ impl Origin {
             reloads_after_fill_ended: AtomicU64::new(0),
             reloads_after_expiry: AtomicU64::new(0),
             reloads_unexplained: AtomicU64::new(0),
+            loads_beside_another: AtomicU64::new(0),
+            loads_dropped: AtomicU64::new(0),
             breaker_open: AtomicBool::new(false),
             breaker_transitions: AtomicU32::new(0),
             loads_while_open: AtomicU64::new(0),
@@ -126,39 +144,54 @@ impl Origin {
         let index = self.population.key_index(tenant, device_index, item);
         let since = self.released.get().map(Instant::elapsed);
         self.count(index, since);
+        let mut running = Running::start(self, index);
         let within = |window: Window| since.is_some_and(|since| window.contains(since));
         if self.outage.is_some_and(within) {
             // A failed load stores nothing: the key's next load is a new fill.
             if let Some(ended) = self.fills_ended.get(index) {
                 ended.fetch_add(1, Ordering::AcqRel);
             }
+            running.answered();
             return Err(OriginDown);
         }
         let latency = match self.slow {
             Some((window, latency)) if within(window) => latency,
             _ => self.latency,
         };
-        if let Some(since) = since {
-            let since_ms = since.as_millis() as u64;
-            if let Some(bucket) = self.starts.get((since_ms / BUCKET_MS) as usize) {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-            if self.permits.available_permits() == 0 {
-                self.last_queued_ms.fetch_max(since_ms, Ordering::Relaxed);
-            }
-        }
         if !latency.is_zero() {
-            let permits = Arc::clone(&self.permits);
-            let served = self.server.spawn(async move {
-                // The semaphore is never closed; were it, the load would just not wait.
-                let _permit = permits.acquire().await;
-                tokio::time::sleep(latency).await;
-            });
+            let (start, queued) = self.take_place(latency);
+            // Counted when its place starts serving it, not when it was asked for.
+            if let Some(released) = self.released.get() {
+                let start_ms = start.saturating_duration_since(*released).as_millis() as u64;
+                if let Some(bucket) = self.starts.get((start_ms / BUCKET_MS) as usize) {
+                    bucket.fetch_add(1, Ordering::Relaxed);
+                }
+                if queued {
+                    self.last_queued_ms.fetch_max(start_ms, Ordering::Relaxed);
+                }
+            }
+            let done = start + latency;
+            let served = self.server.spawn(tokio::time::sleep_until(done.into()));
             // An error only means the origin's runtime is gone: the load is not slowed then.
             let _ = served.await;
         }
+        running.answered();
         let device = self.population.device(tenant, device_index);
         Ok(thumbnail(tenant, device, item))
+    }
+
+    /// Takes the first place to come free for one load of `latency`: when the place starts
+    /// serving it, and whether it had to wait for the place.
+    fn take_place(&self, latency: Duration) -> (Instant, bool) {
+        let now = Instant::now();
+        let mut places = self.places.lock().unwrap_or_else(|e| e.into_inner());
+        let free_at = match places.len() < self.concurrency {
+            true => now,
+            false => places.pop().map_or(now, |Reverse(at)| at),
+        };
+        let start = free_at.max(now);
+        places.push(Reverse(start + latency));
+        (start, free_at > now)
     }
 
     fn count(&self, index: usize, since_release: Option<Duration>) {
@@ -181,6 +214,13 @@ impl Origin {
             return;
         };
         let earlier = loads.fetch_add(1, Ordering::Relaxed);
+        if self
+            .running
+            .get(index)
+            .is_some_and(|running| running.load(Ordering::Acquire) > 0)
+        {
+            self.loads_beside_another.fetch_add(1, Ordering::Relaxed);
+        }
         // The previous load's value was stored no earlier than that load started, and the
         // cache keeps it for `keep_ms`: a load that much later refills an expired value.
         let now_ms = self.opened.elapsed().as_millis() as u64;
@@ -233,6 +273,8 @@ impl Origin {
             reloads_after_fill_ended: self.reloads_after_fill_ended.load(Ordering::Relaxed),
             reloads_after_expiry: self.reloads_after_expiry.load(Ordering::Relaxed),
             reloads_unexplained: self.reloads_unexplained.load(Ordering::Relaxed),
+            loads_beside_another: self.loads_beside_another.load(Ordering::Relaxed),
+            loads_dropped: self.loads_dropped.load(Ordering::Relaxed),
             loads_while_breaker_open: self.loads_while_open.load(Ordering::Relaxed),
             loads_first_second_after_outage: self
                 .outage
@@ -245,8 +287,9 @@ impl Origin {
         }
     }
 
-    /// Loads per second ÷ the origin's capacity (places ÷ latency) from the release until the
-    /// last time a load had to wait for a place; none if none ever did.
+    /// Loads served per second ÷ the origin's capacity (places ÷ latency), from the release
+    /// until the last load that had to wait for a place started; none if none ever waited.
+    /// Below 1, places stood idle while loads were still to come.
     fn utilization(&self) -> Option<f64> {
         let queued_until_ms = self.last_queued_ms.load(Ordering::Relaxed);
         if queued_until_ms == 0 || self.latency.is_zero() {
@@ -278,17 +321,64 @@ pub struct OriginSummary {
     pub reloads_after_expiry: u64,
     /// Second loads of a key within one fill, that single-flight should have prevented.
     pub reloads_unexplained: u64,
+    /// Loads of a key that started while the cache still waited for another load of it: what
+    /// single-flight exists to prevent (expected 0).
+    pub loads_beside_another: u64,
+    /// Loads the cache stopped waiting for before the origin answered (the cache's load
+    /// timeout, or a cancelled caller): they stored nothing, and the key's next load starts a
+    /// new fill.
+    pub loads_dropped: u64,
     /// Bypassed loads while the breaker was open.
     pub loads_while_breaker_open: u64,
     /// Loads in the first second after `--origin-outage` ended (none without one): a herd
     /// would be every key at once, and several loads of one key.
     pub loads_first_second_after_outage: Option<u64>,
     pub loads_per_key_max_first_second_after_outage: Option<u32>,
-    /// Loads per second ÷ the origin's capacity while loads queued for it (none if none did).
+    /// Loads served per second ÷ the origin's capacity, from the release until the last load
+    /// that had to wait for a place started (none if none did).
     pub utilization: Option<f64>,
     /// Loads whose value no caller received (every caller had stopped waiting; the cache
     /// stored it): the cache's `loads_unclaimed`.
     pub wasted_loads: u64,
+}
+
+/// One load the cache waits for: counted in `Origin::running` while it runs; dropped before
+/// it was `answered`, it ends the key's fill (nothing was stored).
+struct Running<'a> {
+    origin: &'a Origin,
+    index: usize,
+    answered: bool,
+}
+
+impl<'a> Running<'a> {
+    fn start(origin: &'a Origin, index: usize) -> Self {
+        if let Some(running) = origin.running.get(index) {
+            running.fetch_add(1, Ordering::AcqRel);
+        }
+        Self {
+            origin,
+            index,
+            answered: false,
+        }
+    }
+
+    fn answered(&mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.origin.loads_dropped.fetch_add(1, Ordering::Relaxed);
+            if let Some(ended) = self.origin.fills_ended.get(self.index) {
+                ended.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        if let Some(running) = self.origin.running.get(self.index) {
+            running.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 /// The buckets of `Origin::starts`.

@@ -7,6 +7,7 @@ mod build;
 mod fields;
 mod text;
 
+use crate::arrival::ArrivalSummary;
 use crate::latency::Latency;
 use crate::measured::FleetMeasured;
 use crate::origin::OriginSummary;
@@ -45,6 +46,13 @@ pub struct ConfigSummary {
     pub items_per_device: u64,
     pub sessions_per_device: u64,
     pub keys: u64,
+    /// `--rate` (requests due per second); none for the closed-loop storm.
+    pub rate: Option<f64>,
+    /// `--deadline`; none without it.
+    #[serde(serialize_with = "fields::seconds_or_null")]
+    pub deadline_s: Option<Duration>,
+    /// `--max-loads`, and `--load-queue` with it; none without it.
+    pub max_loads: Option<(usize, usize)>,
     /// Requests in all; none when the run was timed.
     pub requests: Option<u64>,
     #[serde(serialize_with = "fields::seconds_or_null")]
@@ -145,7 +153,11 @@ pub struct RunSummary {
     pub leak_examples: Vec<String>,
     /// The first refusal of each kind, as the violation sink saw it.
     pub violation_examples: Vec<ViolationExample>,
+    /// Latency of every call; with `--rate`, from when it was due.
     pub latency_us: Latency,
+    /// `--rate`: how the arrivals kept to their schedule; absent for the closed-loop storm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arrival: Option<ArrivalSummary>,
     /// From the barrier to the last session's end.
     pub elapsed_s: f64,
     /// Writing yesterday's values and spawning the sessions, before the barrier.

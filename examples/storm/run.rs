@@ -1,6 +1,7 @@
 //! One run of the storm, verified or naive: the backend and its faults, the client, every session
 //! spawned behind one barrier, and what they measured.
 
+use crate::arrival::arrivals;
 use crate::backend::{Backend, open_backend};
 use crate::config::{Config, Stop};
 use crate::fleet::Fleet;
@@ -179,13 +180,19 @@ pub async fn run(
     };
     let observer = {
         let origin = Arc::clone(&origin);
+        // With fail-safe, a value can be unexpired (within its stale time) and still stale: a
+        // `replay` may hand back such a value (yesterday's, with `--keep-yesterday`), which the
+        // cache reads as a miss and loads again.
+        let replay_may_be_stale = config.stale_for.is_some();
         move |key: &[u8], kind: FaultKind| {
             // The verified cache deletes a refused value and reads a failed read as a miss, so
             // the next read must load again; the naive one only misses on a failed read.
             let ends_fill = if naive {
                 kind.is_error()
             } else {
-                kind.is_error() || kind.is_wrong_value()
+                kind.is_error()
+                    || kind.is_wrong_value()
+                    || (replay_may_be_stale && kind == FaultKind::Replay)
             };
             if ends_fill {
                 origin.end_fill(key);
@@ -286,13 +293,17 @@ pub async fn run(
         ),
     });
 
-    // Every session is spawned and waiting before any starts: the reconnect storm.
-    let sessions = config.sessions();
+    // Every session is spawned and waiting before any starts: the reconnect storm. With
+    // `--rate`, no sessions: workers send requests on a schedule from the start.
+    let sessions = match config.rate {
+        Some(_) => 0,
+        None => config.sessions(),
+    };
     let barrier = Arc::new(Barrier::new(sessions as usize + 1));
     let population = config.population();
     let mut tasks = Vec::with_capacity(sessions as usize);
     let mut next = 0u64;
-    for tenant in 0..population.tenants {
+    for tenant in (0..population.tenants).take_while(|_| sessions > 0) {
         for device_index in 0..population.devices_per_tenant {
             for _ in 0..config.sessions_per_device {
                 let stop = match config.stop() {
@@ -410,6 +421,22 @@ pub async fn run(
             Err(error) => eprintln!("storm: a session failed: {error}"),
         }
     }
+    let arrival = match config.rate {
+        Some(rate) => {
+            let (done, arrival) = arrivals(
+                Arc::clone(&run),
+                started,
+                rate,
+                config.in_flight,
+                config.stop(),
+                config.sessions_per_device,
+            )
+            .await;
+            tally.merge(done);
+            Some(arrival)
+        }
+        None => None,
+    };
     let elapsed = started.elapsed();
     ticker.abort();
     if let Some((stop, thread)) = mover {
@@ -465,6 +492,7 @@ pub async fn run(
         elapsed,
         prepared,
         timeline,
+        arrival,
         violation_check,
         fleet,
     })

@@ -47,7 +47,7 @@ impl Tally {
 
 const MAX_EXAMPLES: usize = 5;
 /// Latencies a session gathers before adding them to the shared histogram.
-const LATENCY_BATCH: usize = 256;
+pub const LATENCY_BATCH: usize = 256;
 
 /// One device's session: waits at the barrier with every other, then fetches the device's
 /// items in turn until it has sent its share of the requests (`Stop::Requests`, this session's
@@ -68,7 +68,6 @@ pub async fn session(
     stop: Stop,
 ) -> Tally {
     let population = run.population;
-    let device = population.device(tenant, device_index);
     let mut tally = Tally::default();
     let mut latencies = Vec::with_capacity(LATENCY_BATCH);
     barrier.wait().await;
@@ -89,34 +88,61 @@ pub async fn session(
         }
         let item = sent % population.items_per_device;
         sent += 1;
-        let key = Key::new(TenantId::from_u64(tenant), DeviceId::from_u64(device), item);
-        let ids = (tenant, device_index, item);
         let instance = (first_instance + sent as usize) % run.path.instances();
-        let fetched = run.path.fetch(instance, &key, &run, ids).await;
-        latencies.push(started.elapsed().as_micros() as u64);
+        tally
+            .fetch_and_check(
+                &run,
+                instance,
+                (tenant, device_index, item),
+                started,
+                &mut latencies,
+            )
+            .await;
+    }
+    record_latencies(&run, &mut latencies);
+    tally
+}
+
+impl Tally {
+    /// One request: fetches `item` of `tenant`'s `device_index`-th device, checks what it is
+    /// served against ground truth, and counts it; its latency counts from `since` (into
+    /// `latencies`, a batch for the shared histogram).
+    pub async fn fetch_and_check(
+        &mut self,
+        run: &Run,
+        instance: usize,
+        ids: (u64, u64, u64),
+        since: Instant,
+        latencies: &mut Vec<u64>,
+    ) {
+        let (tenant, device_index, item) = ids;
+        let device = run.population.device(tenant, device_index);
+        let key = Key::new(TenantId::from_u64(tenant), DeviceId::from_u64(device), item);
+        let started = Instant::now();
+        let fetched = run.path.fetch(instance, &key, run, ids).await;
+        latencies.push(since.elapsed().as_micros() as u64);
         if latencies.len() == LATENCY_BATCH {
-            record_latencies(&run, &mut latencies);
+            record_latencies(run, latencies);
         }
-        tally.requests += 1;
+        self.requests += 1;
         match fetched {
             Ok(Served { value, stale_age }) => {
-                tally.served += 1;
+                self.served += 1;
                 if let Some(transfers) = &run.transfers {
                     transfers.served(instance, tenant, device_index, started);
                 }
                 if let Some(age) = stale_age {
-                    tally.served_stale += 1;
-                    tally.stale_age_max = tally.stale_age_max.max(age);
+                    self.served_stale += 1;
+                    self.stale_age_max = self.stale_age_max.max(age);
                 }
                 // Ground truth is recomputed here, independently of the cache's verdict.
                 if value != thumbnail(tenant, device, item) {
-                    tally.leaks += 1;
+                    self.leaks += 1;
                     if named_owner(&value).is_some_and(|(t, d, _)| (t, d) != (tenant, device)) {
-                        tally.leaks_other_owner += 1;
+                        self.leaks_other_owner += 1;
                     }
-                    if tally.leak_examples.len() < MAX_EXAMPLES {
-                        tally
-                            .leak_examples
+                    if self.leak_examples.len() < MAX_EXAMPLES {
+                        self.leak_examples
                             .push(describe_leak(tenant, device, item, &value));
                     }
                 }
@@ -127,22 +153,20 @@ pub async fn session(
                     .as_ref()
                     .is_some_and(|t| t.is_moved(tenant, device_index)) =>
             {
-                tally.denied += 1;
+                self.denied += 1;
             }
             Err(error) => {
-                tally.errors += 1;
-                if tally.error_examples.len() < MAX_EXAMPLES {
-                    tally.error_examples.push(error);
+                self.errors += 1;
+                if self.error_examples.len() < MAX_EXAMPLES {
+                    self.error_examples.push(error);
                 }
             }
         }
         run.done.fetch_add(1, Ordering::Relaxed);
     }
-    record_latencies(&run, &mut latencies);
-    tally
 }
 
-fn record_latencies(run: &Run, latencies: &mut Vec<u64>) {
+pub fn record_latencies(run: &Run, latencies: &mut Vec<u64>) {
     let mut histogram = run.latency_us.lock().unwrap_or_else(|e| e.into_inner());
     for &us in latencies.iter() {
         histogram.saturating_record(us.max(1));

@@ -259,7 +259,9 @@ impl<N: Namespace> CacheBuilder<N> {
     /// waiting for a place (default: no limit). A load that finds the queue full fails at once
     /// with [`LoadError::Overloaded`](crate::LoadError::Overloaded) instead of waiting, and a
     /// queued load whose callers have all stopped waiting (their deadline passed) is dropped
-    /// before it reaches the loader ([`LoadError::Abandoned`](crate::LoadError::Abandoned)).
+    /// before it reaches the loader ([`LoadError::Abandoned`](crate::LoadError::Abandoned)):
+    /// when its turn comes, the place going to the next load at once, or, while it waits, at
+    /// its next check (once a second), which also gives its place in the queue back.
     /// Protects the source of truth when every device reconnects at once.
     pub fn max_loads(mut self, in_flight: usize, queued: usize) -> Self {
         self.max_loads = Some((in_flight, queued));

@@ -45,6 +45,9 @@ impl ConfigSummary {
             items_per_device: config.items_per_device,
             sessions_per_device: config.sessions_per_device,
             keys: config.population().keys(),
+            rate: config.rate,
+            deadline_s: config.deadline,
+            max_loads: config.max_loads.map(|n| (n, config.load_queue)),
             requests,
             duration_s,
             l1_capacity: config.l1_capacity,
@@ -169,6 +172,7 @@ impl RunSummary {
                 .map(|(kind, report)| ViolationExample { kind, report })
                 .collect(),
             latency_us: run.latency,
+            arrival: run.arrival,
             elapsed_s: run.elapsed.as_secs_f64(),
             prepared_s: run.prepared.as_secs_f64(),
             ops_per_s: run.tally.requests as f64 / run.elapsed.as_secs_f64().max(1e-9),

@@ -13,16 +13,19 @@ impl Report {
         let c = &self.config;
         let v = &self.verified;
         let mut out = String::new();
+        let sessions = c.tenants * c.devices_per_tenant * c.sessions_per_device;
+        let arriving = match (c.rate, &v.arrival) {
+            (Some(rate), Some(arrival)) => format!(
+                "requests arrive at {rate:.0}/s, at most {} in flight",
+                arrival.in_flight
+            ),
+            _ => format!("{sessions} sessions, released together"),
+        };
         let _ = writeln!(
             out,
-            "storm: {} tenants x {} devices x {} items = {} keys; {} sessions per device ({} \
-             sessions, released together)",
-            c.tenants,
-            c.devices_per_tenant,
-            c.items_per_device,
-            c.keys,
-            c.sessions_per_device,
-            c.tenants * c.devices_per_tenant * c.sessions_per_device
+            "storm: {} tenants x {} devices x {} items = {} keys; {} sessions per device \
+             ({arriving})",
+            c.tenants, c.devices_per_tenant, c.items_per_device, c.keys, c.sessions_per_device,
         );
         let _ = writeln!(
             out,
@@ -44,6 +47,9 @@ impl Report {
             c.stale_for_s.map(|d| format!("stale for {d:?}")),
             c.refresh_after_s.map(|d| format!("refresh after {d:?}")),
             c.soft_timeout_s.map(|d| format!("soft timeout {d:?}")),
+            c.deadline_s.map(|d| format!("deadline {d:?}")),
+            c.max_loads
+                .map(|(n, queue)| format!("at most {n} loads in flight, {queue} queued")),
         ]
         .into_iter()
         .flatten()
@@ -64,6 +70,14 @@ impl Report {
             "  latency        p50 {} us   p99 {} us   p99.9 {} us   max {} us",
             v.latency_us.p50, v.latency_us.p99, v.latency_us.p999, v.latency_us.max
         );
+        if let Some(a) = &v.arrival {
+            let _ = writeln!(
+                out,
+                "  arrivals       {:>10.0} req/s sent of {:.0} due; sent late by p50 {} us   \
+                 p99 {} us   max {} us (counted in the latency)",
+                a.sent_per_s, a.rate_per_s, a.late_p50_us, a.late_p99_us, a.late_max_us
+            );
+        }
         for (name, n, note) in [
             ("hits L1", v.hits_l1, String::new()),
             ("hits L2", v.hits_l2, String::new()),
@@ -150,12 +164,15 @@ impl Report {
         let _ = writeln!(
             out,
             "  origin         {:>10} loads of {} keys; {} reloads after the key's fill ended \
-             (refused, deleted or unstored value), {} after it expired, {} unexplained{}",
+             (refused, deleted or unstored value), {} after it expired, {} unexplained; {} \
+             beside another load of the key; {} dropped by the cache before their answer{}",
             o.loads,
             o.keys_loaded,
             o.reloads_after_fill_ended,
             o.reloads_after_expiry,
             o.reloads_unexplained,
+            o.loads_beside_another,
+            o.loads_dropped,
             if o.loads_while_breaker_open > 0 {
                 format!(
                     ", {} while the breaker was open",
