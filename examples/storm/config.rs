@@ -1,8 +1,7 @@
 //! The run's parameters: the storm's flags, with their defaults and help.
 
 use crate::flags::{
-    duration, every_for, number, positive, positive_duration, positive_rate, rate, slow_window,
-    window,
+    duration, every_for, number, positive, positive_duration, positive_rate, slow_window, window,
 };
 use crate::population::Population;
 use clap::{Parser, ValueEnum};
@@ -141,8 +140,8 @@ pub struct Config {
     pub instances: usize,
     /// Cameras moved to another tenant per second: each is invalidated on one instance, and
     /// from then its old owner must be served nothing of it (makes the namespace coherent)
-    #[arg(long, value_name = "R", default_value = "0", value_parser = rate)]
-    pub transfers: f64,
+    #[arg(long, value_name = "R", value_parser = positive_rate)]
+    pub transfers: Option<f64>,
     /// Cut one instance's bus subscription (in turn) every EVERY for FOR (e.g. 500ms+50ms):
     /// it must serve nothing from its in-process tier meanwhile, and drop it when back
     #[arg(long, value_name = "EVERY+FOR", value_parser = every_for)]
@@ -306,7 +305,7 @@ impl Config {
 
     /// Whether the run is a fleet: several instances, or transfers, under `Policy::Coherent`.
     pub fn fleet(&self) -> bool {
-        self.instances > 1 || self.transfers > 0.0 || self.bus_cuts.is_some()
+        self.instances > 1 || self.transfers.is_some() || self.bus_cuts.is_some()
     }
 
     /// Whether reads go through `get_or_refresh` (fail-safe, refresh-ahead or a deadline)

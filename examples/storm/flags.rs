@@ -68,14 +68,6 @@ fn check(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// A rate per second: a non-negative finite number (`0.5`, `50`).
-pub fn rate(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
-        _ => Err("not a non-negative number per second".into()),
-    }
-}
-
 /// A non-negative integer; `_` separators are allowed (`1_000_000`).
 pub fn number<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
     text.replace('_', "")

@@ -278,8 +278,10 @@ pub async fn run(
         }
         Path::Verified(caches)
     };
-    let transfers =
-        (config.transfers > 0.0 && !naive).then(|| Arc::new(Transfers::new(config.population())));
+    let transfers = config
+        .transfers
+        .filter(|_| !naive)
+        .map(|_| Arc::new(Transfers::new(config.population())));
     let run = Arc::new(Run {
         path,
         refreshing: config.refreshing(),
@@ -330,12 +332,15 @@ pub async fn run(
     origin.release(started);
     let mover = match (&fleet, &run.path) {
         (Some(fleet), Path::Verified(caches)) => {
-            let moves = transfers.as_ref().map(|transfers| {
-                let mut state = config.seed ^ 0x7472_616e_7366_6572; // "transfer"
-                let pick = move |devices: u64| splitmix64(&mut state) % devices;
-                let log = Arc::clone(&fleet.log);
-                Arc::clone(transfers).run(config.transfers, caches.clone(), log, pick)
-            });
+            let moves = transfers
+                .as_ref()
+                .zip(config.transfers)
+                .map(|(transfers, rate)| {
+                    let mut state = config.seed ^ 0x7472_616e_7366_6572; // "transfer"
+                    let pick = move |devices: u64| splitmix64(&mut state) % devices;
+                    let log = Arc::clone(&fleet.log);
+                    Arc::clone(transfers).run(rate, caches.clone(), log, pick)
+                });
             let cuts = config.bus_cuts.map(|every_for| {
                 let log = Arc::clone(&fleet.log);
                 cut_in_turn(log, caches.len(), every_for)
