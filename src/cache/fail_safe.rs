@@ -481,16 +481,10 @@ impl<N: Namespace> Cache<N> {
         Fut: Future<Output = Result<N::Value, E>>,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let inner = &*self.inner;
-        let limiter = inner.limiter.as_ref();
-        let loaded = load::run_load(&inner.counters, limiter, &|| true, key, || self.timed(load));
-        let Ok(outcome) = deadline.bound(loaded).await else {
+        let Ok((outcome, observed)) = deadline.bound(self.load_alone(key, load)).await else {
             return self.deadline_exceeded(deadline);
         };
-        (
-            outcome.clone().map(Fetched::loaded),
-            Outcome::Bypass.unless_err(&outcome),
-        )
+        (outcome.map(Fetched::loaded), observed)
     }
 
     /// Joins `key`'s flight and waits for its outcome; a caller that comes to lead runs the load
