@@ -59,6 +59,17 @@ fn as_version_1(sealed_v2: &[u8]) -> Bytes {
     Bytes::from(v1)
 }
 
+/// An encrypted envelope of a `size`-byte payload cut into what the bare AEAD takes: the
+/// associated data (the key header), the nonce, the ciphertext and the tag.
+fn aead_parts(sealed: &[u8], size: usize) -> (&[u8], XNonce, &[u8], chacha20poly1305::Tag) {
+    let header_len = sealed.len() - NONCE_LEN - size - AEAD_TAG_LEN;
+    let nonce = XNonce::try_from(&sealed[header_len..header_len + NONCE_LEN]).expect("24 bytes");
+    let ciphertext = &sealed[header_len + NONCE_LEN..sealed.len() - AEAD_TAG_LEN];
+    let tag =
+        chacha20poly1305::Tag::try_from(&sealed[sealed.len() - AEAD_TAG_LEN..]).expect("16 bytes");
+    (&sealed[..header_len], nonce, ciphertext, tag)
+}
+
 fn envelope(c: &mut Criterion) {
     let mut rng = common::rng();
     let ring = KeyRing::new(KeyId(1), &SECRET).expect("valid key ring");
@@ -143,16 +154,7 @@ fn envelope(c: &mut Criterion) {
             })
         });
         // The primitive alone: the same associated data, nonce, ciphertext and tag.
-        let header_len = sealed_encrypted.len() - NONCE_LEN - size - AEAD_TAG_LEN;
-        let associated = &sealed_encrypted[..header_len];
-        let nonce = XNonce::try_from(&sealed_encrypted[header_len..header_len + NONCE_LEN])
-            .expect("24 bytes");
-        let ciphertext =
-            &sealed_encrypted[header_len + NONCE_LEN..sealed_encrypted.len() - AEAD_TAG_LEN];
-        let aead_tag = chacha20poly1305::Tag::try_from(
-            &sealed_encrypted[sealed_encrypted.len() - AEAD_TAG_LEN..],
-        )
-        .expect("16 bytes");
+        let (associated, nonce, ciphertext, aead_tag) = aead_parts(&sealed_encrypted, size);
         let mut buffer = vec![0; size];
         group.bench_function("aead_decrypt", |b| {
             b.iter(|| {
@@ -263,16 +265,7 @@ fn rounds() {
             .seal(&key, &payload, created_ms, NEVER, &ring)
             .expect("payload within limits");
         let (mac_input, tag) = v2.split_at(v2.len() - TAG_LEN);
-        let header_len = sealed_encrypted.len() - NONCE_LEN - size - AEAD_TAG_LEN;
-        let associated = &sealed_encrypted[..header_len];
-        let nonce = XNonce::try_from(&sealed_encrypted[header_len..header_len + NONCE_LEN])
-            .expect("24 bytes");
-        let ciphertext =
-            &sealed_encrypted[header_len + NONCE_LEN..sealed_encrypted.len() - AEAD_TAG_LEN];
-        let aead_tag = chacha20poly1305::Tag::try_from(
-            &sealed_encrypted[sealed_encrypted.len() - AEAD_TAG_LEN..],
-        )
-        .expect("16 bytes");
+        let (associated, nonce, ciphertext, aead_tag) = aead_parts(&sealed_encrypted, size);
         let mut decrypted = vec![0; size];
         let mut encrypting = payload.clone();
         let mut ops: Ops<'_> = vec![
