@@ -1,7 +1,7 @@
 //! The price of verification against a real server: `Cache::get` through `RedisStore` (GET,
 //! then the envelope opened for the requested key) against a raw redis-rs `GET` of the same
-//! bytes, at 1, 64 and 256 concurrent tasks; `get_many` (one MGET, every element opened) of 16
-//! and 128 keys against a raw `MGET`. All in one process, against one private `redis-server`
+//! bytes, at 1, 64 and 256 concurrent tasks; `Cache::get_many` (one MGET, every element
+//! opened for its key) of 16 and 128 keys against a raw `MGET`. All in one process, against one private `redis-server`
 //! on a unix socket, so the ratios are what to quote. At the end, `redis-benchmark -P 16 -t get`
 //! on the same server, as the ceiling.
 //!
@@ -18,11 +18,9 @@ mod support;
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rand::RngExt;
-use scoped_cache::envelope::Envelope;
-use scoped_cache::store::RemoteStore;
 use scoped_cache::{Cache, Client, DeviceId, Key, KeyId, KeyRing, RedisStore, TenantId};
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use support::fixture::Thumbs;
 
 const KEYS: u64 = 4096;
@@ -48,9 +46,7 @@ struct Bench {
     runtime: Option<tokio::runtime::Runtime>,
     cache: Cache<Thumbs>,
     cache_2: Cache<Thumbs>,
-    store: Arc<RedisStore>,
     raw: redis::aio::MultiplexedConnection,
-    ring: KeyRing,
     /// The Redis key of each bench key (no prefix).
     redis_keys: Arc<Vec<Vec<u8>>>,
 }
@@ -101,7 +97,8 @@ enum Contender {
     Verified2,
     /// A raw `MGET` of this many keys.
     RawMget(u64),
-    /// `RedisStore::get_many` of this many keys, every element opened for its key.
+    /// `Cache::get_many` of this many keys over one connection: one `MGET`, every element
+    /// opened for its key.
     VerifiedMget(u64),
 }
 
@@ -120,20 +117,10 @@ impl Contender {
 /// The time `tasks` concurrent tasks take for `iters` reads (batches, for the `get_many`
 /// contenders) by `contender`.
 fn run(bench: &Bench, contender: Contender, iters: u64, tasks: u64) -> Duration {
-    let (raw, keys, store, ring) = (
-        bench.raw.clone(),
-        Arc::clone(&bench.redis_keys),
-        Arc::clone(&bench.store),
-        bench.ring.clone(),
-    );
+    let (raw, keys) = (bench.raw.clone(), Arc::clone(&bench.redis_keys));
     let (cache, cache_2) = (bench.cache.clone(), bench.cache_2.clone());
     concurrent(bench.rt(), iters, tasks, move |i| {
-        let (mut raw, keys, store, ring) = (
-            raw.clone(),
-            Arc::clone(&keys),
-            Arc::clone(&store),
-            ring.clone(),
-        );
+        let (mut raw, keys) = (raw.clone(), Arc::clone(&keys));
         let (cache, cache_2) = (cache.clone(), cache_2.clone());
         async move {
             match contender {
@@ -157,18 +144,14 @@ fn run(bench: &Bench, contender: Contender, iters: u64, tasks: u64) -> Duration 
                     assert_eq!(found.len(), batch as usize);
                 }
                 Contender::VerifiedMget(batch) => {
-                    let wanted: Vec<u64> = (0..batch).map(|j| index(i * batch + j)).collect();
-                    let batch: Vec<Vec<u8>> =
-                        wanted.iter().map(|&k| keys[k as usize].clone()).collect();
-                    let found = store.get_many(&batch).await.expect("get_many");
-                    let now = now_ms();
-                    for (k, sealed) in wanted.iter().zip(found) {
-                        let sealed = sealed.expect("present");
-                        let payload = Envelope::default()
-                            .open(&sealed, &key(*k), now, &ring)
-                            .expect("verified");
-                        assert_eq!(payload.len(), PAYLOAD);
-                    }
+                    let wanted: Vec<Key<Thumbs>> =
+                        (0..batch).map(|j| key(index(i * batch + j))).collect();
+                    let found = cache.get_many(&wanted).await;
+                    assert!(
+                        found
+                            .iter()
+                            .all(|value| value.as_ref().is_some_and(|v| v.len() == PAYLOAD))
+                    );
                 }
             }
         }
@@ -296,12 +279,6 @@ fn paired(bench: &Bench) {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn setup(server: &support::RedisServer) -> Bench {
     LazyLock::force(&ORDER);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -317,7 +294,6 @@ fn setup(server: &support::RedisServer) -> Bench {
             .connect()
             .await
             .expect("connect");
-        let store = Arc::new(store);
         let store_2 = RedisStore::builder(&url)
             .connections(2)
             .connect()
@@ -325,7 +301,7 @@ fn setup(server: &support::RedisServer) -> Bench {
             .expect("connect");
         let client = Client::builder()
             .key_ring(ring.clone())
-            .remote_shared(store.clone())
+            .remote(store)
             .build()
             .expect("client");
         let client_2 = Client::builder()
@@ -359,9 +335,7 @@ fn setup(server: &support::RedisServer) -> Bench {
             runtime: None,
             cache,
             cache_2,
-            store,
             raw,
-            ring,
             redis_keys,
         }
     });

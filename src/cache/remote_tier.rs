@@ -56,13 +56,13 @@ impl<N: Namespace> Cache<N> {
         let Some(remote) = &inner.shared.remote else {
             return;
         };
-        let encoded: Vec<Vec<u8>> = missing.iter().map(|&i| keys[i].encode()).collect();
-        // A coherent cache reads each key's revocation markers in the same batch.
+        // A coherent cache reads each key's revocation markers in the same batch, after the keys.
         let markers = match inner.coherence {
             Some(_) => Markers::of(missing.iter().map(|&i| &keys[i])),
             None => Markers::default(),
         };
-        let mut batch = encoded.clone();
+        let mut batch: Vec<Vec<u8>> = Vec::with_capacity(missing.len() + markers.keys.len());
+        batch.extend(missing.iter().map(|&i| keys[i].encode()));
         batch.extend(markers.keys.iter().cloned());
         let read = self.read_now();
         let call = remote.store.get_many(&batch);
@@ -72,9 +72,9 @@ impl<N: Namespace> Cache<N> {
             .await
         {
             Ok(mut found) if found.len() == batch.len() => {
-                let revoked = markers.open(&remote.ring, found.split_off(encoded.len()));
+                let revoked = markers.open(&remote.ring, found.split_off(missing.len()));
                 for (n, ((&i, encoded), sealed)) in
-                    missing.iter().zip(&encoded).zip(found).enumerate()
+                    missing.iter().zip(&batch).zip(found).enumerate()
                 {
                     if let Some(sealed) = sealed {
                         let revoked_before = revoked(n);
