@@ -73,7 +73,7 @@ impl Tools {
 }
 
 /// `SCOPED_CACHE_REDIS_CLI`, else `redis-cli` on `PATH`.
-fn find_cli() -> Option<PathBuf> {
+pub fn find_cli() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("SCOPED_CACHE_REDIS_CLI") {
         let path = PathBuf::from(path);
         return path.is_file().then_some(path);
