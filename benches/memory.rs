@@ -66,8 +66,9 @@ fn held<C>(
     settle(&cache);
     let change = region.change();
     drop(cache);
-    let held = change.bytes_allocated as f64 - change.bytes_deallocated as f64
-        + change.bytes_reallocated as f64;
+    // stats_alloc already counts a reallocation's growth in `bytes_allocated` (and a shrink in
+    // `bytes_deallocated`); `bytes_reallocated` is the same change again, not to be added.
+    let held = change.bytes_allocated as f64 - change.bytes_deallocated as f64;
     let allocations = change.allocations as f64 - change.deallocations as f64;
     Held {
         bytes_per_entry: held / entries as f64,
