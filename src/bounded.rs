@@ -8,6 +8,7 @@
 //! [`LocalCache`]: crate::LocalCache
 //! [`MemoryStore`]: crate::MemoryStore
 
+mod record_queue;
 mod s3fifo;
 
 use crate::clock::Clock;
@@ -34,6 +35,11 @@ const MIN_SHARD_CAPACITY: u64 = 4096;
 /// entries held its lock for 160 ms, and a store of 4,000,000 entries in the default 8 shards
 /// crossed that size in all 8 within a second. At 16,384 entries a shard grows in a few ms.
 const MAX_ENTRIES_PER_MAP_SHARD: u64 = 1 << 14;
+
+/// Records an insert looks at while stale records are being swept out of its policy shard.
+/// An insert adds at most one record, so a sweep outpaces them many times over; and no insert
+/// holds the shard's lock for more than these few map lookups.
+const SWEEP_STEP: usize = 16;
 
 /// The most map shards: beyond this, each shard's header (128 bytes) costs more than the
 /// shorter growth pauses are worth.
@@ -203,13 +209,11 @@ where
         if counts.expired > 0 {
             self.counters.add(Event::Expiration, counts.expired);
         }
-        if policy.needs_compaction() {
-            policy.compact(|record| {
-                self.map
-                    .view(&record.key, |_, slot| slot.id == record.id)
-                    .unwrap_or(false)
-            });
-        }
+        policy.sweep(SWEEP_STEP, |record| {
+            self.map
+                .view(&record.key, |_, slot| slot.id == record.id)
+                .unwrap_or(false)
+        });
         true
     }
 
