@@ -308,7 +308,7 @@ where
 
     fn shard_of(&self, hash: u64) -> usize {
         // The shard count is a power of two; use high bits, which DashMap does not use for its
-        // own shards (bits 47..57 at most, with `MAX_MAP_SHARDS`).
+        // own shards (it takes them from bit 56 down: bits 47 to 56 with `MAX_MAP_SHARDS`).
         (hash >> 40) as usize & (self.policy.len() - 1)
     }
 }

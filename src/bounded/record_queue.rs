@@ -43,11 +43,15 @@ impl<K> RecordQueue<K> {
     }
 
     pub(super) fn pop_front(&mut self) -> Option<Record<K>> {
+        if self.unswept == 0 {
+            // No sweep in progress, so nothing is kept apart: the common case, on every eviction.
+            return self.rest.pop_front();
+        }
         if let Some(record) = self.kept.pop_front() {
             return Some(record);
         }
         let record = self.rest.pop_front()?;
-        self.unswept = self.unswept.saturating_sub(1);
+        self.unswept -= 1;
         Some(record)
     }
 

@@ -48,7 +48,7 @@ pub(super) struct Evictions {
 pub(super) struct S3Fifo<K> {
     small: RecordQueue<K>,
     main: RecordQueue<K>,
-    /// Weight of every record in `small`, stale ones included (they leave when popped).
+    /// Weight of every record in `small`, stale ones included (they leave when popped or swept).
     small_weight: u64,
     /// Weight of live entries.
     live_weight: u64,
@@ -160,12 +160,21 @@ impl<K> S3Fifo<K> {
 
     /// Drops stale records, looking at up to `budget` records (those for which `is_live` is
     /// false are dropped): goes on with the sweep in progress, or begins one over both queues
-    /// when stale records outnumber live ones enough to be worth it.
-    pub(super) fn sweep(&mut self, mut budget: usize, mut is_live: impl FnMut(&Record<K>) -> bool) {
+    /// when stale records outnumber live ones enough to be worth it. Called on every insert, so
+    /// only the test for that is inlined.
+    #[inline]
+    pub(super) fn sweep(&mut self, budget: usize, is_live: impl FnMut(&Record<K>) -> bool) {
+        if self.small.is_sweeping()
+            || self.main.is_sweeping()
+            || self.small.len() + self.main.len() > 2 * self.live_entries + 64
+        {
+            self.sweep_some(budget, is_live);
+        }
+    }
+
+    #[inline(never)]
+    fn sweep_some(&mut self, mut budget: usize, mut is_live: impl FnMut(&Record<K>) -> bool) {
         if !self.small.is_sweeping() && !self.main.is_sweeping() {
-            if self.small.len() + self.main.len() <= 2 * self.live_entries + 64 {
-                return;
-            }
             self.small.begin_sweep();
             self.main.begin_sweep();
         }
