@@ -8,6 +8,7 @@
 //! [`LocalCache`]: crate::LocalCache
 //! [`MemoryStore`]: crate::MemoryStore
 
+mod record_queue;
 mod s3fifo;
 
 use crate::clock::Clock;
@@ -27,6 +28,22 @@ pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;
 /// contention (reads never lock them), and each costs accuracy: a shard evicts when it is full
 /// even if another has room. With ≥ 4096 units per shard, that shortfall stays well under 1%.
 const MIN_SHARD_CAPACITY: u64 = 4096;
+
+/// The most entries a map shard should hold when the map is full. A `DashMap` shard grows by
+/// rehashing every entry into a table twice the size under the shard's write lock, and every
+/// reader and writer of the shard waits meanwhile: at ~0.35 µs an entry, a shard of 458,000
+/// entries held its lock for 160 ms, and a store of 4,000,000 entries in the default 8 shards
+/// crossed that size in all 8 within a second. At 16,384 entries a shard grows in a few ms.
+const MAX_ENTRIES_PER_MAP_SHARD: u64 = 1 << 14;
+
+/// Records an insert looks at while stale records are being swept out of its policy shard.
+/// An insert adds at most one record, so a sweep outpaces them many times over; and no insert
+/// holds the shard's lock for more than these few map lookups.
+const SWEEP_STEP: usize = 16;
+
+/// The most map shards: beyond this, each shard's header (128 bytes) costs more than the
+/// shorter growth pauses are worth.
+const MAX_MAP_SHARDS: u64 = 1 << 10;
 
 struct Slot<V> {
     value: V,
@@ -59,9 +76,12 @@ where
     K: Hash + Eq + Clone,
     S: BuildHasher + Clone,
 {
-    /// A map holding at most `capacity` units of weight (entries, without a weigher).
+    /// A map holding at most `capacity` units of weight (entries, without a weigher), and so at
+    /// most `max_entries` entries (`capacity` over the lightest entry's weight): the map is
+    /// sharded so that no shard grows past [`MAX_ENTRIES_PER_MAP_SHARD`].
     pub(crate) fn new(
         capacity: u64,
+        max_entries: u64,
         weigher: Option<Weigher<K, V>>,
         clock: Clock,
         hasher: S,
@@ -81,7 +101,7 @@ where
             })
             .collect();
         Self {
-            map: ConcurrentMap::with_hasher(hasher),
+            map: ConcurrentMap::with_hasher_and_shard_amount(hasher, map_shards(max_entries)),
             policy,
             weigher,
             clock,
@@ -189,13 +209,11 @@ where
         if counts.expired > 0 {
             self.counters.add(Event::Expiration, counts.expired);
         }
-        if policy.needs_compaction() {
-            policy.compact(|record| {
-                self.map
-                    .view(&record.key, |_, slot| slot.id == record.id)
-                    .unwrap_or(false)
-            });
-        }
+        policy.sweep(SWEEP_STEP, |record| {
+            self.map
+                .view(&record.key, |_, slot| slot.id == record.id)
+                .unwrap_or(false)
+        });
         true
     }
 
@@ -289,7 +307,42 @@ where
     }
 
     fn shard_of(&self, hash: u64) -> usize {
-        // The shard count is a power of two; use high bits, which DashMap does not use for its own shards.
+        // The shard count is a power of two; use high bits, which DashMap does not use for its
+        // own shards (it takes them from bit 56 down: bits 47 to 56 with `MAX_MAP_SHARDS`).
         (hash >> 40) as usize & (self.policy.len() - 1)
+    }
+}
+
+/// How many shards a map of at most `max_entries` entries gets: `DashMap`'s default (4 per
+/// core), or more when that would let a shard grow past [`MAX_ENTRIES_PER_MAP_SHARD`]; a power
+/// of two, at least 2 (`DashMap` requires both).
+fn map_shards(max_entries: u64) -> usize {
+    let per_core = std::thread::available_parallelism().map_or(4, |n| n.get() * 4) as u64;
+    let needed = max_entries.div_ceil(MAX_ENTRIES_PER_MAP_SHARD);
+    per_core
+        .max(needed)
+        .clamp(2, MAX_MAP_SHARDS.max(per_core))
+        .next_power_of_two() as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_map_shard_stays_small_enough_to_grow_quickly() {
+        for max_entries in [0, 1, 4096, 200_000, 4_000_000, 16_000_000] {
+            let shards = map_shards(max_entries);
+            assert!(
+                shards.is_power_of_two() && shards >= 2,
+                "{shards} shards for {max_entries} entries"
+            );
+            assert!(
+                max_entries.div_ceil(shards as u64) <= MAX_ENTRIES_PER_MAP_SHARD,
+                "{max_entries} entries in {shards} shards"
+            );
+        }
+        let huge = map_shards(u64::MAX);
+        assert!(huge as u64 <= MAX_MAP_SHARDS.max(64), "{huge} shards");
     }
 }

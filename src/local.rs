@@ -893,6 +893,8 @@ impl<N: Namespace, S: BuildHasher + Clone> LocalCacheBuilder<N, S> {
         Ok(LocalCache {
             map: BoundedMap::new(
                 self.capacity,
+                // An entry weighs at least 1.
+                self.capacity,
                 weigher,
                 self.clock,
                 BuildNoHashHasher::default(),

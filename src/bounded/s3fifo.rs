@@ -9,8 +9,10 @@
 //! never displace the main working set: that is the scan resistance.
 //!
 //! The queues hold records `(key, id)`; an entry that was overwritten or removed leaves a stale
-//! record behind, recognised by its id and skipped.
+//! record behind, recognised by its id and skipped, and swept out a few at a time once stale
+//! records outnumber live ones.
 
+use super::record_queue::RecordQueue;
 use nohash_hasher::BuildNoHashHasher;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
@@ -44,9 +46,9 @@ pub(super) struct Evictions {
 }
 
 pub(super) struct S3Fifo<K> {
-    small: VecDeque<Record<K>>,
-    main: VecDeque<Record<K>>,
-    /// Weight of every record in `small`, stale ones included (they leave when popped).
+    small: RecordQueue<K>,
+    main: RecordQueue<K>,
+    /// Weight of every record in `small`, stale ones included (they leave when popped or swept).
     small_weight: u64,
     /// Weight of live entries.
     live_weight: u64,
@@ -59,8 +61,8 @@ pub(super) struct S3Fifo<K> {
 impl<K> S3Fifo<K> {
     pub(super) fn new(capacity: u64) -> Self {
         Self {
-            small: VecDeque::new(),
-            main: VecDeque::new(),
+            small: RecordQueue::default(),
+            main: RecordQueue::default(),
             small_weight: 0,
             live_weight: 0,
             live_entries: 0,
@@ -156,16 +158,28 @@ impl<K> S3Fifo<K> {
         self.live_entries.max(16)
     }
 
-    /// Whether stale records outnumber live ones enough to be worth a sweep.
-    pub(super) fn needs_compaction(&self) -> bool {
-        self.small.len() + self.main.len() > 2 * self.live_entries + 64
+    /// Drops stale records, looking at up to `budget` records (those for which `is_live` is
+    /// false are dropped): goes on with the sweep in progress, or begins one over both queues
+    /// when stale records outnumber live ones enough to be worth it. Called on every insert, so
+    /// only the test for that is inlined.
+    #[inline]
+    pub(super) fn sweep(&mut self, budget: usize, is_live: impl FnMut(&Record<K>) -> bool) {
+        if self.small.is_sweeping()
+            || self.main.is_sweeping()
+            || self.small.len() + self.main.len() > 2 * self.live_entries + 64
+        {
+            self.sweep_some(budget, is_live);
+        }
     }
 
-    /// Drops records for which `is_live(record)` is false.
-    pub(super) fn compact(&mut self, mut is_live: impl FnMut(&Record<K>) -> bool) {
-        self.small.retain(|record| is_live(record));
-        self.main.retain(|record| is_live(record));
-        self.small_weight = self.small.iter().map(|record| record.weight).sum();
+    #[inline(never)]
+    fn sweep_some(&mut self, mut budget: usize, mut is_live: impl FnMut(&Record<K>) -> bool) {
+        if !self.small.is_sweeping() && !self.main.is_sweeping() {
+            self.small.begin_sweep();
+            self.main.begin_sweep();
+        }
+        self.small_weight -= self.small.sweep(&mut budget, &mut is_live);
+        self.main.sweep(&mut budget, &mut is_live);
     }
 
     pub(super) fn clear(&mut self) {

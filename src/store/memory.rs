@@ -47,6 +47,8 @@ impl MemoryStore {
         Self {
             map: BoundedMap::new(
                 max_bytes,
+                // Every entry weighs at least its overhead.
+                max_bytes / ENTRY_OVERHEAD,
                 Some(Arc::new(weigh)),
                 clock,
                 ahash::RandomState::new(),

@@ -19,6 +19,11 @@ impl<K: Hash + Eq, V, S: BuildHasher + Clone> ConcurrentMap<K, V, S> {
         }
     }
 
+    /// Like `with_hasher`: the shim has one lock, whatever the shard count.
+    pub(crate) fn with_hasher_and_shard_amount(hasher: S, _shards: usize) -> Self {
+        Self::with_hasher(hasher)
+    }
+
     pub(crate) fn hasher(&self) -> &S {
         &self.hasher
     }
