@@ -55,9 +55,9 @@ pub struct Origin {
     /// Loads a place started serving, per 10 ms since the release (the first hour), for the
     /// utilization.
     starts: Box<[AtomicU32]>,
-    /// When the last load that had to wait for a place started, in ms since the release: the
-    /// queue's end.
-    last_queued_ms: AtomicU64,
+    /// Per 10 ms since the release: whether a load that had to wait for a place started then,
+    /// that is whether loads queued for the origin in that stretch.
+    queued: Box<[AtomicBool]>,
     concurrency: usize,
     /// Breaker transitions so far: each ends every key's fill (while the breaker is open, or
     /// turning, loaded values are not written, so they load again once it closes).
@@ -103,7 +103,7 @@ impl Origin {
             loads_after_outage: AtomicU64::new(0),
             max_per_key_after_outage: AtomicU32::new(0),
             starts: (0..START_BUCKETS).map(|_| AtomicU32::new(0)).collect(),
-            last_queued_ms: AtomicU64::new(0),
+            queued: (0..START_BUCKETS).map(|_| AtomicBool::new(false)).collect(),
             concurrency: config.origin_concurrency,
             total: AtomicU64::new(0),
             max_per_fill: AtomicU32::new(0),
@@ -163,11 +163,12 @@ impl Origin {
             // Counted when its place starts serving it, not when it was asked for.
             if let Some(released) = self.released.get() {
                 let start_ms = start.saturating_duration_since(*released).as_millis() as u64;
-                if let Some(bucket) = self.starts.get((start_ms / BUCKET_MS) as usize) {
-                    bucket.fetch_add(1, Ordering::Relaxed);
+                let bucket = (start_ms / BUCKET_MS) as usize;
+                if let Some(starts) = self.starts.get(bucket) {
+                    starts.fetch_add(1, Ordering::Relaxed);
                 }
-                if queued {
-                    self.last_queued_ms.fetch_max(start_ms, Ordering::Relaxed);
+                if let (true, Some(queued)) = (queued, self.queued.get(bucket)) {
+                    queued.store(true, Ordering::Relaxed);
                 }
             }
             let done = start + latency;
@@ -287,19 +288,25 @@ impl Origin {
         }
     }
 
-    /// Loads served per second ÷ the origin's capacity (places ÷ latency), from the release
-    /// until the last load that had to wait for a place started; none if none ever waited.
-    /// Below 1, places stood idle while loads were still to come.
+    /// Loads served per second ÷ the origin's capacity (places ÷ latency) while a queue
+    /// existed: over the 10 ms stretches in which a load that had to wait for a place started;
+    /// none if none ever waited. Below 1, places stood idle while loads waited for one.
     fn utilization(&self) -> Option<f64> {
-        let queued_until_ms = self.last_queued_ms.load(Ordering::Relaxed);
-        if queued_until_ms == 0 || self.latency.is_zero() {
+        if self.latency.is_zero() {
             return None;
         }
-        let buckets = (queued_until_ms / BUCKET_MS + 1) as usize;
-        let started: u64 = (self.starts.iter().take(buckets))
-            .map(|bucket| u64::from(bucket.load(Ordering::Relaxed)))
-            .sum();
-        let window_s = (buckets as u64 * BUCKET_MS) as f64 / 1_000.0;
+        let (stretches, started) = (self.queued.iter().zip(self.starts.iter()))
+            .filter(|(queued, _)| queued.load(Ordering::Relaxed))
+            .fold((0u64, 0u64), |(stretches, started), (_, starts)| {
+                (
+                    stretches + 1,
+                    started + u64::from(starts.load(Ordering::Relaxed)),
+                )
+            });
+        if stretches == 0 {
+            return None;
+        }
+        let window_s = (stretches * BUCKET_MS) as f64 / 1_000.0;
         let capacity_per_s = self.concurrency as f64 / self.latency.as_secs_f64();
         Some(started as f64 / window_s / capacity_per_s)
     }
@@ -334,8 +341,8 @@ pub struct OriginSummary {
     /// would be every key at once, and several loads of one key.
     pub loads_first_second_after_outage: Option<u64>,
     pub loads_per_key_max_first_second_after_outage: Option<u32>,
-    /// Loads served per second ÷ the origin's capacity, from the release until the last load
-    /// that had to wait for a place started (none if none did).
+    /// Loads served per second ÷ the origin's capacity while loads queued for it: over the
+    /// 10 ms stretches in which a load that had to wait for a place started (none if none did).
     pub utilization: Option<f64>,
     /// Loads whose value no caller received (every caller had stopped waiting; the cache
     /// stored it): the cache's `loads_unclaimed`.
