@@ -13,12 +13,13 @@ mod support;
 use bytes::Bytes;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
 use scoped_cache::store::StoreError;
-use scoped_cache::{Client, RedisStore};
+use scoped_cache::{Cache, RedisStore};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::fixture::{Thumbs, key, ring};
+use support::fixture::{Thumbs, key, remote_only_cache};
 use support::harness::{self, Missing};
 
 /// Set in the child run: the directory with the CA and the servers' certificates.
@@ -317,12 +318,7 @@ async fn a_cluster_over_tls_serves_every_node_and_an_untrusted_seed_is_refused(
         .connect()
         .await
         .expect("cluster nodes with certificates of the trusted CA");
-    let client = Client::builder()
-        .key_ring(ring())
-        .remote(store)
-        .build()
-        .unwrap();
-    let thumbs = client.cache::<Thumbs>().local_capacity(0).build().unwrap();
+    let thumbs: Cache<Thumbs> = remote_only_cache(Arc::new(store));
     let keys: Vec<_> = (0..60).map(|device| key(1, device, 0)).collect();
     for (n, key) in keys.iter().enumerate() {
         let value = Bytes::from(format!("over tls, node of slot {n}"));
@@ -361,12 +357,7 @@ async fn values_round_trip_over_tls_and_an_untrusted_server_is_refused(servers: 
         .connect()
         .await
         .expect("a server with a certificate of the trusted CA");
-    let client = Client::builder()
-        .key_ring(ring())
-        .remote(store)
-        .build()
-        .unwrap();
-    let thumbs = client.cache::<Thumbs>().local_capacity(0).build().unwrap();
+    let thumbs: Cache<Thumbs> = remote_only_cache(Arc::new(store));
     for item in 0..20 {
         thumbs
             .insert(&key(1, 2, item), Bytes::from(format!("over tls {item}")))
