@@ -86,9 +86,7 @@ where
         clock: Clock,
         hasher: S,
     ) -> Self {
-        let max_shards = std::thread::available_parallelism()
-            .map_or(4, |n| n.get() * 4)
-            .next_power_of_two() as u64;
+        let max_shards = shards_per_core().next_power_of_two();
         let mut shards = 1;
         while shards * 2 <= max_shards && capacity / (shards * 2) >= MIN_SHARD_CAPACITY {
             shards *= 2;
@@ -313,11 +311,16 @@ where
     }
 }
 
+/// Four shards per core (`DashMap`'s default too): enough that threads seldom meet on a lock.
+fn shards_per_core() -> u64 {
+    std::thread::available_parallelism().map_or(4, |n| n.get() * 4) as u64
+}
+
 /// How many shards a map of at most `max_entries` entries gets: `DashMap`'s default (4 per
 /// core), or more when that would let a shard grow past [`MAX_ENTRIES_PER_MAP_SHARD`]; a power
 /// of two, at least 2 (`DashMap` requires both).
 fn map_shards(max_entries: u64) -> usize {
-    let per_core = std::thread::available_parallelism().map_or(4, |n| n.get() * 4) as u64;
+    let per_core = shards_per_core();
     let needed = max_entries.div_ceil(MAX_ENTRIES_PER_MAP_SHARD);
     per_core
         .max(needed)
