@@ -1,9 +1,9 @@
 //! The price of verification against a real server: `Cache::get` through `RedisStore` (GET,
 //! then the envelope opened for the requested key) against a raw redis-rs `GET` of the same
-//! bytes, at 1, 64 and 256 concurrent tasks; `Cache::get_many` (one MGET, every element
-//! opened for its key) of 16 and 128 keys against a raw `MGET`. All in one process, against one private `redis-server`
-//! on a unix socket, so the ratios are what to quote. At the end, `redis-benchmark -P 16 -t get`
-//! on the same server, as the ceiling.
+//! bytes, at 1, 64 and 256 concurrent tasks; `Cache::get_many` (one MGET, every element opened
+//! for its key) of 16 and 128 keys against a raw `MGET`. All in one process, against one
+//! private `redis-server` on a unix socket, so the ratios are what to quote. At the end,
+//! `redis-benchmark -P 16 -t get` on the same server, as the ceiling.
 //!
 //! ```text
 //! cargo bench --features redis --bench redis
