@@ -25,7 +25,7 @@
 //!
 //! `cargo bench --bench l1_rounds` prints a table (median and interquartile range of the time per
 //! operation per contender; `LocalCache` median ÷ each peer's median) and writes it to
-//! `target/l1_rounds.json`. Under `cargo test --benches` (no `--bench` flag) it runs one round of
+//! `target/l1_rounds.json`; `-- insert` (or `-- hit`) runs only that operation's rows. Under `cargo test --benches` (no `--bench` flag) it runs one round of
 //! a few operations on 1,000 entries per scenario as a smoke test and writes no file.
 
 mod common;
@@ -178,6 +178,15 @@ fn main() {
             (Scenario::Inserts, SMALL_ENTRIES, SMOKE_OPS),
         ]
     };
+    // `cargo bench --bench l1_rounds -- insert` runs only the rows of that operation.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    let configurations: Vec<_> = configurations
+        .iter()
+        .filter(|(scenario, ..)| only.is_empty() || only.iter().any(|op| op == scenario.name()))
+        .collect();
     let rounds = if measuring { ROUNDS } else { 1 };
     let load_before = load_average();
     println!(
@@ -186,7 +195,7 @@ fn main() {
          load average (1 min) {load_before} at start"
     );
     let mut rows = Vec::new();
-    for &(scenario, entries, ops) in configurations {
+    for &&(scenario, entries, ops) in &configurations {
         for (threads, summaries) in measure(scenario, entries, rounds, ops, measuring) {
             rows.push((scenario, entries, threads, summaries));
         }

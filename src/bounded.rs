@@ -304,10 +304,15 @@ where
         }
     }
 
+    /// The policy shard of a key's hash: the leading bits of its map shard's index (`DashMap`
+    /// takes that index from the bits below hashbrown's top 7), so every key of a policy shard
+    /// lives in the same few map shards (in one, when there are as many of each). An insert
+    /// then locks its own map shard and its victims' among those few, and two threads
+    /// inserting meet on fewer lock words.
     fn shard_of(&self, hash: u64) -> usize {
-        // The shard count is a power of two; use high bits, which DashMap does not use for its
-        // own shards (it takes them from bit 56 down: bits 47 to 56 with `MAX_MAP_SHARDS`).
-        (hash >> 40) as usize & (self.policy.len() - 1)
+        let bits = self.policy.len().trailing_zeros();
+        // No bits (one policy shard) shifts by 64: `checked_shr` gives 0.
+        (hash << 7).checked_shr(64 - bits).unwrap_or(0) as usize
     }
 }
 
