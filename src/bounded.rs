@@ -66,6 +66,8 @@ pub(crate) enum Lookup<R> {
 pub(crate) struct BoundedMap<K, V, S> {
     map: ConcurrentMap<K, Slot<V>, S>,
     policy: Box<[Mutex<S3Fifo<K>>]>,
+    /// Shifts a hash (less hashbrown's top 7 bits) down to its policy shard's bits.
+    policy_shift: u32,
     weigher: Option<Weigher<K, V>>,
     clock: Clock,
     counters: Counters,
@@ -101,6 +103,8 @@ where
         Self {
             map: ConcurrentMap::with_hasher_and_shard_amount(hasher, map_shards(max_entries)),
             policy,
+            // At least 1, so that a single shard's shift stays in range; its mask is 0.
+            policy_shift: u64::BITS - shards.trailing_zeros().max(1),
             weigher,
             clock,
             counters: Counters::default(),
@@ -310,9 +314,7 @@ where
     /// then locks its own map shard and its victims' among those few, and two threads
     /// inserting meet on fewer lock words.
     fn shard_of(&self, hash: u64) -> usize {
-        let bits = self.policy.len().trailing_zeros();
-        // No bits (one policy shard) shifts by 64: `checked_shr` gives 0.
-        (hash << 7).checked_shr(64 - bits).unwrap_or(0) as usize
+        ((hash << 7) >> self.policy_shift) as usize & (self.policy.len() - 1)
     }
 }
 

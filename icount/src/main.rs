@@ -94,7 +94,7 @@ fn check(label: &str, ours: &Measured, floor: &Measured, budget: f64) -> bool {
     let ratio = ours.instructions as f64 / floor.instructions as f64;
     let within = ratio <= budget;
     println!(
-        "{label}: {} {} / {} {} = {ratio:.3}x (budget <= {budget:.2}x) {}",
+        "{label}: {} {} / {} {} = {ratio:.3}x (budget <= {budget}x) {}",
         ours.name,
         ours.per_op(),
         floor.name,
