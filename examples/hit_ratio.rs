@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example hit_ratio
 //! cargo run --release --example hit_ratio -- --trace oltp --sizes 1000,2000,5000 --json hit.json
+//! cargo run --release --example hit_ratio -- --trace p3 --repeat 5    # replay times, median of 5
 //! ```
 //!
 //! Traces (`--trace oltp|p3|zipf|all`, default `all`):
@@ -37,12 +38,15 @@
 //!   of the next request for the same key; the forward pass evicts the cached key whose next use
 //!   is farthest (a `BTreeSet` ordered by next use). A key never used again is not kept.
 //!
-//! The three concurrent caches are given the same keys and values (`Key<Pages>`, an empty
-//! `Bytes`), so that the replay times they print compare the structures, not the sizes of what
-//! they store. A hit ratio counts every request, cold misses included. The three concurrent caches hash with
+//! A hit ratio counts every request, cold misses included. The three concurrent caches hash with
 //! aHash seeded from `--seed N` (default 1), so a run is reproducible; which keys share a shard
 //! or a sketch counter changes with the seed, and with it the hit ratios by a few hundredths of a
 //! point (moka's on P3 by up to ~0.2).
+//!
+//! Replay times, printed per policy on standard error: the three concurrent caches are given
+//! the same keys and values (`Key<Pages>`, an empty `Bytes`), so that the times compare the
+//! structures, not the sizes of what they store. `--repeat N` replays every policy N times, in
+//! an order rotated each time, and prints the median time.
 //!
 //! Exit status: 0 on success; 2 for bad flags; 3 when a trace cannot be read or the JSON report
 //! cannot be written.
@@ -98,6 +102,10 @@ struct Options {
     /// Seed of the caches' hashers
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
+    /// Replay every policy N times, in an order rotated each time, and print the median time
+    /// (one replay disturbed by the machine then moves no time it prints)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
 }
 
 /// Which traces `--trace` names.
@@ -187,16 +195,25 @@ fn main() -> ExitCode {
                 &|| quick_cache(requests, size, hasher.clone()),
                 &|| lru(requests, size),
             ];
+            let mut hits: [Vec<u64>; POLICIES.len()] = Default::default();
+            let mut times: [Vec<f64>; POLICIES.len()] = Default::default();
+            for round in 0..options.repeat as usize {
+                for i in 0..POLICIES.len() {
+                    let policy = (round + i) % POLICIES.len();
+                    let started = Instant::now();
+                    hits[policy].push(runs[policy]());
+                    times[policy].push(started.elapsed().as_secs_f64());
+                }
+            }
             let mut timings = String::new();
-            let ratios = std::array::from_fn(|policy| {
-                let started = Instant::now();
-                let hits = runs[policy]();
-                timings += &format!(
-                    " {} {:.3} s,",
-                    POLICIES[policy],
-                    started.elapsed().as_secs_f64()
-                );
-                100.0 * hits as f64 / requests.len() as f64
+            for (policy, times) in times.iter_mut().enumerate() {
+                timings += &format!(" {} {:.3} s,", POLICIES[policy], median(times));
+            }
+            // The same on every replay, except moka's under `--moka-lazy` (its maintenance
+            // runs on its own schedule).
+            let ratios = hits.map(|mut hits| {
+                hits.sort_unstable();
+                100.0 * hits[hits.len() / 2] as f64 / requests.len() as f64
             });
             eprintln!("  size {size}:{}", timings.trim_end_matches(','));
             rows.push(Row {
@@ -217,6 +234,12 @@ fn main() -> ExitCode {
         return ExitCode::from(3);
     }
     ExitCode::SUCCESS
+}
+
+/// The median of `values` (the upper one of an even count); sorts them.
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn load_traces(names: &[&str]) -> Result<Vec<Trace>, String> {
