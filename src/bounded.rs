@@ -14,7 +14,7 @@ mod s3fifo;
 use crate::clock::Clock;
 use crate::clock::is_expired;
 use crate::stats::{Counters, Event};
-use crate::sync::{AtomicU8, ConcurrentMap, Mutex, Ordering, lock};
+use crate::sync::{AtomicU8, ConcurrentMap, MapEntry, Mutex, Ordering, lock};
 use s3fifo::{S3Fifo, Visit};
 use std::borrow::Borrow;
 use std::cell::OnceCell;
@@ -188,7 +188,24 @@ where
             self.remove(&key);
             return false;
         };
-        let id = policy.admit(key.clone(), hash, u64::from(weight));
+        let entry = match self.map.entry(key) {
+            // A resident entry of the same weight is replaced where it lies: it keeps its id,
+            // and so its queue record and place, and nothing needs evicting. (Re-admitting it
+            // would leave its old record stale, to be popped or swept later at a map probe each.)
+            MapEntry::Occupied(mut resident) if resident.get().weight == weight => {
+                let slot = resident.get_mut();
+                slot.expires_ms = expires_ms;
+                let old = std::mem::replace(&mut slot.value, value);
+                drop(resident);
+                drop(policy);
+                // Dropped outside every lock: a value's `Drop` may be arbitrary code.
+                drop(old);
+                self.counters.record(Event::Insert);
+                return true;
+            }
+            entry => entry,
+        };
+        let id = policy.admit(entry.key().clone(), hash, u64::from(weight));
         let slot = Slot {
             value,
             expires_ms,
@@ -196,7 +213,14 @@ where
             weight,
             freq: AtomicU8::new(0),
         };
-        if let Some(old) = self.map.insert(key, slot) {
+        let replaced = match entry {
+            MapEntry::Occupied(mut resident) => Some(resident.insert(slot)),
+            MapEntry::Vacant(vacant) => {
+                vacant.insert(slot);
+                None
+            }
+        };
+        if let Some(old) = &replaced {
             policy.forget(u64::from(old.weight));
         }
         self.counters.record(Event::Insert);
@@ -338,6 +362,54 @@ fn map_shards(max_entries: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The records queued in every policy shard, live and stale.
+    fn records<K, V, S>(map: &BoundedMap<K, V, S>) -> usize {
+        map.policy.iter().map(|shard| lock(shard).records()).sum()
+    }
+
+    #[test]
+    fn replacing_an_entry_of_the_same_weight_keeps_its_record_and_evicts_nothing() {
+        let map: BoundedMap<u64, u64, ahash::RandomState> =
+            BoundedMap::new(8, 8, None, Clock::system(), ahash::RandomState::new());
+        for key in 0..8 {
+            assert!(map.insert(key, key, crate::clock::NEVER));
+        }
+        for value in 100..1_100 {
+            assert!(map.insert(3, value, crate::clock::NEVER));
+        }
+        assert_eq!(records(&map), 8, "one record per entry, none stale");
+        assert_eq!(map.counters().snapshot().evictions, 0);
+        for key in 0..8 {
+            let expected = if key == 3 { 1_099 } else { key };
+            assert!(matches!(map.get_with(&key, |value| *value), Lookup::Hit(v) if v == expected));
+        }
+    }
+
+    #[test]
+    fn replacing_an_entry_with_another_weight_admits_it_again() {
+        let weigher: Weigher<u64, u64> = Arc::new(|_, value| *value);
+        let map: BoundedMap<u64, u64, ahash::RandomState> = BoundedMap::new(
+            10,
+            10,
+            Some(weigher),
+            Clock::system(),
+            ahash::RandomState::new(),
+        );
+        assert!(map.insert(1, 4, crate::clock::NEVER));
+        assert!(map.insert(2, 4, crate::clock::NEVER));
+        assert!(
+            map.insert(1, 6, crate::clock::NEVER),
+            "weighs 6 now: 10 in all"
+        );
+        assert_eq!(map.counters().snapshot().evictions, 0);
+        assert!(
+            map.insert(2, 5, crate::clock::NEVER),
+            "11 in all: one must go"
+        );
+        assert_eq!(map.counters().snapshot().evictions, 1);
+        assert_eq!(map.len(), 1);
+    }
 
     #[test]
     fn a_full_map_shard_stays_small_enough_to_grow_quickly() {

@@ -7,6 +7,7 @@
 #[cfg(not(scoped_cache_loom))]
 mod imp {
     pub(crate) use dashmap::DashMap as ConcurrentMap;
+    pub(crate) use dashmap::mapref::entry::Entry as MapEntry;
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
     pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 }
@@ -17,7 +18,7 @@ mod map;
 
 #[cfg(scoped_cache_loom)]
 mod imp {
-    pub(crate) use super::map::ConcurrentMap;
+    pub(crate) use super::map::{ConcurrentMap, Entry as MapEntry};
     pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
     pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
 }

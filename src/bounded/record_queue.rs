@@ -1,9 +1,9 @@
 //! One S3-FIFO queue of records, from which stale records are swept out a few at a time.
 //!
-//! An overwritten or removed entry leaves its record in the queue until it is popped, which in a
-//! map that never fills is never. Dropping them all in one pass held the policy shard's lock for
-//! the whole pass: at 4,000,000 entries, a pass over a shard's 1,000,000 records (a map lookup
-//! each) took 0.5–0.9 s, and every writer of the shard waited. A sweep here looks at a bounded
+//! A removed entry (or one replaced by an entry of another weight) leaves its record in the queue
+//! until it is popped, which in a map that never fills is never. Dropping them all in one pass
+//! held the policy shard's lock for the whole pass: at 4,000,000 entries, a pass over a shard's
+//! 1,000,000 records (a map lookup each) took 0.5–0.9 s, and every writer of the shard waited. A sweep here looks at a bounded
 //! number of records per call and keeps the queue's order, while records are pushed and popped
 //! between calls.
 

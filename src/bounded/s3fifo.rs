@@ -8,9 +8,10 @@
 //! reinsertion (CLOCK-like, 2-bit frequency). One-hit wonders of a scan pass through small and
 //! never displace the main working set: that is the scan resistance.
 //!
-//! The queues hold records `(key, id)`; an entry that was overwritten or removed leaves a stale
-//! record behind, recognised by its id and skipped, and swept out a few at a time once stale
-//! records outnumber live ones.
+//! The queues hold records `(key, id)`; an entry that was removed, or replaced by one of another
+//! weight, leaves a stale record behind, recognised by its id and skipped, and swept out a few at
+//! a time once stale records outnumber live ones. An entry replaced by one of the same weight
+//! keeps its id, record and place: a write counts neither as a read nor as a new arrival.
 
 use super::record_queue::RecordQueue;
 use nohash_hasher::BuildNoHashHasher;
@@ -97,7 +98,8 @@ impl<K> S3Fifo<K> {
         id
     }
 
-    /// An entry left the map other than through `make_room` (removed or overwritten).
+    /// An entry left the map other than through `make_room` (removed, or replaced by one of
+    /// another weight).
     pub(super) fn forget(&mut self, weight: u64) {
         self.live_weight -= weight;
         self.live_entries -= 1;
@@ -180,6 +182,12 @@ impl<K> S3Fifo<K> {
         }
         self.small_weight -= self.small.sweep(&mut budget, &mut is_live);
         self.main.sweep(&mut budget, &mut is_live);
+    }
+
+    /// Records queued, live and stale.
+    #[cfg(test)]
+    pub(super) fn records(&self) -> usize {
+        self.small.len() + self.main.len()
     }
 
     pub(super) fn clear(&mut self) {

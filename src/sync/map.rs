@@ -47,6 +47,17 @@ impl<K: Hash + Eq, V, S: BuildHasher + Clone> ConcurrentMap<K, V, S> {
         map.contains_key(key).then_some(Ref { map, key })
     }
 
+    /// Like `DashMap::entry`: the key's entry, occupied or vacant, under the lock for as long
+    /// as it lives.
+    pub(crate) fn entry(&self, key: K) -> Entry<'_, K, V, S> {
+        let map = super::lock(&self.map);
+        if map.contains_key(&key) {
+            Entry::Occupied(OccupiedEntry { map, key })
+        } else {
+            Entry::Vacant(VacantEntry { map, key })
+        }
+    }
+
     pub(crate) fn insert(&self, key: K, value: V) -> Option<V> {
         super::lock(&self.map).insert(key, value)
     }
@@ -92,5 +103,54 @@ impl<K: Hash + Eq + Borrow<Q>, V, S: BuildHasher, Q: Hash + Eq + ?Sized> Ref<'_,
     pub(crate) fn value(&self) -> &V {
         // Present: `get` checked it under this same lock, which is still held.
         &self.map[self.key]
+    }
+}
+
+/// What `ConcurrentMap::entry` returns, with the part of `DashMap`'s `Entry` the crate uses.
+pub(crate) enum Entry<'a, K, V, S> {
+    Occupied(OccupiedEntry<'a, K, V, S>),
+    Vacant(VacantEntry<'a, K, V, S>),
+}
+
+impl<K, V, S> Entry<'_, K, V, S> {
+    pub(crate) fn key(&self) -> &K {
+        match self {
+            Entry::Occupied(entry) => &entry.key,
+            Entry::Vacant(entry) => &entry.key,
+        }
+    }
+}
+
+pub(crate) struct OccupiedEntry<'a, K, V, S> {
+    map: MutexGuard<'a, HashMap<K, V, S>>,
+    key: K,
+}
+
+impl<K: Hash + Eq, V, S: BuildHasher> OccupiedEntry<'_, K, V, S> {
+    pub(crate) fn get(&self) -> &V {
+        // Present: `entry` checked it under this same lock, which is still held.
+        &self.map[&self.key]
+    }
+
+    pub(crate) fn get_mut(&mut self) -> &mut V {
+        self.map
+            .get_mut(&self.key)
+            .expect("checked under the held lock")
+    }
+
+    /// Replaces the value; returns the old one.
+    pub(crate) fn insert(&mut self, value: V) -> V {
+        std::mem::replace(self.get_mut(), value)
+    }
+}
+
+pub(crate) struct VacantEntry<'a, K, V, S> {
+    map: MutexGuard<'a, HashMap<K, V, S>>,
+    key: K,
+}
+
+impl<K: Hash + Eq, V, S: BuildHasher> VacantEntry<'_, K, V, S> {
+    pub(crate) fn insert(mut self, value: V) {
+        self.map.insert(self.key, value);
     }
 }
