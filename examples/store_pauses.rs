@@ -5,7 +5,9 @@
 //! growing, stale queue records dropped all at once) stalls every task that touches the same
 //! shard, and on a runtime with two workers that is soon all of them. This writes `KEYS`
 //! storm-sized entries (a 48-byte key, a 300–499-byte value) `PASSES` times over, one at a time
-//! on one thread, and prints every write that took over 5 ms and the longest.
+//! on one thread, and prints every write that took over 5 ms and the longest. Each pass gives a
+//! key a value of another size: an entry replaced by one of the same weight is updated in place,
+//! but one of another weight is queued again and leaves a stale record, the worst case.
 //!
 //! ```text
 //! cargo run --release --example store_pauses -- 4000000 3
@@ -28,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for pass in 0..passes {
             for i in 0..keys {
                 let key = format!("scoped-cache/thumbnails/v1/tenant/{i:016}/dev");
-                let value = Bytes::from(vec![(i % 251) as u8; 300 + i % 200]);
+                let value = Bytes::from(vec![(i % 251) as u8; 300 + (i + pass) % 200]);
                 let write = Instant::now();
                 store.set(key.as_bytes(), value, None).await?;
                 let took_ms = write.elapsed().as_secs_f64() * 1e3;
