@@ -43,7 +43,7 @@ use crate::mac::{AEAD_TAG_LEN, NONCE_LEN, TAG_LEN};
 use crate::namespace::Namespace;
 use crate::refusal::Refusal;
 use crate::violation::Violation;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 pub use crate::clock::NEVER;
 pub use crate::key::{Escaped, KEY_PREFIX, KeyDecodeError, RawKey};
@@ -420,14 +420,15 @@ impl Envelope {
         expires_ms: u64,
         ring: &KeyRing,
     ) -> Result<Bytes, SealError> {
-        self.seal_encoded(
-            N::SCHEMA,
-            &key.encode(),
-            payload,
+        let header = Header {
+            version: FORMAT_VERSION,
+            schema: N::SCHEMA,
             created_ms,
             expires_ms,
-            ring,
-        )
+        };
+        // The key is encoded straight into the envelope: no buffer of its own.
+        let key_len = key.encoded_len();
+        self.seal_key(header, key_len, |out| key.encode_into(out), payload, ring)
     }
 
     /// Opens `sealed` for `key` at time `now_ms` and returns the payload.
@@ -630,6 +631,7 @@ impl Envelope {
         })
     }
 
+    /// Seals `payload` for the key whose encoding is `encoded_key`.
     pub(crate) fn seal_encoded(
         &self,
         schema: u16,
@@ -637,6 +639,26 @@ impl Envelope {
         payload: &[u8],
         created_ms: u64,
         expires_ms: u64,
+        ring: &KeyRing,
+    ) -> Result<Bytes, SealError> {
+        let header = Header {
+            version: FORMAT_VERSION,
+            schema,
+            created_ms,
+            expires_ms,
+        };
+        let write_key = |out: &mut Vec<u8>| out.extend_from_slice(encoded_key);
+        self.seal_key(header, encoded_key.len(), write_key, payload, ring)
+    }
+
+    /// Seals `payload` for the key that `write_key` appends (`key_len` bytes), in the form
+    /// [`sealing`](Self::sealing) says: an encrypted envelope draws its nonce here.
+    fn seal_key(
+        &self,
+        header: Header,
+        key_len: usize,
+        write_key: impl FnOnce(&mut Vec<u8>),
+        payload: &[u8],
         ring: &KeyRing,
     ) -> Result<Bytes, SealError> {
         let nonce = match self.sealing {
@@ -647,29 +669,23 @@ impl Envelope {
                 Some(nonce)
             }
         };
-        let header = Header {
-            version: FORMAT_VERSION,
-            schema,
-            created_ms,
-            expires_ms,
-        };
-        self.write(header, encoded_key, payload, nonce, ring)
+        self.write(header, key_len, write_key, payload, nonce, ring)
     }
 
-    /// Writes an envelope: with a `nonce`, encrypted under it (format 2 only), else under a
-    /// MAC tag of `header.version`.
+    /// Writes an envelope for the key that `write_key` appends (`key_len` bytes, which sizes
+    /// the allocation; the header records what was written): with a `nonce`, encrypted under
+    /// it (format 2 only), else under a MAC tag of `header.version`.
     pub(crate) fn write(
         &self,
         header: Header,
-        encoded_key: &[u8],
+        key_len: usize,
+        write_key: impl FnOnce(&mut Vec<u8>),
         payload: &[u8],
         nonce: Option<[u8; NONCE_LEN]>,
         ring: &KeyRing,
     ) -> Result<Bytes, SealError> {
-        if encoded_key.len() > MAX_KEY_LEN {
-            return Err(SealError::KeyTooLong {
-                len: encoded_key.len(),
-            });
+        if key_len > MAX_KEY_LEN {
+            return Err(SealError::KeyTooLong { len: key_len });
         }
         let too_large = SealError::PayloadTooLarge {
             len: payload.len(),
@@ -679,47 +695,52 @@ impl Envelope {
             return Err(too_large);
         }
         let keys = ring.signing_keys();
-        let trailer = if nonce.is_some() {
-            MAX_TRAILER
-        } else {
-            TAG_LEN
+        let (flags, trailer) = match nonce {
+            None => (0, TAG_LEN),
+            Some(_) => (FLAG_ENCRYPTED, MAX_TRAILER),
         };
-        let mut out =
-            BytesMut::with_capacity(HEADER_LEN + encoded_key.len() + 4 + payload.len() + trailer);
-        out.put_slice(&MAGIC);
-        out.put_u8(header.version);
-        out.put_u8(if nonce.is_some() { FLAG_ENCRYPTED } else { 0 });
-        out.put_u16(header.schema);
-        out.put_u32(ring.signing_id().0);
-        out.put_u64(header.created_ms);
-        out.put_u64(header.expires_ms);
-        // Both lengths were checked against limits that fit a u32 above.
-        out.put_u32(encoded_key.len() as u32);
-        out.put_slice(encoded_key);
-        out.put_u32(payload.len() as u32);
+        let mut fixed = [0; HEADER_LEN];
+        fixed[..4].copy_from_slice(&MAGIC);
+        fixed[4] = header.version;
+        fixed[5] = flags;
+        fixed[6..8].copy_from_slice(&header.schema.to_be_bytes());
+        fixed[8..12].copy_from_slice(&ring.signing_id().0.to_be_bytes());
+        fixed[12..20].copy_from_slice(&header.created_ms.to_be_bytes());
+        fixed[20..28].copy_from_slice(&header.expires_ms.to_be_bytes());
+        // Exactly the envelope's length: `Bytes::from` then takes the vector as it is.
+        let mut out = Vec::with_capacity(HEADER_LEN + key_len + 4 + payload.len() + trailer);
+        out.extend_from_slice(&fixed);
+        write_key(&mut out);
+        let written = out.len() - HEADER_LEN;
+        if written > MAX_KEY_LEN {
+            return Err(SealError::KeyTooLong { len: written });
+        }
+        // Both lengths were checked against limits that fit a u32.
+        out[HEADER_LEN - 4..HEADER_LEN].copy_from_slice(&(written as u32).to_be_bytes());
+        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
         match nonce {
             None => {
-                out.put_slice(payload);
+                out.extend_from_slice(payload);
                 let tag = if header.version == VERSION_1 {
                     keys.v1.tag(&out)
                 } else {
                     keys.tag(&out)
                 };
-                out.put_slice(&tag);
+                out.extend_from_slice(&tag);
             }
             Some(nonce) => {
                 // Everything before the nonce is the associated data.
                 let associated_len = out.len();
-                out.put_slice(&nonce);
-                out.put_slice(payload);
+                out.extend_from_slice(&nonce);
+                out.extend_from_slice(payload);
                 let (associated, rest) = out.split_at_mut(associated_len);
                 let tag = keys
                     .encrypt(&nonce, associated, &mut rest[NONCE_LEN..])
                     .ok_or(too_large)?;
-                out.put_slice(&tag);
+                out.extend_from_slice(&tag);
             }
         }
-        Ok(out.freeze())
+        Ok(Bytes::from(out))
     }
 
     /// Opens `sealed` for `key`, whose encoding the caller already has in `encoded_key`.

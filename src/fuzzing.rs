@@ -125,7 +125,14 @@ pub fn envelope_open(data: &[u8]) {
                 expires_ms: opened.expires_ms,
             };
             let resealed = Envelope::default()
-                .write(header, &encoded, &opened.payload, nonce, ring())
+                .write(
+                    header,
+                    encoded.len(),
+                    |out| out.extend_from_slice(&encoded),
+                    &opened.payload,
+                    nonce,
+                    ring(),
+                )
                 .expect("a payload that opened can be sealed again");
             assert_eq!(
                 resealed, sealed,

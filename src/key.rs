@@ -112,36 +112,34 @@ impl<N: Namespace> Key<N> {
     /// The key's bytes, as used in remote stores and envelopes (see `docs/ENVELOPE.md`).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
-        encoding::encode_key(
-            N::NAME,
-            &self.owner,
-            |out| self.item.encode_item(out),
-            &mut out,
-        );
+        self.encode_into(&mut out);
         out
     }
 
+    /// Appends [`Key::encode`]'s bytes to `out`.
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
+        encoding::encode_key(N::NAME, &self.owner, |out| self.item.encode_item(out), out);
+    }
+
+    /// The length of [`Key::encode`]'s bytes. Only the item is encoded, into the thread's
+    /// scratch buffer: sealing sizes the envelope with it, then encodes the key straight in.
+    pub(crate) fn encoded_len(&self) -> usize {
+        let item_len = with_scratch(|buffer| {
+            self.item.encode_item(buffer);
+            buffer.len()
+        });
+        encoding::encoded_len(N::NAME, &self.owner, item_len)
+    }
+
     /// Whether `encoded` is exactly [`Key::encode`]'s bytes. Checked in place: only the item
-    /// is encoded, into a buffer each thread reuses, so opening an envelope allocates nothing.
+    /// is encoded, into the thread's scratch buffer, so opening an envelope allocates nothing.
     pub(crate) fn is_encoded_by(&self, encoded: &[u8]) -> bool {
-        thread_local! {
-            static ITEM: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-        }
         let Some(item) = encoding::item_of(encoded, N::NAME, &self.owner) else {
             return false;
         };
-        ITEM.with(|buffer| match buffer.try_borrow_mut() {
-            Ok(mut buffer) => {
-                buffer.clear();
-                self.item.encode_item(&mut buffer);
-                *buffer == item
-            }
-            // Re-entered from an item's `encode_item` that itself checks a key.
-            Err(_) => {
-                let mut own = Vec::new();
-                self.item.encode_item(&mut own);
-                own == item
-            }
+        with_scratch(|buffer| {
+            self.item.encode_item(buffer);
+            same_bytes(buffer, item)
         })
     }
 
@@ -159,6 +157,28 @@ impl<N: Namespace> Key<N> {
         let item = N::Item::decode_item(&raw.item).map_err(KeyDecodeError::Item)?;
         Ok(Self::for_owner(raw.owner, item))
     }
+}
+
+/// Calls `f` with an empty buffer that each thread reuses, so encoding an item for a moment
+/// allocates nothing once the thread has encoded one as long.
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    thread_local! {
+        static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut buffer) => {
+            buffer.clear();
+            f(&mut buffer)
+        }
+        // Re-entered from an item's `encode_item` that itself encodes a key.
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
+/// Whether `a` and `b` are equal. Items are short, and compared inline: a call to `memcmp`
+/// cost more than the comparison itself.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 impl<N: Namespace> Clone for Key<N> {
@@ -289,6 +309,13 @@ mod tests {
             let (name, other_name) = names;
             let bytes = candidate(&name, other_name.encode(), at, edit);
             prop_assert_eq!(name.is_encoded_by(&bytes), bytes == name.encode(), "{:?}", bytes);
+        }
+
+        /// Sealing sizes an envelope by `encoded_len` before it encodes the key into it.
+        #[test]
+        fn encoded_len_is_the_encodings_length(key in events_key(), name in names_key()) {
+            prop_assert_eq!(key.encoded_len(), key.encode().len(), "{:?}", key);
+            prop_assert_eq!(name.encoded_len(), name.encode().len(), "{:?}", name);
         }
     }
 }

@@ -178,6 +178,22 @@ pub(crate) fn encode_key(
     out[len_at..len_at + 4].copy_from_slice(&item_len.to_be_bytes());
 }
 
+/// The length of [`encode_key`]'s output for an item of `item_len` bytes.
+pub(crate) fn encoded_len(namespace: &str, owner: &Owner, item_len: usize) -> usize {
+    // The prefix, the namespace and ':', the three tags, the item's length.
+    let fields = KEY_PREFIX.len() + namespace.len() + 1 + 3 + 4;
+    fields + id_len(&owner.tenant.0) + id_len(&owner.device.0) + item_len
+}
+
+/// The length of [`encode_id`]'s output: kind, length, bytes.
+fn id_len(id: &IdRepr) -> usize {
+    2 + match id {
+        IdRepr::Num(n) => size_of_val(n),
+        IdRepr::Uuid(u) => u.len(),
+        IdRepr::Inline { .. } | IdRepr::Heap(_) => id.as_text().unwrap_or_default().len(),
+    }
+}
+
 fn encode_id(id: &IdRepr, out: &mut Vec<u8>) {
     let (kind, data): (u8, &[u8]) = match id {
         IdRepr::Num(n) => {
@@ -197,7 +213,9 @@ fn encode_id(id: &IdRepr, out: &mut Vec<u8>) {
 
 /// The item bytes of `encoded` when everything before them is what [`encode_key`] writes for
 /// `namespace` and `owner`, and the item's length field counts exactly the bytes that remain;
-/// `None` otherwise. Compared in place: nothing is written.
+/// `None` otherwise. Compared in place: nothing is written. Inlined into each namespace's
+/// check, where the namespace is a constant and its comparison needs no call to `memcmp`.
+#[inline]
 pub(crate) fn item_of<'a>(encoded: &'a [u8], namespace: &str, owner: &Owner) -> Option<&'a [u8]> {
     let rest = encoded
         .strip_prefix(KEY_PREFIX)?
@@ -231,6 +249,7 @@ pub(crate) fn owner_span(encoded: &[u8]) -> Option<std::ops::Range<usize>> {
 }
 
 /// `bytes` after [`encode_id`]'s encoding of `id`, if they start with it.
+#[inline]
 fn strip_id<'a>(bytes: &'a [u8], id: &IdRepr) -> Option<&'a [u8]> {
     let (kind, data): (u8, &[u8]) = match id {
         IdRepr::Num(n) => {
