@@ -18,15 +18,16 @@
 //!   each thread performs [`INSERTS_PER_THREAD`] inserts of uniform random keys (as
 //!   `hot_path`'s `l1_insert`).
 //!
-//! The workloads and contenders are `benches/common/contenders.rs`'. In a round each
+//! The workloads and contenders come from `benches/common/contenders.rs`. In a round each
 //! contender's threads are released together by a barrier; the round's time per operation is
 //! the slowest thread's elapsed time ÷ its operations. One untimed round per contender precedes
 //! the measured ones.
 //!
 //! `cargo bench --bench l1_rounds` prints a table (median and interquartile range of the time per
 //! operation per contender; `LocalCache` median ÷ each peer's median) and writes it to
-//! `target/l1_rounds.json`; `-- insert` (or `-- hit`) runs only that operation's rows. Under `cargo test --benches` (no `--bench` flag) it runs one round of
-//! a few operations on 1,000 entries per scenario as a smoke test and writes no file.
+//! `target/l1_rounds.json`; `-- insert` (or `-- hit`) runs only that operation's rows. Under
+//! `cargo test --benches` (no `--bench` flag) it runs one round of a few operations on 1,000
+//! entries per scenario as a smoke test and writes no file.
 
 mod common;
 

@@ -198,7 +198,7 @@ where
                 let old = std::mem::replace(&mut slot.value, value);
                 drop(resident);
                 drop(policy);
-                // Dropped outside every lock: a value's `Drop` may be arbitrary code.
+                // Dropped after the locks are released, which it does not need.
                 drop(old);
                 self.counters.record(Event::Insert);
                 return true;
