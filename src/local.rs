@@ -29,6 +29,9 @@ type Fingerprint = u64;
 type EntryMap<N> = BoundedMap<Fingerprint, Entry<N>, BuildNoHashHasher<Fingerprint>>;
 
 /// An entry remembers the key it was inserted for, apart from the fingerprint the map files it by.
+/// In this order (`repr(C)`): the key and value a hit reads, then the time it reads only for a
+/// cache that keeps stale values.
+#[repr(C)]
 struct Entry<N: Namespace> {
     key: Key<N>,
     value: N::Value,
