@@ -363,6 +363,7 @@ fn stripe_index() -> usize {
 /// Which owned stripes are free, process-wide: an index is owned in every `Counters` at once.
 mod ownership {
     use super::{OWNED_STRIPES, STRIPE, STRIPES};
+    use std::cell::Cell;
     use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
     /// Bit `i` set: owned stripe `i` is free.
@@ -385,7 +386,7 @@ mod ownership {
     }
 
     thread_local! {
-        static OWNER: std::cell::Cell<Option<Owner>> = const { std::cell::Cell::new(None) };
+        static OWNER: Cell<Option<Owner>> = const { Cell::new(None) };
     }
 
     /// A free owned stripe, which the calling thread then owns until it exits; or, when every
