@@ -19,7 +19,9 @@
 //! - `v2_open`, `v2_seal` ÷ `v2_mac`: the format 2 MAC of the envelope's MAC input (HMAC-SHA256
 //!   under 2048 bytes, keyed BLAKE3 from there), computed and compared.
 //! - `enc_open` ÷ `aead_decrypt` and `enc_seal` ÷ `aead_encrypt`: XChaCha20-Poly1305 over the
-//!   payload with the key header as associated data, in a buffer allocated once.
+//!   payload with the key header as associated data, in a buffer allocated once, built as the
+//!   crate builds it (HChaCha20, then ring's ChaCha20-Poly1305). `rustcrypto_decrypt` and
+//!   `rustcrypto_encrypt` are RustCrypto's `XChaCha20Poly1305` on the same bytes, for scale.
 
 mod common;
 
@@ -28,6 +30,7 @@ use chacha20poly1305::{AeadInOut, XChaCha20Poly1305, XNonce};
 use common::{BenchKey, SECRET, config, random_bytes};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use hmac::{Hmac, KeyInit, Mac};
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use scoped_cache::envelope::{Envelope, NEVER, Sealing};
 use scoped_cache::{DeviceId, KeyId, KeyRing, TenantId};
 use sha2::Sha256;
@@ -70,6 +73,39 @@ fn aead_parts(sealed: &[u8], size: usize) -> (&[u8], XNonce, &[u8], chacha20poly
     (&sealed[..header_len], nonce, ciphertext, tag)
 }
 
+/// The bare AEAD as the crate builds it (`src/mac/xchacha.rs`): the HChaCha20 subkey of the
+/// key and the nonce's first 16 bytes seals with ring's ChaCha20-Poly1305 under the last 8.
+fn bare_aead(key: &[u8; 32], nonce: &XNonce) -> (LessSafeKey, Nonce) {
+    let prefix: &[u8; 16] = nonce[..16].try_into().expect("16 bytes");
+    let subkey = chacha20::hchacha::<chacha20::R20>(&(*key).into(), &(*prefix).into());
+    let mut short_nonce = [0; 12];
+    short_nonce[4..].copy_from_slice(&nonce[16..]);
+    (
+        LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &subkey).expect("32 bytes")),
+        Nonce::assume_unique_for_key(short_nonce),
+    )
+}
+
+/// [`bare_aead`]'s decryption of `ciphertext` into `buffer` (of the same length).
+fn bare_decrypt(
+    key: &[u8; 32],
+    (nonce, associated, ciphertext, tag): (&XNonce, &[u8], &[u8], &chacha20poly1305::Tag),
+    buffer: &mut [u8],
+) {
+    let (aead, nonce) = bare_aead(key, nonce);
+    buffer.copy_from_slice(ciphertext);
+    let tag = ring::aead::Tag::from(<[u8; AEAD_TAG_LEN]>::from(*tag));
+    aead.open_in_place_separate_tag(nonce, Aad::from(associated), tag, buffer, 0..)
+        .expect("authentic");
+}
+
+/// [`bare_aead`]'s encryption of `buffer` in place.
+fn bare_encrypt(key: &[u8; 32], nonce: &XNonce, associated: &[u8], buffer: &mut [u8]) {
+    let (aead, nonce) = bare_aead(key, nonce);
+    let tag = aead.seal_in_place_separate_tag(nonce, Aad::from(associated), buffer);
+    black_box(tag.expect("encrypts"));
+}
+
 fn envelope(c: &mut Criterion) {
     let mut rng = common::rng();
     let ring = KeyRing::new(KeyId(1), &SECRET).expect("valid key ring");
@@ -81,8 +117,8 @@ fn envelope(c: &mut Criterion) {
     let v2_hmac = Hmac::<Sha256>::new_from_slice(&blake3::derive_key(HMAC_CONTEXT, &SECRET))
         .expect("any key length");
     let v2_blake3 = blake3::derive_key(BLAKE3_CONTEXT, &SECRET);
-    let aead = XChaCha20Poly1305::new_from_slice(&blake3::derive_key(AEAD_CONTEXT, &SECRET))
-        .expect("a 32-byte key");
+    let aead_key = blake3::derive_key(AEAD_CONTEXT, &SECRET);
+    let rustcrypto = XChaCha20Poly1305::new_from_slice(&aead_key).expect("a 32-byte key");
     for size in PAYLOAD_SIZES {
         let mut group = c.benchmark_group(format!("envelope/{size}"));
         group
@@ -158,19 +194,34 @@ fn envelope(c: &mut Criterion) {
         let mut buffer = vec![0; size];
         group.bench_function("aead_decrypt", |b| {
             b.iter(|| {
+                let parts = (
+                    &nonce,
+                    black_box(associated),
+                    black_box(ciphertext),
+                    &aead_tag,
+                );
+                bare_decrypt(&aead_key, parts, &mut buffer);
+            })
+        });
+        group.bench_function("rustcrypto_decrypt", |b| {
+            b.iter(|| {
                 let inout = chacha20poly1305::aead::inout::InOutBuf::new(
                     black_box(ciphertext),
                     &mut buffer,
                 )
                 .expect("equal lengths");
-                aead.decrypt_inout_detached(&nonce, black_box(associated), inout, &aead_tag)
+                rustcrypto
+                    .decrypt_inout_detached(&nonce, black_box(associated), inout, &aead_tag)
                     .expect("authentic")
             })
         });
         let mut buffer = payload.clone();
         group.bench_function("aead_encrypt", |b| {
+            b.iter(|| bare_encrypt(&aead_key, &nonce, black_box(associated), &mut buffer))
+        });
+        group.bench_function("rustcrypto_encrypt", |b| {
             b.iter(|| {
-                aead.encrypt_inout_detached(
+                rustcrypto.encrypt_inout_detached(
                     &nonce,
                     black_box(associated),
                     black_box(&mut buffer[..]).into(),
@@ -245,8 +296,8 @@ fn rounds() {
     let v2_hmac = Hmac::<Sha256>::new_from_slice(&blake3::derive_key(HMAC_CONTEXT, &SECRET))
         .expect("any key length");
     let v2_blake3 = blake3::derive_key(BLAKE3_CONTEXT, &SECRET);
-    let aead = XChaCha20Poly1305::new_from_slice(&blake3::derive_key(AEAD_CONTEXT, &SECRET))
-        .expect("a 32-byte key");
+    let aead_key = blake3::derive_key(AEAD_CONTEXT, &SECRET);
+    let rustcrypto = XChaCha20Poly1305::new_from_slice(&aead_key).expect("a 32-byte key");
     let mut rng = common::rng();
     println!(
         "\nenvelope rounds: {rounds} interleaved round(s) per size; ratio of the median times \
@@ -266,8 +317,8 @@ fn rounds() {
             .expect("payload within limits");
         let (mac_input, tag) = v2.split_at(v2.len() - TAG_LEN);
         let (associated, nonce, ciphertext, aead_tag) = aead_parts(&sealed_encrypted, size);
-        let mut decrypted = vec![0; size];
-        let mut encrypting = payload.clone();
+        let (mut decrypted, mut decrypted_rc) = (vec![0; size], vec![0; size]);
+        let (mut encrypting, mut encrypting_rc) = (payload.clone(), payload.clone());
         let mut ops: Ops<'_> = vec![
             (
                 "v1_open",
@@ -351,22 +402,41 @@ fn rounds() {
             (
                 "aead_decrypt",
                 Box::new(|| {
-                    let inout = chacha20poly1305::aead::inout::InOutBuf::new(
+                    let parts = (
+                        &nonce,
+                        black_box(associated),
                         black_box(ciphertext),
-                        &mut decrypted,
-                    )
-                    .expect("equal lengths");
-                    aead.decrypt_inout_detached(&nonce, black_box(associated), inout, &aead_tag)
-                        .expect("authentic");
+                        &aead_tag,
+                    );
+                    bare_decrypt(&aead_key, parts, &mut decrypted);
                 }),
             ),
             (
                 "aead_encrypt",
                 Box::new(|| {
-                    black_box(aead.encrypt_inout_detached(
+                    bare_encrypt(&aead_key, &nonce, black_box(associated), &mut encrypting)
+                }),
+            ),
+            (
+                "rustcrypto_decrypt",
+                Box::new(|| {
+                    let inout = chacha20poly1305::aead::inout::InOutBuf::new(
+                        black_box(ciphertext),
+                        &mut decrypted_rc,
+                    )
+                    .expect("equal lengths");
+                    rustcrypto
+                        .decrypt_inout_detached(&nonce, black_box(associated), inout, &aead_tag)
+                        .expect("authentic");
+                }),
+            ),
+            (
+                "rustcrypto_encrypt",
+                Box::new(|| {
+                    black_box(rustcrypto.encrypt_inout_detached(
                         &nonce,
                         black_box(associated),
-                        black_box(&mut encrypting[..]).into(),
+                        black_box(&mut encrypting_rc[..]).into(),
                     ))
                     .expect("encrypts");
                 }),

@@ -5,15 +5,16 @@
 //! - Format 2, authenticated: HMAC-SHA256 for MAC inputs shorter than [`BLAKE3_FROM`] bytes,
 //!   keyed BLAKE3 from there on; both 256-bit tags, each under its own derived key. The split
 //!   is where keyed BLAKE3 overtakes HMAC-SHA256 (`benches/envelope.rs`, `BENCHMARKS.md`).
-//! - Format 2, encrypted: XChaCha20-Poly1305 under a third derived key.
+//! - Format 2, encrypted: XChaCha20-Poly1305 ([`xchacha`]) under a third derived key.
 //!
 //! Derived keys are `BLAKE3::derive_key(context, secret)` with one context string per use, so no
 //! two primitives ever share a key. Only this file knows which primitives are used.
 
-use chacha20poly1305::aead::inout::InOutBuf;
-use chacha20poly1305::{AeadInOut, XChaCha20Poly1305, XNonce};
+mod xchacha;
+
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use xchacha::XChaCha20Poly1305;
 
 /// Length of a MAC tag in bytes (both formats, both MACs).
 pub(crate) const TAG_LEN: usize = 32;
@@ -72,7 +73,7 @@ impl SealKeys {
             v1: MacKey::new(secret)?,
             hmac: MacKey::new(&blake3::derive_key(HMAC_CONTEXT, secret))?,
             blake3: blake3::derive_key(BLAKE3_CONTEXT, secret),
-            aead: XChaCha20Poly1305::new_from_slice(&aead_key).ok()?,
+            aead: XChaCha20Poly1305::new(aead_key),
         })
     }
 
@@ -106,11 +107,7 @@ impl SealKeys {
         associated_data: &[u8],
         buffer: &mut [u8],
     ) -> Option<[u8; AEAD_TAG_LEN]> {
-        let tag = self
-            .aead
-            .encrypt_inout_detached(&XNonce::from(*nonce), associated_data, buffer.into())
-            .ok()?;
-        Some(tag.into())
+        self.aead.encrypt(nonce, associated_data, buffer)
     }
 
     /// Verifies `tag` over `associated_data` and `ciphertext` and, only if it holds, returns the
@@ -122,13 +119,8 @@ impl SealKeys {
         ciphertext: &[u8],
         tag: &[u8],
     ) -> Option<Vec<u8>> {
-        let nonce = XNonce::try_from(nonce).ok()?;
-        let tag = chacha20poly1305::Tag::try_from(tag).ok()?;
-        let mut plaintext = vec![0; ciphertext.len()];
-        let buffer = InOutBuf::new(ciphertext, &mut plaintext).ok()?;
-        self.aead
-            .decrypt_inout_detached(&nonce, associated_data, buffer, &tag)
-            .ok()?;
-        Some(plaintext)
+        let nonce = nonce.try_into().ok()?;
+        let tag = tag.try_into().ok()?;
+        self.aead.decrypt(nonce, associated_data, ciphertext, tag)
     }
 }
