@@ -22,19 +22,18 @@ impl XChaCha20Poly1305 {
         Self { key: key.into() }
     }
 
-    /// The ChaCha20-Poly1305 key and nonce that `nonce` selects under this key.
-    fn select(&self, nonce: &[u8; NONCE_LEN]) -> (LessSafeKey, Nonce) {
-        let (prefix, suffix) = nonce.split_at(16);
-        let prefix = <&[u8; 16]>::try_from(prefix).expect("16 of the nonce's 24 bytes");
+    /// The ChaCha20-Poly1305 key and nonce that `nonce` selects under this key. `None` never
+    /// happens: the lengths are fixed (16 + 8 nonce bytes, a 32-byte subkey).
+    fn select(&self, nonce: &[u8; NONCE_LEN]) -> Option<(LessSafeKey, Nonce)> {
+        let (prefix, suffix) = nonce.split_first_chunk::<16>()?;
         let subkey = chacha20::hchacha::<chacha20::R20>(&self.key, &(*prefix).into());
-        // A 32-byte key is the only length ChaCha20-Poly1305 takes, and the one given.
-        let unbound = UnboundKey::new(&CHACHA20_POLY1305, &subkey).expect("a 32-byte key");
+        let unbound = UnboundKey::new(&CHACHA20_POLY1305, &subkey).ok()?;
         let mut short_nonce = [0; 12];
         short_nonce[4..].copy_from_slice(suffix);
-        (
+        Some((
             LessSafeKey::new(unbound),
             Nonce::assume_unique_for_key(short_nonce),
-        )
+        ))
     }
 
     /// Encrypts `buffer` in place, binding `associated_data`; returns the tag. `None` only for
@@ -45,7 +44,7 @@ impl XChaCha20Poly1305 {
         associated_data: &[u8],
         buffer: &mut [u8],
     ) -> Option<[u8; AEAD_TAG_LEN]> {
-        let (key, nonce) = self.select(nonce);
+        let (key, nonce) = self.select(nonce)?;
         let tag = key
             .seal_in_place_separate_tag(nonce, Aad::from(associated_data), buffer)
             .ok()?;
@@ -61,7 +60,7 @@ impl XChaCha20Poly1305 {
         ciphertext: &[u8],
         tag: &[u8; AEAD_TAG_LEN],
     ) -> Option<Vec<u8>> {
-        let (key, nonce) = self.select(nonce);
+        let (key, nonce) = self.select(nonce)?;
         let mut buffer = ciphertext.to_vec();
         let tag = Tag::from(*tag);
         key.open_in_place_separate_tag(nonce, Aad::from(associated_data), tag, &mut buffer, 0..)
