@@ -39,8 +39,20 @@ use std::time::{Duration, Instant};
 
 /// Payload sizes: a small record, ~1 KiB metadata, thumbnail sizes.
 const PAYLOAD_SIZES: [usize; 4] = [64, 1 << 10, 16 << 10, 64 << 10];
-/// Message sizes for the MAC candidates: around the class split (2048) and up to 64 KiB.
-const MAC_SIZES: [usize; 7] = [64, 512, 1 << 10, 2 << 10, 4 << 10, 16 << 10, 64 << 10];
+/// Message sizes for the MAC candidates: small values, around the class split (2048) and up to
+/// 64 KiB.
+const MAC_SIZES: [usize; 10] = [
+    64,
+    128,
+    256,
+    384,
+    512,
+    1 << 10,
+    2 << 10,
+    4 << 10,
+    16 << 10,
+    64 << 10,
+];
 
 /// `docs/ENVELOPE.md` §3: the derived keys of format 2.
 const HMAC_CONTEXT: &str = "scoped-cache 2026-12-02 envelope v2 HMAC-SHA256 key";
