@@ -8,7 +8,7 @@
 //! - Format 2, encrypted: XChaCha20-Poly1305 ([`xchacha`]) under a third derived key.
 //!
 //! Derived keys are `BLAKE3::derive_key(context, secret)` with one context string per use, so no
-//! two primitives ever share a key. Only this file knows which primitives are used.
+//! two primitives ever share a key. Only this module knows which primitives are used.
 
 mod xchacha;
 

@@ -113,9 +113,10 @@ mod tests {
         }
     }
 
-    /// draft-irtf-cfrg-xchacha-03, appendix A.3.1: the published XChaCha20-Poly1305 vector.
+    /// draft-irtf-cfrg-xchacha-03, appendix A.3.1: the published XChaCha20-Poly1305 vector, sealed
+    /// and opened.
     #[test]
-    fn seals_the_drafts_test_vector() {
+    fn seals_and_opens_the_drafts_test_vector() {
         let hex = |s: &str| -> Vec<u8> {
             let s: String = s.split_whitespace().collect();
             (0..s.len())
@@ -130,10 +131,10 @@ mod tests {
             .try_into()
             .unwrap();
         let associated_data = hex("50515253c0c1c2c3c4c5c6c7");
-        let mut buffer = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.".to_vec();
-        let tag = XChaCha20Poly1305::new(key)
-            .encrypt(&nonce, &associated_data, &mut buffer)
-            .unwrap();
+        let plaintext = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
+        let aead = XChaCha20Poly1305::new(key);
+        let mut buffer = plaintext.to_vec();
+        let tag = aead.encrypt(&nonce, &associated_data, &mut buffer).unwrap();
         let ciphertext = hex(
             "bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb
              731c7f1b0b4aa6440bf3a82f4eda7e39ae64c6708c54c216cb96b72e1213b452
@@ -142,5 +143,7 @@ mod tests {
         );
         assert_eq!(buffer, ciphertext);
         assert_eq!(tag.to_vec(), hex("c0875924c1c7987947deafd8780acf49"));
+        let opened = aead.decrypt(&nonce, &associated_data, &ciphertext, &tag);
+        assert_eq!(opened.as_deref(), Some(&plaintext[..]));
     }
 }
