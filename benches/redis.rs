@@ -9,6 +9,8 @@
 //! cargo bench --features redis --bench redis
 //! ```
 //!
+//! The client runs on a two-thread tokio runtime; `REDIS_BENCH_WORKERS=1` runs it on one.
+//!
 //! Prints `SKIPPED: redis-server not found` and exits 0 when there is no server binary.
 
 mod common;
@@ -279,10 +281,18 @@ fn paired(bench: &Bench) {
     }
 }
 
+/// The runtime's worker threads: 2, or `REDIS_BENCH_WORKERS`.
+fn workers() -> usize {
+    std::env::var("REDIS_BENCH_WORKERS")
+        .ok()
+        .and_then(|workers| workers.parse().ok())
+        .unwrap_or(2)
+}
+
 fn setup(server: &support::RedisServer) -> Bench {
     LazyLock::force(&ORDER);
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers())
         .enable_all()
         .build()
         .expect("runtime");
