@@ -735,6 +735,7 @@ impl Envelope {
                 out.extend_from_slice(payload);
                 let (associated, rest) = out.split_at_mut(associated_len);
                 let tag = keys
+                    .aead
                     .encrypt(&nonce, associated, &mut rest[NONCE_LEN..])
                     .ok_or(too_large)?;
                 out.extend_from_slice(&tag);
@@ -828,6 +829,7 @@ impl Envelope {
                 signed[..fields.payload_start].split_at(fields.payload_start - NONCE_LEN);
             let ciphertext = &signed[fields.payload_start..];
             let plaintext = keys
+                .aead
                 .decrypt(nonce, associated, ciphertext, tag)
                 .ok_or(Violation::BadTag)?;
             return Ok((fields, Some(plaintext)));

@@ -62,7 +62,8 @@ pub(crate) struct SealKeys {
     pub(crate) v1: MacKey,
     hmac: MacKey,
     blake3: [u8; 32],
-    aead: XChaCha20Poly1305,
+    /// Format 2's encryption.
+    pub(crate) aead: XChaCha20Poly1305,
 }
 
 impl SealKeys {
@@ -96,31 +97,5 @@ impl SealKeys {
         };
         // `blake3::Hash`'s equality is constant-time.
         blake3::keyed_hash(&self.blake3, message) == blake3::Hash::from_bytes(tag)
-    }
-
-    /// Encrypts `buffer` in place under `nonce`, binding `associated_data`; returns the tag.
-    /// `None` only for a message over the cipher's limit (256 GiB), which the payload limit
-    /// rules out.
-    pub(crate) fn encrypt(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        associated_data: &[u8],
-        buffer: &mut [u8],
-    ) -> Option<[u8; AEAD_TAG_LEN]> {
-        self.aead.encrypt(nonce, associated_data, buffer)
-    }
-
-    /// Verifies `tag` over `associated_data` and `ciphertext` and, only if it holds, returns the
-    /// plaintext; `None` when anything was altered or another key sealed it.
-    pub(crate) fn decrypt(
-        &self,
-        nonce: &[u8],
-        associated_data: &[u8],
-        ciphertext: &[u8],
-        tag: &[u8],
-    ) -> Option<Vec<u8>> {
-        let nonce = nonce.try_into().ok()?;
-        let tag = tag.try_into().ok()?;
-        self.aead.decrypt(nonce, associated_data, ciphertext, tag)
     }
 }

@@ -37,7 +37,7 @@ impl XChaCha20Poly1305 {
     }
 
     /// Encrypts `buffer` in place, binding `associated_data`; returns the tag. `None` only for
-    /// a message over the cipher's limit (256 GiB).
+    /// a message over the cipher's limit (256 GiB), which the payload limit rules out.
     pub(crate) fn encrypt(
         &self,
         nonce: &[u8; NONCE_LEN],
@@ -52,17 +52,18 @@ impl XChaCha20Poly1305 {
     }
 
     /// Verifies `tag` over `associated_data` and `ciphertext` and, only if it holds, returns the
-    /// plaintext.
+    /// plaintext; `None` when anything was altered, another key sealed it, or the nonce or the
+    /// tag has the wrong length.
     pub(crate) fn decrypt(
         &self,
-        nonce: &[u8; NONCE_LEN],
+        nonce: &[u8],
         associated_data: &[u8],
         ciphertext: &[u8],
-        tag: &[u8; AEAD_TAG_LEN],
+        tag: &[u8],
     ) -> Option<Vec<u8>> {
-        let (key, nonce) = self.select(nonce)?;
+        let (key, nonce) = self.select(nonce.try_into().ok()?)?;
+        let tag = Tag::from(<[u8; AEAD_TAG_LEN]>::try_from(tag).ok()?);
         let mut buffer = ciphertext.to_vec();
-        let tag = Tag::from(*tag);
         key.open_in_place_separate_tag(nonce, Aad::from(associated_data), tag, &mut buffer, 0..)
             .ok()?;
         Some(buffer)
