@@ -74,9 +74,12 @@ fn as_version_1(sealed_v2: &[u8]) -> Bytes {
     Bytes::from(v1)
 }
 
-/// An encrypted envelope of a `size`-byte payload cut into what the bare AEAD takes: the
-/// associated data (the key header), the nonce, the ciphertext and the tag.
-fn aead_parts(sealed: &[u8], size: usize) -> (&[u8], XNonce, &[u8], chacha20poly1305::Tag) {
+/// What the bare AEAD takes: the associated data (the key header), the nonce, the ciphertext and
+/// the tag.
+type AeadParts<'a> = (&'a [u8], XNonce, &'a [u8], chacha20poly1305::Tag);
+
+/// An encrypted envelope of a `size`-byte payload cut into [`AeadParts`].
+fn aead_parts(sealed: &[u8], size: usize) -> AeadParts<'_> {
     let header_len = sealed.len() - NONCE_LEN - size - AEAD_TAG_LEN;
     let nonce = XNonce::try_from(&sealed[header_len..header_len + NONCE_LEN]).expect("24 bytes");
     let ciphertext = &sealed[header_len + NONCE_LEN..sealed.len() - AEAD_TAG_LEN];
@@ -98,12 +101,9 @@ fn bare_aead(key: &[u8; 32], nonce: &XNonce) -> (LessSafeKey, Nonce) {
     )
 }
 
-/// [`bare_aead`]'s decryption of `ciphertext` into `buffer` (of the same length).
-fn bare_decrypt(
-    key: &[u8; 32],
-    (nonce, associated, ciphertext, tag): (&XNonce, &[u8], &[u8], &chacha20poly1305::Tag),
-    buffer: &mut [u8],
-) {
+/// [`bare_aead`]'s decryption of the ciphertext into `buffer` (of the same length).
+fn bare_decrypt(key: &[u8; 32], parts: &AeadParts<'_>, buffer: &mut [u8]) {
+    let (associated, nonce, ciphertext, tag) = black_box(parts);
     let (aead, nonce) = bare_aead(key, nonce);
     buffer.copy_from_slice(ciphertext);
     let tag = ring::aead::Tag::from(<[u8; AEAD_TAG_LEN]>::from(*tag));
@@ -111,11 +111,29 @@ fn bare_decrypt(
         .expect("authentic");
 }
 
-/// [`bare_aead`]'s encryption of `buffer` in place.
-fn bare_encrypt(key: &[u8; 32], nonce: &XNonce, associated: &[u8], buffer: &mut [u8]) {
+/// [`bare_aead`]'s encryption of `buffer` in place, under the nonce and associated data of
+/// `parts`.
+fn bare_encrypt(key: &[u8; 32], parts: &AeadParts<'_>, buffer: &mut [u8]) {
+    let (associated, nonce, ..) = black_box(parts);
     let (aead, nonce) = bare_aead(key, nonce);
     let tag = aead.seal_in_place_separate_tag(nonce, Aad::from(associated), buffer);
     let _ = black_box(tag.expect("encrypts"));
+}
+
+/// RustCrypto's decryption of the same parts into `buffer`, for scale.
+fn rustcrypto_decrypt(aead: &XChaCha20Poly1305, parts: &AeadParts<'_>, buffer: &mut [u8]) {
+    let (associated, nonce, ciphertext, tag) = black_box(parts);
+    let inout =
+        chacha20poly1305::aead::inout::InOutBuf::new(ciphertext, buffer).expect("equal lengths");
+    aead.decrypt_inout_detached(nonce, associated, inout, tag)
+        .expect("authentic");
+}
+
+/// RustCrypto's encryption of `buffer` in place, for scale.
+fn rustcrypto_encrypt(aead: &XChaCha20Poly1305, parts: &AeadParts<'_>, buffer: &mut [u8]) {
+    let (associated, nonce, ..) = black_box(parts);
+    let tag = aead.encrypt_inout_detached(nonce, associated, buffer.into());
+    black_box(tag.expect("encrypts"));
 }
 
 fn envelope(c: &mut Criterion) {
@@ -202,43 +220,20 @@ fn envelope(c: &mut Criterion) {
             })
         });
         // The primitive alone: the same associated data, nonce, ciphertext and tag.
-        let (associated, nonce, ciphertext, aead_tag) = aead_parts(&sealed_encrypted, size);
+        let parts = aead_parts(&sealed_encrypted, size);
         let mut buffer = vec![0; size];
         group.bench_function("aead_decrypt", |b| {
-            b.iter(|| {
-                let parts = (
-                    &nonce,
-                    black_box(associated),
-                    black_box(ciphertext),
-                    &aead_tag,
-                );
-                bare_decrypt(&aead_key, parts, &mut buffer);
-            })
+            b.iter(|| bare_decrypt(&aead_key, &parts, &mut buffer))
         });
         group.bench_function("rustcrypto_decrypt", |b| {
-            b.iter(|| {
-                let inout = chacha20poly1305::aead::inout::InOutBuf::new(
-                    black_box(ciphertext),
-                    &mut buffer,
-                )
-                .expect("equal lengths");
-                rustcrypto
-                    .decrypt_inout_detached(&nonce, black_box(associated), inout, &aead_tag)
-                    .expect("authentic")
-            })
+            b.iter(|| rustcrypto_decrypt(&rustcrypto, &parts, &mut buffer))
         });
         let mut buffer = payload.clone();
         group.bench_function("aead_encrypt", |b| {
-            b.iter(|| bare_encrypt(&aead_key, &nonce, black_box(associated), &mut buffer))
+            b.iter(|| bare_encrypt(&aead_key, &parts, &mut buffer))
         });
         group.bench_function("rustcrypto_encrypt", |b| {
-            b.iter(|| {
-                rustcrypto.encrypt_inout_detached(
-                    &nonce,
-                    black_box(associated),
-                    black_box(&mut buffer[..]).into(),
-                )
-            })
+            b.iter(|| rustcrypto_encrypt(&rustcrypto, &parts, &mut buffer))
         });
         group.finish();
     }
@@ -328,7 +323,7 @@ fn rounds() {
             .seal(&key, &payload, created_ms, NEVER, &ring)
             .expect("payload within limits");
         let (mac_input, tag) = v2.split_at(v2.len() - TAG_LEN);
-        let (associated, nonce, ciphertext, aead_tag) = aead_parts(&sealed_encrypted, size);
+        let parts = aead_parts(&sealed_encrypted, size);
         let (mut decrypted, mut decrypted_rc) = (vec![0; size], vec![0; size]);
         let (mut encrypting, mut encrypting_rc) = (payload.clone(), payload.clone());
         let mut ops: Ops<'_> = vec![
@@ -413,45 +408,19 @@ fn rounds() {
             ),
             (
                 "aead_decrypt",
-                Box::new(|| {
-                    let parts = (
-                        &nonce,
-                        black_box(associated),
-                        black_box(ciphertext),
-                        &aead_tag,
-                    );
-                    bare_decrypt(&aead_key, parts, &mut decrypted);
-                }),
+                Box::new(|| bare_decrypt(&aead_key, &parts, &mut decrypted)),
             ),
             (
                 "aead_encrypt",
-                Box::new(|| {
-                    bare_encrypt(&aead_key, &nonce, black_box(associated), &mut encrypting)
-                }),
+                Box::new(|| bare_encrypt(&aead_key, &parts, &mut encrypting)),
             ),
             (
                 "rustcrypto_decrypt",
-                Box::new(|| {
-                    let inout = chacha20poly1305::aead::inout::InOutBuf::new(
-                        black_box(ciphertext),
-                        &mut decrypted_rc,
-                    )
-                    .expect("equal lengths");
-                    rustcrypto
-                        .decrypt_inout_detached(&nonce, black_box(associated), inout, &aead_tag)
-                        .expect("authentic");
-                }),
+                Box::new(|| rustcrypto_decrypt(&rustcrypto, &parts, &mut decrypted_rc)),
             ),
             (
                 "rustcrypto_encrypt",
-                Box::new(|| {
-                    black_box(rustcrypto.encrypt_inout_detached(
-                        &nonce,
-                        black_box(associated),
-                        black_box(&mut encrypting_rc[..]).into(),
-                    ))
-                    .expect("encrypts");
-                }),
+                Box::new(|| rustcrypto_encrypt(&rustcrypto, &parts, &mut encrypting_rc)),
             ),
         ];
         // Batch sizes from a short calibration, so each batch lasts about `BATCH`.
