@@ -260,9 +260,10 @@ impl RedisStoreBuilder {
     /// How many multiplexed connections to spread calls over, round robin (default 2).
     ///
     /// Each connection pipelines all the calls sent on it, and is driven by one task. With one,
-    /// that task is the bottleneck at 64+ concurrent calls: on `benches/redis.rs` (two cores),
-    /// verified reads reach 0.82–1.06× the throughput of raw redis-rs `GET`s on one connection
-    /// with one, 1.0–1.36× with two. More may help on machines with more cores.
+    /// that task is the bottleneck at 64+ concurrent calls: on `benches/redis.rs` (two cores,
+    /// 64 and 256 tasks), verified reads reach 0.79–0.82× the throughput of raw redis-rs `GET`s
+    /// on one connection with one, 0.89–0.93× with two. More may help on machines with more
+    /// cores.
     pub fn connections(mut self, connections: usize) -> Self {
         self.connections = connections;
         self
