@@ -281,12 +281,17 @@ fn paired(bench: &Bench) {
     }
 }
 
-/// The runtime's worker threads: 2, or `REDIS_BENCH_WORKERS`.
+/// The runtime's worker threads: 2, or `REDIS_BENCH_WORKERS` (a positive number; anything else
+/// stops the bench rather than measuring another runtime than the one asked for).
 fn workers() -> usize {
-    std::env::var("REDIS_BENCH_WORKERS")
+    let Ok(workers) = std::env::var("REDIS_BENCH_WORKERS") else {
+        return 2;
+    };
+    workers
+        .parse()
         .ok()
-        .and_then(|workers| workers.parse().ok())
-        .unwrap_or(2)
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or_else(|| panic!("REDIS_BENCH_WORKERS={workers:?}: expected a positive number"))
 }
 
 fn setup(server: &support::RedisServer) -> Bench {
